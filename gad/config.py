@@ -1,0 +1,164 @@
+"""Typed run configuration with the paper's defaults.
+
+Every field carries a help text: the CLI (`gad-studio train --help`) and the studio's forms are
+generated from these descriptions, so they are the single source of truth for what a knob means.
+
+Defaults follow the GAD paper / reference code (LMOps `gad/`, verl ~0.4): group size 8,
+temperature 0.8, lr 1e-6 for policy and discriminator, KL 0.001 (k3), PPO clip 0.2, gradient
+clip 0.2, 256 prompts per step, 10 discriminator-only steps, a checkpoint every 50 steps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Method = Literal["gad", "seqkd", "offpolicy"]
+
+
+class ConfigError(ValueError):
+    """A configuration problem a user can fix; the message says which field and how."""
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # --- what to run -------------------------------------------------------------------------
+    method: Method = Field("gad", description="Training method: 'gad' (warmup then adversarial "
+                           "stage), 'seqkd' (supervised fine-tuning on teacher responses, the "
+                           "baseline) or 'offpolicy' (SeqKD, then a discriminator trained against "
+                           "the frozen student, then GRPO against that frozen discriminator).")
+    student: str = Field(..., description="Student model: a Hugging Face hub id or a local folder.")
+    data: str = Field(..., description="Prompt/teacher-response file (JSONL, JSON, CSV or Parquet).")
+    teacher_responses: str | None = Field(None, description="Optional separate file of teacher "
+                                          "responses (e.g. FastChat answers), joined to --data on id.")
+    output: str = Field(..., description="Run folder: metrics.jsonl, samples.jsonl, checkpoints/.")
+    seed: int = Field(42, description="Seed for sampling, data order, the split and head init.")
+
+    # --- data --------------------------------------------------------------------------------
+    prompt_format: Literal["chat", "plain"] = Field("chat", description="'chat' renders prompts "
+                                                    "with the student's chat template; 'plain' uses "
+                                                    "the paper's Alpaca-style wrapper.")
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Share of prompts held out as a "
+                                 "test split (deterministic given --seed).")
+    max_prompt_length: int = Field(2048, gt=0, description="Prompts longer than this many tokens "
+                                   "keep their last tokens (the end of the conversation).")
+    max_new_tokens: int = Field(1536, gt=0, description="Maximum response length in tokens, for "
+                                "student samples and (truncation of) teacher responses.")
+    max_examples: int | None = Field(None, gt=0, description="Use at most this many prompts.")
+
+    # --- schedule ----------------------------------------------------------------------------
+    batch_size: int = Field(256, gt=0, description="Prompts per optimiser step (over all processes).")
+    group_size: int = Field(8, ge=2, description="Student responses sampled per prompt (GRPO group).")
+    warmup_steps: int | None = Field(None, ge=0, description="Warmup-stage steps (GAD, offpolicy "
+                                     "SeqKD part). Default: one epoch over the training prompts.")
+    steps: int | None = Field(None, ge=0, description="Main-stage steps: adversarial steps for "
+                              "gad/offpolicy, supervised steps for seqkd. Default: one epoch.")
+    disc_only_steps: int = Field(10, ge=0, description="The first N warmup steps train only the "
+                                 "discriminator (the generator is frozen).")
+    offpolicy_disc_steps: int | None = Field(None, ge=0, description="offpolicy: steps training "
+                                             "the discriminator against the frozen student. "
+                                             "Default: same as warmup steps.")
+    generator_warmup: bool = Field(True, description="Ablation switch: fine-tune the generator on "
+                                   "teacher text during warmup.")
+    discriminator_warmup: bool = Field(True, description="Ablation switch: train the discriminator "
+                                       "during warmup.")
+    save_steps: int = Field(50, gt=0, description="Save a checkpoint every N global steps (and at "
+                            "the end of every stage).")
+    sample_every: int = Field(10, gt=0, description="Write a sample record every N steps.")
+    gradient_accumulation_steps: int = Field(1, gt=0, description="Micro-batches per optimiser step.")
+
+    # --- optimisation ------------------------------------------------------------------------
+    lr: float = Field(1e-6, gt=0, description="Policy learning rate in the adversarial stage.")
+    disc_lr: float = Field(1e-6, gt=0, description="Discriminator learning rate.")
+    warmup_lr: float = Field(1e-6, gt=0, description="Generator learning rate in the warmup "
+                             "stage (assumed equal to the adversarial lr, as in the reference runs).")
+    seqkd_lr: float = Field(5e-6, gt=0, description="Learning rate of the SeqKD baseline (and of "
+                            "the offpolicy method's SeqKD stage).")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (both models).")
+    grad_clip: float = Field(0.2, gt=0, description="Gradient-norm clip for the policy.")
+    disc_grad_clip: float = Field(0.2, gt=0, description="Gradient-norm clip for the discriminator.")
+    kl_coef: float = Field(0.001, ge=0, description="KL-to-reference loss coefficient (k3 "
+                           "estimator); the reference is the student at the start of the stage.")
+    clip_range: float = Field(0.2, gt=0, description="PPO ratio clip epsilon.")
+    temperature: float = Field(0.8, gt=0, description="Sampling temperature for student responses.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling for student responses.")
+
+    # --- models ------------------------------------------------------------------------------
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype: 'auto' is bfloat16 on a GPU and float32 on a CPU.")
+    lora: bool = Field(False, description="Train LoRA adapters (peft) instead of all weights, for "
+                       "student and discriminator.")
+    lora_r: int = Field(16, gt=0, description="LoRA rank.")
+    lora_alpha: int = Field(32, gt=0, description="LoRA alpha.")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
+    trust_remote_code: bool = Field(False, description="Allow model code from the hub. Off unless "
+                                    "an admin turns it on: it runs arbitrary code.")
+    use_vllm: bool = Field(False, description="Generate rollouts with vLLM (GPU, optional extra).")
+
+    @model_validator(mode="after")
+    def _check(self) -> "RunConfig":
+        if self.method == "gad" and not (self.generator_warmup or self.discriminator_warmup) \
+                and (self.warmup_steps or 0) > 0:
+            raise ValueError("generator_warmup and discriminator_warmup are both off, so the "
+                             "warmup stage would do nothing: set warmup_steps to 0 instead")
+        return self
+
+    # Derived ---------------------------------------------------------------------------------
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.output)
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "(config)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            close = [f for f in RunConfig.model_fields if _similar(f, field)]
+            msg = "unknown field" + (f"; did you mean '{close[0]}'?" if close else "")
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        got = e.get("input")
+        got_text = "" if e["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  - {field}: {msg}{got_text}")
+    return "\n".join(lines)
+
+
+def _similar(a: str, b: str) -> bool:
+    a, b = a.lower().replace("-", "_"), b.lower().replace("-", "_")
+    return a in b or b in a or len(set(a) ^ set(b)) <= 2
+
+
+def build_config(values: dict[str, Any], source: str = "arguments") -> RunConfig:
+    """Validate a dict of settings, turning pydantic's errors into one readable ConfigError."""
+    try:
+        return RunConfig(**values)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(err, 'problem', err)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of field: value, got {type(data).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """YAML file (optional) with CLI overrides on top."""
+    values = load_yaml(path) if path else {}
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return build_config(values, source=str(path) if path else "arguments")

@@ -1,0 +1,264 @@
+"""The training stages on TRL: supervised (warmup / SeqKD) and adversarial (GAD on GRPO).
+
+  WarmupTrainer (SFTTrainer): cross-entropy on teacher responses; when it holds a
+      discriminator, every step also samples fresh student responses and takes one
+      Bradley-Terry step on them. The first `disc_only_steps` steps skip the generator.
+      SeqKD is this trainer without a discriminator.
+  AdversarialTrainer (GRPOTrainer): TRL samples N responses per prompt and asks
+      `DiscriminatorReward` for rewards; the reward function scores the N responses and the
+      teacher's one with D, takes D's Bradley-Terry step in the same forward/backward, and returns
+      the *pre-update* scores. TRL then normalises them within the group and takes the policy
+      step (PPO clip, k3 KL to the stage's starting policy).
+
+Both share `StageMixin`: global step numbering across stages, metrics to a `Progress`, and
+checkpoints moved to `run/checkpoints/step-G/{student,discriminator}` (the student folder is
+also a complete TRL resume folder: weights + optimizer + scheduler + RNG + trainer state).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback
+from trl import GRPOTrainer, SFTTrainer
+
+from gad.discriminator import Discriminator, Group
+from gad.generation import sample_responses
+from gad.modeling import TokenInfo, split_response
+from gad.progress import Progress
+
+# TRL's log keys -> ours (everything else passes through with '/' turned into '_').
+RENAMES = {"learning_rate": "lr", "reward": "reward_mean", "completions/mean_length": "student_length",
+           "mean_token_accuracy": "token_accuracy"}
+DROP = {"epoch", "step_time", "total_flos", "num_tokens"}
+
+
+@dataclass
+class StageContext:
+    """What a stage needs to know about the run around it."""
+    name: str
+    run_dir: Path
+    step_offset: int          # global step = step_offset + this stage's step
+    progress: Progress
+    info: TokenInfo
+    tokenizer: object
+    discriminator: Discriminator | None = None
+    update_discriminator: bool = True
+    sample_every: int = 10
+
+
+class _StageCallback(TrainerCallback):
+    def __init__(self, trainer: "StageMixin"):
+        self.t = trainer
+        self._t0 = time.perf_counter()
+        self._step_time = None
+
+    def on_step_begin(self, args, state, control, **kw):
+        self._t0 = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kw):
+        self._step_time = time.perf_counter() - self._t0
+        if state.global_step >= state.max_steps:
+            control.should_save = True  # every stage ends on a checkpoint
+        if self.t.ctx.progress.should_stop():
+            self.t.stopped = True
+            control.should_training_stop = True
+            control.should_save = True
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if not state.is_world_process_zero or not logs or "train_runtime" in logs:
+            return
+        record = {"step": self.t.ctx.step_offset + state.global_step, "stage": self.t.ctx.name}
+        for key, value in logs.items():
+            if key in DROP:
+                continue
+            record[RENAMES.get(key, key.replace("/", "_"))] = value
+        if not getattr(self.t, "generator_active", True):  # frozen generator: no loss to report
+            for key in ("loss", "grad_norm", "lr"):
+                record.pop(key, None)
+        record["step_time"] = self._step_time
+        self.t.ctx.progress.metrics(record)
+
+
+class StageMixin:
+    ctx: StageContext
+    stopped: bool = False
+
+    def _init_stage(self, ctx: StageContext) -> None:
+        self.ctx = ctx
+        self.stopped = False
+        self.remove_callback(PrinterCallback)  # our Progress reports instead of raw log dicts
+        self.add_callback(_StageCallback(self))
+
+    @property
+    def global_step(self) -> int:
+        return self.ctx.step_offset + self.state.global_step
+
+    def _record(self, name: str, value: float) -> None:
+        self._metrics["train"][name].append(float(value))
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        src = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        dest = self.ctx.run_dir / "checkpoints" / f"step-{self.global_step}"
+        if self.args.should_save:
+            partial = dest.with_name(dest.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+            shutil.move(str(src), str(partial / "student"))
+            self.ctx.tokenizer.save_pretrained(partial / "student")
+            if self.ctx.discriminator is not None:
+                self.ctx.discriminator.save(partial / "discriminator", self.ctx.tokenizer)
+            # meta.json is written last: a folder without it is an interrupted save.
+            (partial / "meta.json").write_text(json.dumps({
+                "global_step": self.global_step, "stage": self.ctx.name,
+                "stage_step": self.state.global_step, "stage_max_steps": self.state.max_steps}))
+            shutil.rmtree(dest, ignore_errors=True)  # same step saved again after a resume
+            partial.rename(dest)
+            self.ctx.progress.checkpoint(self.global_step, str(dest))
+        self.accelerator.wait_for_everyone()
+
+    def _teacher_groups(self, prompt_ids, teacher_ids, students) -> list[Group]:
+        groups = []
+        for p, t, s in zip(prompt_ids, teacher_ids, students):
+            t_ids, t_fin = split_response(t, self.ctx.info)
+            groups.append(Group(list(p), t_ids, t_fin, s))
+        return groups
+
+    def _write_sample(self, groups: list[Group], scores: list[list[float]],
+                      advantages: list[float] | None = None) -> None:
+        if not self.accelerator.is_main_process or not groups:
+            return
+        if (self.state.global_step + 1) % self.ctx.sample_every and self.state.global_step:
+            return
+        g, tok = groups[0], self.ctx.tokenizer
+        self.ctx.progress.sample({
+            "step": self.global_step + 1, "stage": self.ctx.name,
+            "prompt": tok.decode(g.prompt_ids, skip_special_tokens=False),
+            "teacher": tok.decode(g.teacher_ids, skip_special_tokens=True),
+            "students": [{"text": tok.decode(ids, skip_special_tokens=True), "finished": fin,
+                          "score": scores[0][i] if scores else None,
+                          "advantage": advantages[i] if advantages else None}
+                         for i, (ids, fin) in enumerate(g.student)],
+        })
+
+
+# ----------------------------------------------------------------------------------------------
+# Supervised stages: GAD warmup, SeqKD, offpolicy discriminator training
+# ----------------------------------------------------------------------------------------------
+class WarmupTrainer(StageMixin, SFTTrainer):
+    def __init__(self, *args, ctx: StageContext, train_generator: bool = True, disc_only_steps: int = 0,
+                 sampling: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_stage(ctx)
+        self.train_generator = train_generator
+        self.disc_only_steps = disc_only_steps
+        self.sampling = sampling or {}
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        model.train()  # metrics are filed under the mode the model is in
+        if self.ctx.discriminator is not None:
+            self._discriminator_step(inputs)
+        self.generator_active = self.train_generator and self.state.global_step >= self.disc_only_steps
+        if self.generator_active:
+            return super().training_step(model, inputs, num_items_in_batch)
+        # Generator frozen this step: no loss, no gradient; the optimizer step is a no-op.
+        return torch.zeros((), device=self.args.device)
+
+    def _discriminator_step(self, inputs) -> None:
+        """Fresh student samples for this batch's prompts, then one Bradley-Terry step."""
+        prompt_ids, teacher_ids = [], []
+        for ids, attn, labels in zip(inputs["input_ids"].tolist(), inputs["attention_mask"].tolist(),
+                                     inputs["labels"].tolist()):
+            real = [(t, lab) for t, a, lab in zip(ids, attn, labels) if a]
+            prompt_ids.append([t for t, lab in real if lab == -100])
+            teacher_ids.append([t for t, lab in real if lab != -100])
+        model = self.accelerator.unwrap_model(self.model)
+        students = sample_responses(model, prompt_ids, info=self.ctx.info, **self.sampling)
+        groups = self._teacher_groups(prompt_ids, teacher_ids, students)
+        scores, metrics = self.ctx.discriminator.step(groups, update=self.ctx.update_discriminator)
+        for k, v in metrics.items():
+            self._record(k, v)
+        self._record("student_length", sum(len(r) for g in groups for r, _ in g.student) /
+                     max(1, sum(len(g.student) for g in groups)))
+        self._record("teacher_length", sum(len(g.teacher_ids) for g in groups) / len(groups))
+        self._write_sample(groups, scores)
+
+
+class SeqKDTrainer(StageMixin, SFTTrainer):
+    """Plain supervised fine-tuning on teacher responses, with the stage plumbing."""
+
+    def __init__(self, *args, ctx: StageContext, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_stage(ctx)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        labels = inputs["labels"]
+        self._record("teacher_length", float((labels != -100).sum(dim=1).float().mean()))
+        return super().training_step(model, inputs, num_items_in_batch)
+
+
+# ----------------------------------------------------------------------------------------------
+# Adversarial stage: GRPO with the discriminator as an online-trained reward
+# ----------------------------------------------------------------------------------------------
+class DiscriminatorReward:
+    """TRL reward function: D's score of each completion, with D's own update folded in.
+
+    Dataset columns arrive in kwargs, one entry per completion, in contiguous blocks per prompt.
+    """
+
+    __name__ = "discriminator"
+
+    def __init__(self):
+        self.trainer: AdversarialTrainer | None = None
+        self.last: tuple[list[Group], list[list[float]]] | None = None
+
+    def __call__(self, prompts, completions, completion_ids, prompt_ids, teacher_ids, example_index, **kwargs):
+        t = self.trainer
+        info = t.ctx.info
+        groups: list[Group] = []
+        prev = None
+        for i, ids in enumerate(completion_ids):
+            if example_index[i] != prev:  # a new prompt's block starts
+                t_ids, t_fin = split_response(teacher_ids[i], info)
+                groups.append(Group(list(prompt_ids[i]), t_ids, t_fin, []))
+                prev = example_index[i]
+            groups[-1].student.append(split_response(ids, info))
+        training = t.model.training
+        update = training and t.ctx.update_discriminator
+        # TRL may call us under no_grad; D's update needs autograd.
+        with torch.inference_mode(False), torch.enable_grad():
+            scores, metrics = t.ctx.discriminator.step(groups, update=update)
+        if training:
+            for k, v in metrics.items():
+                t._record(k, v)
+            t._record("teacher_length", sum(len(g.teacher_ids) for g in groups) / len(groups))
+        self.last = (groups, scores)
+        return [s for group in scores for s in group]
+
+
+class AdversarialTrainer(StageMixin, GRPOTrainer):
+    def __init__(self, *args, ctx: StageContext, prompt_lookup: dict[str, list[int]], **kwargs):
+        self.reward = DiscriminatorReward()
+        super().__init__(*args, reward_funcs=[self.reward], **kwargs)
+        self.reward.trainer = self
+        self._prompt_lookup = prompt_lookup
+        self._init_stage(ctx)
+
+    def _tokenize_prompts(self, prompts: list):
+        # The exact ids the data pipeline built (left-truncated), so D sees what the policy saw.
+        return [self._prompt_lookup[p] for p in prompts], None, {}
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        if self.model.training and self.reward.last is not None:
+            groups, scores = self.reward.last
+            n = len(groups[0].student) if groups else 0
+            self._write_sample(groups, scores, output["advantages"][:n].tolist())
+        return output
