@@ -151,7 +151,7 @@ def run(cfg: RunConfig, progress: Progress | None = None) -> RunResult:
             progress.message(f"resuming {run_dir} from checkpoint step-{resume_step}")
 
     torch.manual_seed(cfg.seed)
-    offset, last_ckpt, status = 0, None, "succeeded"
+    offset, last_ckpt, status, checksums = 0, None, "succeeded", None
     for stage in stages:
         end = offset + stage.steps
         done = [c for c in ckpts if c[0] <= end]
@@ -167,6 +167,8 @@ def run(cfg: RunConfig, progress: Progress | None = None) -> RunResult:
                                progress, Dataset)
         trainer.train(resume_from_checkpoint=str(resume / "student") if resume else None)
         stopped = trainer.stopped
+        if trainer.ctx.discriminator is not None:
+            checksums = _gather_checksums(trainer.ctx.discriminator)
         del trainer
         ckpts = list_checkpoints(run_dir)
         last_ckpt = ckpts[-1][1] if ckpts else None
@@ -179,10 +181,23 @@ def run(cfg: RunConfig, progress: Progress | None = None) -> RunResult:
         (run_dir / "result.json").write_text(json.dumps({
             "status": status, "global_step": final_step, "total_steps": total,
             "final_checkpoint": str(last_ckpt) if last_ckpt else None,
+            # One fingerprint per process: equal values mean every rank holds the same D.
+            "discriminator_checksums": checksums,
             "stages": [s.__dict__ for s in stages]}, indent=2))
         shutil.rmtree(run_dir / ".trl", ignore_errors=True) if status == "succeeded" else None
     progress.close()
     return RunResult(run_dir, status, final_step, total, last_ckpt)
+
+
+def _gather_checksums(disc) -> list[float]:
+    import torch.distributed as dist
+
+    mine = disc.checksum()
+    if not (dist.is_available() and dist.is_initialized()):
+        return [mine]
+    everyone = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)
+    return everyone
 
 
 # ----------------------------------------------------------------------------------------------
@@ -209,7 +224,7 @@ def _common_args(cfg: RunConfig, stage: Stage, run_dir: Path) -> dict:
     return dict(
         output_dir=str(run_dir / ".trl" / stage.name), max_steps=stage.steps, learning_rate=stage.lr,
         lr_scheduler_type="constant", warmup_steps=0, weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.grad_clip, logging_steps=1, save_strategy="steps", save_steps=cfg.save_steps,
+        max_grad_norm=cfg.grad_clip, logging_steps=1, save_strategy="no",  # our callback decides saves
         report_to=[], seed=cfg.seed, bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, save_only_model=False,
@@ -244,7 +259,7 @@ def _build_stage(cfg, stage, data, tokenizer, info, run_dir, offset, start_ckpt,
             disc.load_optimizer(disc_dir)
 
     ctx = StageContext(stage.name, run_dir, offset, progress, info, tokenizer, disc,
-                       stage.update_discriminator, cfg.sample_every)
+                       stage.update_discriminator, cfg.sample_every, cfg.save_steps)
     common = _common_args(cfg, stage, run_dir)
 
     if stage.name == "adversarial":

@@ -51,6 +51,7 @@ class StageContext:
     discriminator: Discriminator | None = None
     update_discriminator: bool = True
     sample_every: int = 10
+    save_steps: int = 50
 
 
 class _StageCallback(TrainerCallback):
@@ -64,16 +65,23 @@ class _StageCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kw):
         self._step_time = time.perf_counter() - self._t0
-        if state.global_step >= state.max_steps:
-            control.should_save = True  # every stage ends on a checkpoint
-        if self.t.ctx.progress.should_stop():
+        # Checkpoints fall on multiples of save_steps in *global* steps, and every stage ends on one.
+        global_step = self.t.ctx.step_offset + state.global_step
+        if global_step % self.t.ctx.save_steps == 0 or state.global_step >= state.max_steps:
+            control.should_save = True
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if not logs or "train_runtime" in logs:
+            return
+        if state.is_world_process_zero:
+            self._report(state, logs)
+        # Cancellation: rank 0 asks the Progress (after this step's metrics went out), every rank obeys.
+        if _agree(state.is_world_process_zero and self.t.ctx.progress.should_stop()):
             self.t.stopped = True
             control.should_training_stop = True
             control.should_save = True
 
-    def on_log(self, args, state, control, logs=None, **kw):
-        if not state.is_world_process_zero or not logs or "train_runtime" in logs:
-            return
+    def _report(self, state, logs) -> None:
         record = {"step": self.t.ctx.step_offset + state.global_step, "stage": self.t.ctx.name}
         for key, value in logs.items():
             if key in DROP:
@@ -84,6 +92,17 @@ class _StageCallback(TrainerCallback):
                 record.pop(key, None)
         record["step_time"] = self._step_time
         self.t.ctx.progress.metrics(record)
+
+
+def _agree(flag: bool) -> bool:
+    """Rank 0's decision, broadcast to all ranks (a no-op with one process)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    box = [flag]
+    dist.broadcast_object_list(box, src=0)
+    return bool(box[0])
 
 
 class StageMixin:
