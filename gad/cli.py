@@ -55,6 +55,9 @@ def cmd_train(ns: argparse.Namespace) -> int:
     print(f"{result.status}: {result.global_step}/{result.total_steps} steps; run folder {result.run_dir}")
     print(f"  metrics:    {result.run_dir / 'metrics.jsonl'}")
     print(f"  samples:    {result.run_dir / 'samples.jsonl'}")
+    print(f"  curves:     {result.run_dir / 'curves.png'}")
+    for w in result.warnings:
+        print(f"  warning:    {w}")
     if result.final_checkpoint:
         print(f"  checkpoint: {result.final_checkpoint}  (student/ and discriminator/ load with from_pretrained)")
     return 0 if result.status == "succeeded" else 1

@@ -113,6 +113,7 @@ class RunResult:
     global_step: int
     total_steps: int
     final_checkpoint: Path | None
+    warnings: list[str]
 
 
 def run(cfg: RunConfig, progress: Progress | None = None) -> RunResult:
@@ -177,16 +178,24 @@ def run(cfg: RunConfig, progress: Progress | None = None) -> RunResult:
             break
         offset = end
     final_step = ckpts[-1][0] if ckpts else 0
+    warnings = []
     if is_main:
+        from gad.plots import health_warnings, plot_run, read_metrics
+
+        warnings = health_warnings(read_metrics(run_dir))
+        for w in warnings:
+            progress.message(f"warning: {w}")
+        plot_run(run_dir)
         (run_dir / "result.json").write_text(json.dumps({
             "status": status, "global_step": final_step, "total_steps": total,
             "final_checkpoint": str(last_ckpt) if last_ckpt else None,
             # One fingerprint per process: equal values mean every rank holds the same D.
             "discriminator_checksums": checksums,
+            "warnings": warnings,
             "stages": [s.__dict__ for s in stages]}, indent=2))
         shutil.rmtree(run_dir / ".trl", ignore_errors=True) if status == "succeeded" else None
     progress.close()
-    return RunResult(run_dir, status, final_step, total, last_ckpt)
+    return RunResult(run_dir, status, final_step, total, last_ckpt, warnings)
 
 
 def _gather_checksums(disc) -> list[float]:

@@ -1,0 +1,95 @@
+"""Curves of a run, drawn from metrics.jsonl, and the health checks a user should see.
+
+`plot_run(run_dir)` writes curves.png: discriminator loss and accuracy, D(teacher) vs D(student),
+reward, KL, response lengths, generator loss; stage boundaries are dashed lines.
+`health_warnings(records)` flags the known failure mode of a discriminator that wins too easily.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PANELS = [
+    ("discriminator loss", ["disc_loss"]),
+    ("discriminator accuracy", ["disc_accuracy"]),
+    ("D(teacher) vs D(student)", ["disc_teacher_score", "disc_student_score"]),
+    ("reward (mean, std)", ["reward_mean", "reward_std"]),
+    ("KL to reference", ["kl"]),
+    ("response length (tokens)", ["student_length", "teacher_length"]),
+    ("supervised loss (cross-entropy)", ["loss@warmup", "loss@seqkd"]),
+    ("policy loss (GRPO)", ["loss@adversarial"]),
+    ("step time (s)", ["step_time"]),
+]
+
+# Reported failure mode: D accuracy pinned at 96-99% means the student gets no useful signal.
+STRONG_DISC_ACCURACY = 0.95
+STRONG_DISC_WINDOW = 20
+
+
+def _value(record: dict, key: str):
+    """'loss@adversarial' reads `loss` from that stage's records only (the losses differ in kind)."""
+    name, _, stage = key.partition("@")
+    if stage and record.get("stage") != stage:
+        return None
+    return record.get(name)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def health_warnings(records: list[dict]) -> list[str]:
+    adv = [r["disc_accuracy"] for r in records if r.get("stage") == "adversarial" and r.get("disc_accuracy") is not None]
+    warnings = []
+    if len(adv) >= STRONG_DISC_WINDOW:
+        recent = sum(adv[-STRONG_DISC_WINDOW:]) / STRONG_DISC_WINDOW
+        if recent > STRONG_DISC_ACCURACY:
+            warnings.append(f"discriminator accuracy averaged {recent:.0%} over the last {STRONG_DISC_WINDOW} "
+                            f"adversarial steps: D wins too easily and the reward carries little signal "
+                            f"(try a lower --disc-lr, a longer warmup, or check for formatting leaks)")
+    return warnings
+
+
+def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never a window
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(run_dir)
+    if not records:
+        return None
+    out = Path(out) if out else Path(run_dir) / "curves.png"
+    panels = [(t, keys) for t, keys in PANELS
+              if any(isinstance(_value(r, k), (int, float)) for r in records for k in keys)]
+    cols = 2
+    rows = (len(panels) + 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(11, 2.6 * rows), squeeze=False)
+    bounds = [r["step"] - 0.5 for a, r in zip(records, records[1:]) if a["stage"] != r["stage"]]
+    for ax, (title, keys) in zip(axes.flat, panels):
+        for key in keys:
+            pts = [(r["step"], _value(r, key)) for r in records if isinstance(_value(r, key), (int, float))]
+            if pts:
+                ax.plot(*zip(*pts), label=key.replace("@", " @ "), linewidth=1.2)
+        for b in bounds:
+            ax.axvline(b, color="grey", linestyle="--", linewidth=0.8)
+        if title == "discriminator accuracy":
+            ax.axhline(STRONG_DISC_ACCURACY, color="red", linestyle=":", linewidth=0.8)
+            ax.set_ylim(-0.02, 1.02)
+        ax.set_title(title, fontsize=10)
+        if len(keys) > 1:
+            ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    stages = " → ".join(dict.fromkeys(r["stage"] for r in records))
+    fig.suptitle(f"{Path(run_dir).name}: {stages} (dashed: stage boundaries)", fontsize=11)
+    fig.supxlabel("global step")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
