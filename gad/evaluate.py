@@ -1,0 +1,256 @@
+"""Evaluate models on prompt sets with the LLM judge: a table like the paper's Table 4.
+
+For each set and model: responses (generated from a model folder/hub id at temperature 0.8 and up
+to 1536 new tokens by default, or read from a responses file, e.g. the teacher's), the judge's
+reference answers (cached), the judge's two scores per prompt (cached; optionally in both
+orders), then per (model, set): the aggregate score with a bootstrap 95% interval, mean raw
+scores, unparsed verdicts, flip rate, mean response length (words) and, when a teacher row is
+given, n-gram F1 / ROUGE-L against the teacher.
+
+Outputs in DIR: samples.jsonl (one line per judged response), table.md, table.csv, table.json,
+table.png, and responses/<model>/<set>.jsonl.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from gad.api_client import ChatRunner, Endpoint, JsonlStore
+from gad.data import DataError, Example, load_examples
+from gad.judge import FORMULA_NOTE, judge_messages, parse_scores, summarise, verdict
+from gad.metrics import length_stats, overlap_report, select_checkpoint
+from gad.resources import EVAL_SETS, dataset_path
+
+RESPONSE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    path: str | None = None            # a model folder or hub id to generate with
+    responses: str | None = None       # or a file of responses to judge as they are
+
+    @staticmethod
+    def parse(text: str) -> "ModelSpec":
+        """'NAME=PATH' or 'PATH'; a path to a data file is a responses file."""
+        name, _, target = text.partition("=") if "=" in text else ("", "", text)
+        target = target or text
+        name = name or Path(target.rstrip("/")).name or target
+        if Path(target).suffix.lower() in RESPONSE_SUFFIXES and Path(target).is_file():
+            return ModelSpec(name, responses=target)
+        return ModelSpec(name, path=target)
+
+
+def load_set(name: str, limit: int | None) -> tuple[str, list[Example]]:
+    path = dataset_path(name) if name in EVAL_SETS else Path(name)
+    label = name if name in EVAL_SETS else Path(name).stem
+    return label, load_examples(path, limit=limit)
+
+
+def responses_from_file(spec: ModelSpec, examples: list[Example]) -> list[str]:
+    rows = load_examples(spec.responses)
+    by_id = {r.id: r.response for r in rows}
+    by_prompt = {r.prompt_text: r.response for r in rows}
+    out, missing = [], []
+    for ex in examples:
+        text = by_id.get(ex.id) if ex.id in by_id else by_prompt.get(ex.prompt_text)
+        if text is None:
+            missing.append(ex.id)
+        out.append(text or "")
+    if missing:
+        raise DataError(spec.responses, f"no response for {len(missing)} of {len(examples)} prompts "
+                                        f"(first: id '{missing[0]}'); responses are matched by id, then by prompt text")
+    return out
+
+
+def generate_responses(spec: ModelSpec, examples: list[Example], *, max_new_tokens: int, temperature: float,
+                       greedy: bool, seed: int, batch_size: int = 16, trust_remote_code: bool = False) -> list[str]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from gad.data import render_prompt
+    from gad.generation import sample_responses
+    from gad.modeling import load_tokenizer, token_info
+
+    torch.manual_seed(seed)
+    tok = load_tokenizer(spec.path, trust_remote_code)
+    info = token_info(tok, spec.path if Path(spec.path).exists() else None)
+    model = AutoModelForCausalLM.from_pretrained(spec.path, trust_remote_code=trust_remote_code)
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    out = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start:start + batch_size]
+        prompts = [tok(render_prompt(ex.messages, tok, "chat"), add_special_tokens=False)["input_ids"] for ex in chunk]
+        groups = sample_responses(model, prompts, n=1, max_new_tokens=max_new_tokens, temperature=temperature,
+                                  top_p=1.0, info=info, greedy=greedy)
+        out += [tok.decode(g[0][0], skip_special_tokens=True) for g in groups]
+    return out
+
+
+def evaluate(models: list[ModelSpec], sets: list[str], judge: Endpoint, output: str | Path, *,
+             limit: int | None = None, max_new_tokens: int = 1536, temperature: float = 0.8, greedy: bool = False,
+             both_orders: bool = False, teacher: str | None = None, seed: int = 0,
+             say: Callable[[str], None] = print) -> dict:
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = [load_set(s, limit) for s in sets]
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise DataError("--model", f"model names must be unique, got {names}; name them with NAME=PATH")
+    store = JsonlStore(out / "judge_cache.jsonl")
+    try:
+        # 1. the judge's own reference answers
+        ref_runner = ChatRunner(judge, store)
+        say(f"judge references: {sum(len(e) for _, e in loaded)} prompts")
+        refs = {label: ref_runner.run([ex.messages for ex in exs]) for label, exs in loaded}
+
+        # 2. each model's responses
+        responses: dict[tuple[str, str], list[str]] = {}
+        for spec in models:
+            for label, exs in loaded:
+                if spec.responses:
+                    texts = responses_from_file(spec, exs)
+                else:
+                    say(f"generating: {spec.name} on {label} ({len(exs)} prompts)")
+                    texts = generate_responses(spec, exs, max_new_tokens=max_new_tokens, temperature=temperature,
+                                               greedy=greedy, seed=seed)
+                responses[(spec.name, label)] = texts
+                (out / "responses" / spec.name).mkdir(parents=True, exist_ok=True)
+                with (out / "responses" / spec.name / f"{label}.jsonl").open("w", encoding="utf-8") as fh:
+                    for ex, text in zip(exs, texts):
+                        fh.write(json.dumps({"id": ex.id, "messages": ex.messages, "response": text},
+                                            ensure_ascii=False) + "\n")
+
+        # 3. judge every (model, set, prompt), in one or both orders
+        jobs, requests = [], []
+        for spec in models:
+            for label, exs in loaded:
+                for i, ex in enumerate(exs):
+                    ref = refs[label][i].get("response") or ""
+                    resp = responses[(spec.name, label)][i]
+                    jobs.append((spec.name, label, i, "model_first"))
+                    requests.append(judge_messages(ex.prompt_text, resp, ref))
+                    if both_orders:
+                        jobs.append((spec.name, label, i, "reference_first"))
+                        requests.append(judge_messages(ex.prompt_text, ref, resp))
+        say(f"judging: {len(requests)} verdicts")
+        verdicts = ChatRunner(judge, store).run(requests)
+    finally:
+        store.close()
+
+    # 4. per-sample records and summaries
+    per: dict[tuple[str, str, int], dict] = {}
+    for (name, label, i, order), v in zip(jobs, verdicts):
+        ex = dict(loaded)[label][i]
+        rec = per.setdefault((name, label, i), {
+            "model": name, "set": label, "id": ex.id, "prompt": ex.prompt_text,
+            "response": responses[(name, label)][i], "reference": refs[label][i].get("response"), "orders": {}})
+        parsed = parse_scores(v.get("response")) if v["status"] == "ok" else None
+        if parsed and order == "reference_first":
+            parsed = (parsed[1], parsed[0])
+        rec["orders"][order] = {"model_score": parsed[0] if parsed else None,
+                                "reference_score": parsed[1] if parsed else None,
+                                "judge_text": v.get("response"), "status": v["status"], "error": v.get("error")}
+    rows, samples = [], list(per.values())
+    teacher_texts = {label: responses.get((teacher, label)) for label, _ in loaded} if teacher else {}
+    for spec in models:
+        for label, exs in loaded:
+            pairs, unparsed, flips = [], 0, []
+            for i in range(len(exs)):
+                rec = per[(spec.name, label, i)]
+                got = [o for o in rec["orders"].values() if o["model_score"] is not None]
+                unparsed += len(rec["orders"]) - len(got)
+                if got:
+                    m = sum(o["model_score"] for o in got) / len(got)
+                    r = sum(o["reference_score"] for o in got) / len(got)
+                    rec["model_score"], rec["reference_score"] = m, r
+                    pairs.append((m, r))
+                if len(got) == 2:
+                    flips.append(len({verdict(o["model_score"], o["reference_score"]) for o in got}) > 1)
+            summary = summarise(pairs, unparsed, flips if both_orders else None, seed=seed)
+            row = {"model": spec.name, "set": label, **summary.as_dict(),
+                   "length": length_stats(responses[(spec.name, label)])["mean"]}
+            if teacher_texts.get(label) and spec.name != teacher:
+                row.update(overlap_report(responses[(spec.name, label)], teacher_texts[label]))
+            rows.append(row)
+
+    with (out / "samples.jsonl").open("w", encoding="utf-8") as fh:
+        for rec in samples:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    table = {"rows": rows, "sets": [l for l, _ in loaded], "models": names, "note": FORMULA_NOTE,
+             "judge": {"base_url": judge.base_url, "model": judge.model}, "both_orders": both_orders}
+    if teacher:
+        others = [r for r in rows if r["model"] != teacher]
+        t_rows = [r for r in rows if r["model"] == teacher]
+        if t_rows:
+            t_len = sum(r["length"] for r in t_rows) / len(t_rows)
+            by_model = {}
+            for r in others:
+                by_model.setdefault(r["model"], []).append(r)
+            means = [{"model": m, "score": sum(x["score"] for x in rs) / len(rs),
+                      "length": sum(x["length"] for x in rs) / len(rs)} for m, rs in by_model.items()]
+            table["selected"] = select_checkpoint(means, t_len)
+    (out / "table.json").write_text(json.dumps(table, indent=2))
+    write_tables(table, out)
+    return table
+
+
+def write_tables(table: dict, out: Path) -> None:
+    sets, models = table["sets"], table["models"]
+    cell = {(r["model"], r["set"]): r for r in table["rows"]}
+    header = ["model"] + [f"{s} score" for s in sets] + [f"{s} length" for s in sets] + ["avg score"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    with (out / "table.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header + [f"{s} ci95" for s in sets])
+        for m in models:
+            scores = [cell[(m, s)]["score"] for s in sets]
+            avg = sum(scores) / len(scores)
+            md = [m] + [f"{cell[(m, s)]['score']:.1f} [{cell[(m, s)]['ci_low']:.1f}, {cell[(m, s)]['ci_high']:.1f}]"
+                        for s in sets] + [f"{cell[(m, s)]['length']:.0f}" for s in sets] + [f"{avg:.1f}"]
+            lines.append("| " + " | ".join(md) + " |")
+            w.writerow([m] + [round(x, 2) for x in scores] + [round(cell[(m, s)]["length"], 1) for s in sets]
+                       + [round(avg, 2)] + [f"{cell[(m, s)]['ci_low']:.2f}-{cell[(m, s)]['ci_high']:.2f}" for s in sets])
+    lines += ["", f"Scores with bootstrap 95% intervals; length = mean words per response. {table['note']}", "",
+              "| model | set | mean model score | mean reference score | judged | unparsed | flip rate | ROUGE-L vs teacher |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in table["rows"]:
+        flip = "" if r.get("flip_rate") is None else f"{r['flip_rate']:.0%}"
+        rouge = "" if r.get("rouge_l") is None else f"{r['rouge_l']:.3f}"
+        lines.append(f"| {r['model']} | {r['set']} | {r['mean_model']:.2f} | {r['mean_reference']:.2f} | "
+                     f"{r['judged']} | {r['unparsed']} | {flip} | {rouge} |")
+    if table.get("selected"):
+        lines.append(f"Selected (best score with length within 1.5x of the teacher's): {table['selected']['model']}")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    _plot(table, out / "table.png")
+
+
+def _plot(table: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets, models = table["sets"], table["models"]
+    cell = {(r["model"], r["set"]): r for r in table["rows"]}
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(sets) * max(1, len(models)) / 2), 4))
+    width = 0.8 / len(models)
+    for j, m in enumerate(models):
+        xs = [i + j * width for i in range(len(sets))]
+        ys = [cell[(m, s)]["score"] for s in sets]
+        err = [[y - cell[(m, s)]["ci_low"] for y, s in zip(ys, sets)],
+               [cell[(m, s)]["ci_high"] - y for y, s in zip(ys, sets)]]
+        ax.bar(xs, ys, width, yerr=err, capsize=3, label=m)
+    ax.axhline(50, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xticks([i + width * (len(models) - 1) / 2 for i in range(len(sets))], sets)
+    ax.set_ylabel("judge score (50 = judge's reference)")
+    ax.set_title("LLM-judge scores (95% bootstrap intervals)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,135 @@
+"""LLM-as-judge, the paper's protocol.
+
+1. The judge writes its own reference answer to each test prompt (cached).
+2. For each evaluated response, the judge sees the question, the two answers as "Assistant 1"
+   and "Assistant 2", and the review instruction below (the FastChat/Vicuna review prompt the
+   paper's evaluation follows); it answers with two 1-10 scores on one line, then an explanation.
+3. Headline score = 100 * sum(model scores) / (sum(model) + sum(reference)); 50 = on par with the
+   judge's own reference. NOTE: this formula is INFERRED from the paper's published numbers
+   (about 44-52, teacher 51.7); the paper does not state it.
+
+Judges have a position bias (verdicts flip for ~13% of pairs when swapped, per FastChat's data),
+so both presentation orders can be asked and averaged; the flip rate is reported.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+JUDGE_SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
+JUDGE_INSTRUCTION = (
+    "We would like to request your feedback on the performance of two AI assistants in response to the "
+    "user question displayed above.\nPlease rate the helpfulness, relevance, accuracy, level of details of "
+    "their responses. Each assistant receives an overall score on a scale of 1 to 10, where a higher score "
+    "indicates better overall performance.\nPlease first output a single line containing only two values "
+    "indicating the scores for Assistant 1 and 2, respectively. The two scores are separated by a space. In "
+    "the subsequent line, please provide a comprehensive explanation of your evaluation, avoiding any "
+    "potential bias and ensuring that the order in which the responses were presented does not affect your "
+    "judgment.")
+FORMULA_NOTE = ("score = 100 * sum(model) / (sum(model) + sum(judge reference)); 50 = on par with the judge's "
+                "reference. The formula is inferred from the paper's published numbers, not stated by it.")
+
+
+def judge_messages(question: str, answer_1: str, answer_2: str) -> list[dict]:
+    user = (f"[Question]\n{question}\n\n"
+            f"[The Start of Assistant 1's Answer]\n{answer_1}\n\n[The End of Assistant 1's Answer]\n\n"
+            f"[The Start of Assistant 2's Answer]\n{answer_2}\n\n[The End of Assistant 2's Answer]\n\n"
+            f"[System]\n{JUDGE_INSTRUCTION}\n\n")
+    return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
+
+
+_NUM = r"(10(?:\.0+)?|\d(?:\.\d+)?)"
+_PAIR_LINE = re.compile(rf"^\s*(?:scores?\s*[:=]?\s*)?{_NUM}\s*(?:/\s*10)?\s*(?:[,;/|&-]|and|vs\.?|\s)\s*{_NUM}"
+                        rf"\s*(?:/\s*10)?\s*\.?\s*$", re.I)
+_LABELLED = [re.compile(rf"assistant\s*{k}\b[^\d\n]{{0,40}}?{_NUM}\s*(?:/\s*10|out of 10)?", re.I) for k in (1, 2)]
+
+
+def _clean(line: str) -> str:
+    return re.sub(r"[*_`#>]", "", line).strip()
+
+
+def parse_scores(text: str | None) -> tuple[float, float] | None:
+    """Two 1-10 scores from a judge's answer, or None. Handles the shapes judges really give:
+    "8 7", "8/10 7/10", "8, 7", "Scores: 8 and 7", "**8** **7**", "Assistant 1: 8\\nAssistant 2: 7",
+    "Assistant 1 receives a score of 8, Assistant 2 a 7", leading blank lines, decimals.
+    """
+    if not text:
+        return None
+    lines = [_clean(l) for l in text.strip().splitlines() if _clean(l)]
+    if not lines:
+        return None
+    m = _PAIR_LINE.match(lines[0])
+    if m:
+        return _valid(m.group(1), m.group(2))
+    head = "\n".join(lines[:4])
+    a, b = _LABELLED[0].search(head), _LABELLED[1].search(head)
+    if a and b:
+        return _valid(a.group(1), b.group(1))
+    first = re.sub(r"assistant\s*[12]", "", lines[0], flags=re.I)
+    nums = re.findall(r"(?<![\d.])(\d+(?:\.\d+)?)(?![\d.])", first)  # whole numbers only: "11" is not "1"
+    if len(nums) == 2:
+        return _valid(*nums)
+    return None
+
+
+def _valid(a: str, b: str) -> tuple[float, float] | None:
+    x, y = float(a), float(b)
+    return (x, y) if 0 <= x <= 10 and 0 <= y <= 10 else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Aggregates
+# ----------------------------------------------------------------------------------------------
+def aggregate_score(model_scores: list[float], reference_scores: list[float]) -> float:
+    total = sum(model_scores) + sum(reference_scores)
+    return 100.0 * sum(model_scores) / total if total else float("nan")
+
+
+def bootstrap_interval(model_scores: list[float], reference_scores: list[float], *, samples: int = 1000,
+                       seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap over prompts of the aggregate score."""
+    n = len(model_scores)
+    if n == 0:
+        return float("nan"), float("nan")
+    rng = random.Random(seed)
+    stats = []
+    for _ in range(samples):
+        idx = [rng.randrange(n) for _ in range(n)]
+        stats.append(aggregate_score([model_scores[i] for i in idx], [reference_scores[i] for i in idx]))
+    stats.sort()
+    lo = stats[int((1 - level) / 2 * samples)]
+    hi = stats[min(samples - 1, int((1 + level) / 2 * samples))]
+    return lo, hi
+
+
+def verdict(model: float, reference: float) -> str:
+    return "win" if model > reference else "loss" if model < reference else "tie"
+
+
+@dataclass
+class JudgeSummary:
+    score: float
+    ci_low: float
+    ci_high: float
+    mean_model: float
+    mean_reference: float
+    judged: int
+    unparsed: int
+    flip_rate: float | None = None
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def summarise(pairs: list[tuple[float, float]], unparsed: int, flips: list[bool] | None = None,
+              seed: int = 0) -> JudgeSummary:
+    m = [p[0] for p in pairs]
+    r = [p[1] for p in pairs]
+    lo, hi = bootstrap_interval(m, r, seed=seed)
+    return JudgeSummary(score=aggregate_score(m, r), ci_low=lo, ci_high=hi,
+                        mean_model=sum(m) / len(m) if m else float("nan"),
+                        mean_reference=sum(r) / len(r) if r else float("nan"),
+                        judged=len(pairs), unparsed=unparsed,
+                        flip_rate=(sum(flips) / len(flips)) if flips else None)

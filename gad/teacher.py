@@ -1,0 +1,101 @@
+"""Collect teacher responses for a prompt set: from an API (black box) or a local model.
+
+The output JSONL has one line per prompt, in input order: `id`, `messages` (the prompt
+conversation), `response`, `status` (ok | refused | failed), `finish_reason`, `usage`, `cost`,
+`error`. Lines with status ok are ready as training data (`gad-studio train --data OUTPUT`).
+The output is written to a temporary file and renamed at the end, so it is never half-written;
+the cache beside it (`OUTPUT.cache.jsonl` by default) is what makes a killed run resumable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from gad.api_client import ChatRunner, Endpoint, JsonlStore, Ledger, ResponseStore
+from gad.data import Example
+
+
+@dataclass
+class CollectResult:
+    output: Path
+    records: list[dict]
+    ledger: dict
+
+
+def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def _record(ex: Example, result: dict) -> dict:
+    return {"id": ex.id, "messages": ex.messages, "response": result.get("response"),
+            "status": result["status"], "finish_reason": result.get("finish_reason"),
+            "usage": result.get("usage"), "cost": result.get("cost", 0.0), "error": result.get("error"),
+            "cached": result.get("cached", False)}
+
+
+def collect_api(examples: list[Example], endpoint: Endpoint, output: str | Path, *,
+                store: ResponseStore | None = None, retry_final: bool = False,
+                on_result: Callable[[dict, Ledger], None] | None = None) -> CollectResult:
+    output = Path(output)
+    own_store = store is None
+    store = store if store is not None else JsonlStore(output.with_name(output.name + ".cache.jsonl"))
+    runner = ChatRunner(endpoint, store, on_result=on_result, retry_final=retry_final)
+    try:
+        results = runner.run([ex.messages for ex in examples])
+    finally:
+        if own_store:
+            store.close()
+    records = [_record(ex, r) for ex, r in zip(examples, results)]
+    write_jsonl_atomic(output, records)
+    return CollectResult(output, records, runner.ledger.as_dict())
+
+
+def collect_local(examples: list[Example], model_path: str, output: str | Path, *, max_new_tokens: int = 512,
+                  temperature: float = 0.8, top_p: float = 1.0, greedy: bool = False, batch_size: int = 16,
+                  trust_remote_code: bool = False,
+                  on_result: Callable[[dict, Ledger], None] | None = None) -> CollectResult:
+    """An open model as the teacher (the paper's Table 5): batched generation, same output format."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from gad.data import render_prompt
+    from gad.generation import sample_responses
+    from gad.modeling import load_tokenizer, token_info
+
+    tok = load_tokenizer(model_path, trust_remote_code)
+    info = token_info(tok, model_path if Path(model_path).exists() else None)
+    model = AutoModelForCausalLM.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    ledger = Ledger()
+    records = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start:start + batch_size]
+        prompts = [tok(render_prompt(ex.messages, tok, "chat"), add_special_tokens=False)["input_ids"] for ex in chunk]
+        outs = sample_responses(model, prompts, n=1, max_new_tokens=max_new_tokens, temperature=temperature,
+                                top_p=top_p, info=info, greedy=greedy)
+        for ex, p, group in zip(chunk, prompts, outs):
+            ids, finished = group[0]
+            result = {"status": "ok", "response": tok.decode(ids, skip_special_tokens=True),
+                      "finish_reason": "stop" if finished else "length",
+                      "usage": {"prompt_tokens": len(p), "completion_tokens": len(ids)}, "cost": 0.0}
+            ledger.ok += 1
+            ledger.prompt_tokens += len(p)
+            ledger.completion_tokens += len(ids)
+            records.append(_record(ex, result))
+            if on_result:
+                on_result(result, ledger)
+    output = Path(output)
+    write_jsonl_atomic(output, records)
+    return CollectResult(output, records, ledger.as_dict())
