@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 # USD per million tokens (prompt, completion), as published in 2025; override per run.
 KNOWN_PRICES = {"gpt-4o": (2.5, 10.0), "gpt-4o-mini": (0.15, 0.6), "gpt-4.1": (2.0, 8.0),
@@ -56,8 +56,12 @@ class Endpoint(BaseModel):
     backoff_max: float = Field(60.0, gt=0, description="Longest backoff in seconds.")
     price_prompt: float | None = Field(None, ge=0, description="USD per million prompt tokens (default: known table).")
     price_completion: float | None = Field(None, ge=0, description="USD per million completion tokens.")
+    # Set only in memory by the studio (decrypted from its database); never dumped, printed or cached.
+    api_key_value: SecretStr | None = Field(None, exclude=True, repr=False)
 
     def api_key(self) -> str:
+        if self.api_key_value is not None:
+            return self.api_key_value.get_secret_value()
         if not self.api_key_env:
             return "no-key"  # local servers (vLLM, Ollama) accept anything
         key = os.environ.get(self.api_key_env)

@@ -1,0 +1,1 @@
+"""GAD Studio: the web studio, its data and its jobs, around the `gad` library."""

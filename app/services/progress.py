@@ -1,0 +1,105 @@
+"""The database side of a running job: gad's Progress written as rows, and a heartbeat thread.
+
+`DbProgress` turns each step's metrics into RunStep + RunMetric rows and updates the run's step,
+stage and ETA; samples and checkpoints become rows too; `should_stop` reads the cancel flag.
+`Heartbeat` touches the run every few seconds from a thread while training blocks the task.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db.models import Checkpoint, Run, RunMetric, RunStep, Sample
+from app.db.session import session_scope
+from app.services import runs as run_service
+from gad.progress import Progress
+
+
+class DbProgress(Progress):
+    def __init__(self, sessions: sessionmaker[Session], run_id: int, claim: str, poll_seconds: float = 1.0):
+        self.sessions = sessions
+        self.run_id = run_id
+        self.claim = claim
+        self.poll_seconds = poll_seconds
+        self._stop = False
+        self._polled = 0.0
+        self._t0 = time.monotonic()
+        self._first_step: int | None = None
+        self._total: int | None = None
+
+    def stage_started(self, stage, first_step, last_step, total_steps):
+        self._total = total_steps
+        with session_scope(self.sessions) as s:
+            run = s.get(Run, self.run_id)
+            run.stage, run.total_steps = stage, total_steps
+
+    def metrics(self, record):
+        step, stage = int(record["step"]), record["stage"]
+        values = {k: float(v) for k, v in record.items()
+                  if k not in ("step", "stage") and isinstance(v, (int, float)) and math.isfinite(v)}
+        if self._first_step is None:
+            self._first_step, self._t0 = step, time.monotonic()
+        done = step - self._first_step + 1
+        eta = ((time.monotonic() - self._t0) / done * (self._total - step)) if self._total and done > 1 else None
+        with session_scope(self.sessions) as s:
+            s.merge(RunStep(run_id=self.run_id, step=step, stage=stage))
+            for name, value in values.items():
+                s.merge(RunMetric(run_id=self.run_id, name=name, step=step, value=value))
+            run = s.get(Run, self.run_id)
+            run.step, run.stage, run.eta_seconds = step, stage, eta
+
+    def sample(self, record):
+        with session_scope(self.sessions) as s:
+            s.add(Sample(run_id=self.run_id, step=int(record["step"]), stage=record["stage"], payload=record))
+
+    def checkpoint(self, step, path):
+        from pathlib import Path
+
+        stage = None
+        meta = Path(path) / "meta.json"
+        if meta.is_file():
+            import json
+
+            stage = json.loads(meta.read_text()).get("stage")
+        with session_scope(self.sessions) as s:
+            existing = s.scalar(select(Checkpoint).where(Checkpoint.run_id == self.run_id, Checkpoint.step == step))
+            if existing is None:
+                s.add(Checkpoint(run_id=self.run_id, step=step, stage=stage, path=str(path)))
+
+    def should_stop(self) -> bool:
+        now = time.monotonic()
+        if not self._stop and now - self._polled >= self.poll_seconds:
+            self._polled = now
+            with session_scope(self.sessions) as s:
+                run = s.get(Run, self.run_id)
+                # Stop on cancel, and also if another attempt took the run over (we were presumed dead).
+                self._stop = bool(run.cancel_requested) or run.claim != self.claim
+        return self._stop
+
+
+class Heartbeat:
+    """Context manager: a daemon thread that keeps the run's heartbeat fresh."""
+
+    def __init__(self, sessions: sessionmaker[Session], run_id: int, claim: str, interval: float):
+        self.sessions, self.run_id, self.claim, self.interval = sessions, run_id, claim, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-run-{run_id}", daemon=True)
+
+    def _loop(self):
+        while not self._stop.wait(self.interval):
+            with self.sessions() as s:
+                if not run_service.heartbeat(s, self.run_id, self.claim):
+                    return  # the run finished or was taken over
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 5)

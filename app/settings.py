@@ -1,0 +1,62 @@
+"""All studio settings, from environment variables (one place; built by a factory, never at import).
+
+| variable | default | meaning |
+| --- | --- | --- |
+| GAD_DATA_DIR | ./data | folder for the embedded database, broker, runs and the secret key |
+| DATABASE_URL | sqlite:///$GAD_DATA_DIR/studio.db | SQLAlchemy URL (postgresql+psycopg://... in production) |
+| CELERY_BROKER_URL | sqla+sqlite:///$GAD_DATA_DIR/broker.db | redis://host:6379/0 in production |
+| GAD_SECRET_KEY | generated into $GAD_DATA_DIR/secret.key | encrypts stored API keys (Fernet, 32 url-safe base64 bytes) |
+| GAD_HEARTBEAT_SECONDS | 5 | how often a running job writes its heartbeat |
+| GAD_HEARTBEAT_TIMEOUT | 60 | a running job silent this long is marked interrupted |
+| GAD_VISIBILITY_TIMEOUT | 172800 | Redis redelivery delay; longer than any job (48 h) |
+| GAD_ALLOW_REMOTE_CODE | false | admins only: allow trust_remote_code for hub models |
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), alias="GAD_DATA_DIR", description="Folder for embedded data and runs.")
+    database_url: str | None = Field(None, alias="DATABASE_URL", description="SQLAlchemy database URL.")
+    broker_url: str | None = Field(None, alias="CELERY_BROKER_URL", description="Celery broker URL.")
+    secret_key: str | None = Field(None, alias="GAD_SECRET_KEY", description="Key that encrypts stored API keys.")
+    heartbeat_seconds: float = Field(5.0, alias="GAD_HEARTBEAT_SECONDS", gt=0)
+    heartbeat_timeout: float = Field(60.0, alias="GAD_HEARTBEAT_TIMEOUT", gt=0)
+    visibility_timeout: int = Field(172800, alias="GAD_VISIBILITY_TIMEOUT", gt=0)
+    allow_remote_code: bool = Field(False, alias="GAD_ALLOW_REMOTE_CODE")
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'studio.db').resolve()}"
+
+    @property
+    def celery_broker(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    def fernet_key(self) -> bytes:
+        """The configured key, or one generated once into the data folder (mode 0600)."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            from cryptography.fernet import Fernet
+
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(Fernet.generate_key())
+            path.chmod(0o600)
+        return path.read_bytes().strip()
+
+
+def get_settings(**overrides) -> Settings:
+    return Settings(**overrides)

@@ -1,0 +1,207 @@
+"""The studio's data layer on SQLite and PostgreSQL (both real)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import create_engine, func, inspect, select
+
+from app.db import migrate
+from app.db.models import Base, Dataset, Endpoint, Prompt, Run, RunMetric, Study, StudyItem, User, Vote
+from app.db.session import session_scope
+from app.services import runs as run_service
+from app.services.datasets import import_dataset
+from app.services.endpoints import create_endpoint, list_endpoints, to_gad
+from app.services.studies import blind_view, cast_vote, study_results
+from gad.data import DataError
+
+
+def test_migrations_up_and_down(db_url):
+    migrate.upgrade(db_url)
+    engine = create_engine(db_url)
+    tables = set(inspect(engine).get_table_names())
+    assert {"runs", "run_metrics", "votes", "teacher_responses", "study_items", "endpoints"} <= tables
+    assert migrate.current(db_url) == "0001"
+    migrate.downgrade(db_url)
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    migrate.upgrade(db_url)
+    assert migrate.current(db_url) == "0001"
+    engine.dispose()
+
+
+def test_migrations_match_the_models(db_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    migrate.upgrade(db_url)
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == [], f"models changed without a migration: {diff}"
+
+
+def _study(s) -> tuple[StudyItem, StudyItem, list[User]]:
+    users = [User(name=f"ann{i}", role="annotator") for i in range(3)]
+    s.add_all(users)
+    study = Study(name="s", model_a="A", model_b="B")
+    s.add(study)
+    s.flush()
+    left = StudyItem(study_id=study.id, position=0, prompt="p", response_a="from A", response_b="from B", a_on_left=True)
+    right = StudyItem(study_id=study.id, position=1, prompt="q", response_a="from A", response_b="from B", a_on_left=False)
+    s.add_all([left, right])
+    s.commit()
+    return left, right, users
+
+
+def test_votes_map_back_through_the_shuffle(studio_ctx):
+    with studio_ctx.sessions() as s:
+        left, right, users = _study(s)
+        assert blind_view(left)["left"] == "from A" and blind_view(right)["left"] == "from B"
+        assert "a_on_left" not in blind_view(left)
+        cast_vote(s, left.id, users[0].id, "left")    # A shown left: A wins
+        cast_vote(s, right.id, users[0].id, "left")   # B shown left: B wins
+        cast_vote(s, left.id, users[1].id, "tie")
+        assert study_results(s, left.study_id) == {"win": 1, "tie": 1, "loss": 1, "votes": 3, "win_rate": 1 / 3}
+        cast_vote(s, left.id, users[1].id, "right")   # voting again replaces the vote
+        assert study_results(s, left.study_id)["loss"] == 2
+        with pytest.raises(ValueError, match="left, right or tie"):
+            cast_vote(s, left.id, users[0].id, "A")
+
+
+def test_concurrent_votes_keep_exactly_one_per_annotator(studio_ctx):
+    with studio_ctx.sessions() as s:
+        left, _, users = _study(s)
+        item_id, annotator = left.id, users[2].id
+    barrier = threading.Barrier(8)
+    errors = []
+
+    def vote(side):
+        try:
+            with studio_ctx.sessions() as s:
+                barrier.wait()
+                cast_vote(s, item_id, annotator, side)
+        except Exception as err:  # collected: a failing thread must fail the test
+            errors.append(err)
+
+    threads = [threading.Thread(target=vote, args=(["left", "right", "tie"][i % 3],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with studio_ctx.sessions() as s:
+        votes = s.scalars(select(Vote).where(Vote.item_id == item_id)).all()
+        assert len(votes) == 1 and votes[0].annotator_id == annotator
+
+
+def test_database_refuses_a_second_vote_row(studio_ctx):
+    from sqlalchemy.exc import IntegrityError
+
+    with studio_ctx.sessions() as s:
+        left, _, users = _study(s)
+        s.add(Vote(item_id=left.id, annotator_id=users[0].id, choice="a"))
+        s.commit()
+        s.add(Vote(item_id=left.id, annotator_id=users[0].id, choice="b"))
+        with pytest.raises(IntegrityError):
+            s.commit()
+
+
+def test_api_keys_are_encrypted_and_never_listed(studio_ctx):
+    with session_scope(studio_ctx.sessions) as s:
+        create_endpoint(s, studio_ctx.settings, name="openai", base_url="https://api.openai.com/v1", model="gpt-4o",
+                        api_key="sk-very-secret-123", temperature=0.7)
+        create_endpoint(s, studio_ctx.settings, name="local", base_url="http://127.0.0.1:8000/v1", model="m",
+                        key_env_var="LOCAL_KEY")
+    with studio_ctx.sessions() as s:
+        row = s.scalar(select(Endpoint).where(Endpoint.name == "openai"))
+        assert b"sk-very-secret-123" not in row.key_encrypted
+        assert "sk-very-secret" not in repr(row) and "sk-very-secret" not in str(list_endpoints(s))
+        ep = to_gad(row, studio_ctx.settings)
+        assert ep.api_key() == "sk-very-secret-123" and "sk-very" not in repr(ep) + ep.model_dump_json()
+        with pytest.raises(ValueError, match="either the API key"):
+            create_endpoint(s, studio_ctx.settings, name="x", base_url="u", model="m", api_key="k", key_env_var="V")
+
+
+def test_a_bad_dataset_leaves_nothing_behind(studio_ctx, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "fine", "response": "ok"}\n{"prompt": ""}\n')
+    with pytest.raises(DataError, match=r"bad\.jsonl:2"):
+        with session_scope(studio_ctx.sessions) as s:
+            import_dataset(s, bad)
+    with studio_ctx.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Dataset)) == 0
+        assert s.scalar(select(func.count()).select_from(Prompt)) == 0
+    good = tmp_path / "good.jsonl"
+    good.write_text("".join(f'{{"prompt": "p{i}", "response": "r{i}"}}\n' for i in range(20)))
+    with session_scope(studio_ctx.sessions) as s:
+        ds = import_dataset(s, good, test_fraction=0.25)
+        splits = s.execute(select(Prompt.split, func.count()).where(Prompt.dataset_id == ds.id)
+                           .group_by(Prompt.split)).all()
+    assert dict(splits) == {"train": 15, "test": 5}
+
+
+def test_metric_series_is_downsampled(studio_ctx):
+    with session_scope(studio_ctx.sessions) as s:
+        run = run_service.submit_run(s, studio_ctx.settings, {"student": "s", "data": "d.jsonl"})
+        s.add_all(RunMetric(run_id=run.id, name="disc_loss", step=i, value=float(i)) for i in range(1, 2401))
+        run_id = run.id
+    with studio_ctx.sessions() as s:
+        full = run_service.metric_series(s, run_id, "disc_loss", max_points=5000)
+        assert len(full) == 2400 and full[0] == (1, 1.0)
+        down = run_service.metric_series(s, run_id, "disc_loss", max_points=100)
+        assert 90 <= len(down) <= 100
+        assert down[0][0] == 1 and abs(down[0][1] - 12.5) < 1e-6      # mean of steps 1..24
+        part = run_service.metric_series(s, run_id, "disc_loss", start=101, end=200, max_points=10)
+        assert part[0][0] == 101 and len(part) == 10
+
+
+def test_submit_validates_and_refuses_remote_code(studio_ctx):
+    from gad.config import ConfigError
+
+    with studio_ctx.sessions() as s:
+        with pytest.raises(ConfigError, match="group_size"):
+            run_service.submit_run(s, studio_ctx.settings, {"student": "s", "data": "d", "group_size": 1})
+        with pytest.raises(run_service.RunStateError, match="trust_remote_code is off"):
+            run_service.submit_run(s, studio_ctx.settings, {"student": "s", "data": "d", "trust_remote_code": True})
+
+
+def test_claim_is_exclusive_and_reconcile_marks_silent_runs(studio_ctx):
+    with session_scope(studio_ctx.sessions) as s:
+        run_id = run_service.submit_run(s, studio_ctx.settings, {"student": "s", "data": "d"}).id
+    with studio_ctx.sessions() as s:
+        first = run_service.claim_run(s, run_id, "w1", stale_after=60)
+        assert first and run_service.claim_run(s, run_id, "w2", stale_after=60) is None
+        assert run_service.reconcile(s, heartbeat_timeout=60) == []
+        assert run_service.reconcile(s, heartbeat_timeout=-1) == [run_id]   # silent "forever"
+        assert s.get(Run, run_id).status == "interrupted"
+        assert not run_service.heartbeat(s, run_id, first)                  # the old attempt lost it
+        run_service.resume_run(s, run_id)
+        s.commit()
+        assert run_service.claim_run(s, run_id, "w2", stale_after=60)
+        assert s.get(Run, run_id).attempts == 2
+
+
+def test_collect_job_caches_in_the_database(studio_ctx, tmp_path):
+    from app.services.jobs import claim_job, create_job, run_collect
+    from gad.devserver import DevServer
+
+    data = tmp_path / "p.jsonl"
+    data.write_text("".join(f'{{"prompt": "question {i}"}}\n' for i in range(12)))
+    with DevServer(faults=[{"match": "question 5", "fault": "429", "times": 1, "retry_after": 0.1}]) as srv:
+        with session_scope(studio_ctx.sessions) as s:
+            ds = import_dataset(s, data)
+            ep = create_endpoint(s, studio_ctx.settings, name="dev", base_url=srv.base_url, model="dev", api_key="k-1")
+            job1 = create_job(s, "collect", {"dataset_id": ds.id, "endpoint_id": ep.id}).id
+            job2 = create_job(s, "collect", {"dataset_id": ds.id, "endpoint_id": ep.id}).id
+        with studio_ctx.sessions() as s:
+            claim = claim_job(s, job1, "test", 60)
+        result = run_collect(studio_ctx, job1, claim)
+        assert result["ok"] == 12 and len(srv.requests()) == 13          # one 429 retried
+        with studio_ctx.sessions() as s:
+            claim = claim_job(s, job2, "test", 60)
+        assert run_collect(studio_ctx, job2, claim)["ledger"]["cached"] == 12
+        assert len(srv.requests()) == 13                                 # nothing asked twice
+    with studio_ctx.sessions() as s:
+        assert all(p.teacher_response for p in s.scalars(select(Prompt)))
