@@ -157,11 +157,15 @@ def run(cfg: RunConfig, progress: Progress | None = None) -> RunResult:
         end = offset + stage.steps
         done = [c for c in ckpts if c[0] <= end]
         if ckpts and ckpts[-1][0] >= end:   # finished earlier
-            last_ckpt = next(p for s, p, _ in ckpts if s == end)
+            last_ckpt = next((p for s, p, _ in reversed(done)), ckpts[-1][1])
             offset = end
             continue
         start_ckpt = next((p for s, p, _ in reversed(done) if s == offset), None) if offset else None
         resume = next((p for s, p, _ in reversed(done) if offset < s < end), None)
+        if offset and start_ckpt is None and is_main:
+            # e.g. a folder seeded with one mid-stage checkpoint: the KL reference falls back
+            progress.message(f"no checkpoint at step {offset} (start of {stage.name}): its KL reference "
+                             f"is the original student")
         if is_main:
             progress.stage_started(stage.name, offset + 1, end, total)
         trainer = _build_stage(cfg, stage, data, tokenizer, info, run_dir, offset, start_ckpt, resume,

@@ -199,3 +199,41 @@ def test_two_processes_keep_the_discriminator_identical(tiny_model, pairs_file, 
     assert len(sums) == 2 and sums[0] == sums[1]
     ck = {s: p for s, p, _ in list_checkpoints(out)}
     assert changed(weights(ck[2] / "discriminator"), weights(ck[4] / "discriminator"))
+
+
+def test_lora_run_trains_adapters_for_both_models(tiny_model, pairs_file, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    result = run(small(tiny_model, pairs_file, tmp_path / "run", lora=True, warmup_steps=2, steps=2, lr=1e-3,
+                       warmup_lr=1e-3))
+    assert result.status == "succeeded" and result.global_step == 4
+    ck = {s: p for s, p, _ in list_checkpoints(tmp_path / "run")}
+    for sub in ("student", "discriminator"):
+        assert (ck[4] / sub / "adapter_config.json").is_file()
+    a = load_file(str(ck[2] / "student" / "adapter_model.safetensors"))
+    b = load_file(str(ck[4] / "student" / "adapter_model.safetensors"))
+    assert changed(a, b)
+    d2 = load_file(str(ck[2] / "discriminator" / "adapter_model.safetensors"))
+    d4 = load_file(str(ck[4] / "discriminator" / "adapter_model.safetensors"))
+    assert changed(d2, d4) and any("score" in k for k in d4)      # the head trains with the adapters
+    model = AutoModelForCausalLM.from_pretrained(ck[4] / "student")  # base + adapter, via peft
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+class Messages(Progress):
+    def __init__(self):
+        self.lines = []
+
+    def message(self, text):
+        self.lines.append(text)
+
+
+def test_resume_from_a_lone_mid_stage_checkpoint(tiny_model, pairs_file, tmp_path):
+    run(small(tiny_model, pairs_file, tmp_path / "full"))
+    seeded = tmp_path / "seeded"
+    shutil.copytree(tmp_path / "full" / "checkpoints" / "step-4", seeded / "checkpoints" / "step-4")
+    note = Messages()
+    result = run(small(tiny_model, pairs_file, seeded), note)
+    assert result.status == "succeeded" and result.global_step == 6
+    assert any("KL reference is the original student" in line for line in note.lines)
+    assert [s for s, _, _ in list_checkpoints(seeded)] == [4, 6]

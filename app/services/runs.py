@@ -120,13 +120,19 @@ def fork_run(session: Session, settings: Settings, run_id: int, step: int | None
                        user_id=parent.created_by, parent=parent, parent_step=step)
     # The child's folder starts with the parent's checkpoint, so gad resumes from it; history up to
     # the fork point is copied so the child's curves are complete.
-    dest = Path(child.output_dir) / "checkpoints" / f"step-{step}"
-    shutil.copytree(ckpts[step].path, dest)
+    # ... and with the checkpoint where that stage began: it is the stage's KL reference.
+    copies = [step]
+    earlier = [c for c in ckpts.values() if c.step < step and c.stage != ckpts[step].stage]
+    if earlier:
+        copies.append(max(earlier, key=lambda c: c.step).step)
+    for k in copies:
+        shutil.copytree(ckpts[k].path, Path(child.output_dir) / "checkpoints" / f"step-{k}")
+        session.add(Checkpoint(run_id=child.id, step=k, stage=ckpts[k].stage,
+                               path=str(Path(child.output_dir) / "checkpoints" / f"step-{k}")))
     for model, cols in ((RunStep, ("step", "stage")), (RunMetric, ("name", "step", "value"))):
         rows = session.execute(select(*(getattr(model, c) for c in cols))
                                .where(model.run_id == parent.id, model.step <= step)).all()
         session.add_all(model(run_id=child.id, **dict(zip(cols, r))) for r in rows)
-    session.add(Checkpoint(run_id=child.id, step=step, stage=ckpts[step].stage, path=str(dest)))
     child.step = step
     session.flush()
     return child

@@ -93,6 +93,19 @@ def test_full_life_of_a_run(stack, tiny_model, pairs_file):
         assert steps == list(range(1, 11))
         assert s.get(Run, run_id).attempts == 1
 
+    # fork from checkpoint 4 with an edited setting: a new run, parent recorded, history up to 4 kept
+    child = int(cli(env, "runs", "fork", str(run_id), "--step", "4", "--lr", "2e-6").stdout.split()[-1])
+    wait_for(lambda: status(sessions, child) in ("succeeded", "failed"), what="the fork's end")
+    with sessions() as s:
+        run = s.get(Run, child)
+        assert run.status == "succeeded", run.error
+        assert (run.parent_id, run.parent_step, run.config["lr"]) == (run_id, 4, 2e-6)
+        assert run.output_dir != s.get(Run, run_id).output_dir
+        steps = s.scalars(select(RunStep.step).where(RunStep.run_id == child).order_by(RunStep.step)).all()
+        assert steps == list(range(1, 11))
+        ckpts = s.scalars(select(Checkpoint.step).where(Checkpoint.run_id == child).order_by(Checkpoint.step)).all()
+        assert ckpts == [2, 4, 6, 8, 10]          # 2: where the forked stage began (its KL reference)
+
 
 def test_cancel_stops_at_the_next_step_and_keeps_a_checkpoint(stack, tiny_model, pairs_file):
     env, sessions, start_worker = stack
