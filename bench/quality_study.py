@@ -135,6 +135,8 @@ def main() -> None:
     ap.add_argument("--teacher-steps", type=int, default=500)
     ap.add_argument("--warmup-steps", type=int, default=150, help="GAD warmup = first part of SeqKD's budget")
     ap.add_argument("--adv-steps", type=int, default=100, help="GAD adversarial steps (SeqKD gets the same total)")
+    ap.add_argument("--gad-lr", type=float, default=2e-4, help="policy lr of GAD's adversarial stage")
+    ap.add_argument("--disc-lr", type=float, default=2e-4, help="discriminator lr")
     ap.add_argument("--eval-prompts", type=int, default=40)
     ap.add_argument("--samples", type=int, default=4, help="answers sampled per eval prompt")
     args = ap.parse_args()
@@ -193,16 +195,21 @@ def main() -> None:
             "seqkd": RunConfig(method="seqkd", student=str(init), output=str(work / f"seqkd-{seed}"), steps=total,
                                seqkd_lr=2e-3, seed=seed, **common),
             "gad": RunConfig(method="gad", student=str(init), output=str(work / f"gad-{seed}"),
-                             warmup_steps=args.warmup_steps, steps=args.adv_steps, warmup_lr=2e-3, lr=2e-4,
-                             disc_lr=2e-4, disc_only_steps=10, seed=seed, **common),
+                             warmup_steps=args.warmup_steps, steps=args.adv_steps, warmup_lr=2e-3, lr=args.gad_lr,
+                             disc_lr=args.disc_lr, disc_only_steps=10, seed=seed, **common),
         }
         for method, cfg in cfgs.items():
             res = run(cfg)
-            model = AutoModelForCausalLM.from_pretrained(res.final_checkpoint / "student").eval()
-            scores = evaluate_model(model, teacher, tok, info, eval_prompts, args.samples, 32, seed=seed)
-            results["runs"].append({"seed": seed, "method": method, "steps": res.global_step, **scores})
-            print(f"seed {seed} {method:5s}: teacher NLL {scores['teacher_nll']:.3f}, valid {scores['valid']:.1%}, "
-                  f"distinct-2 {scores['distinct_2']:.3f}, length {scores['length']:.1f}", flush=True)
+            points = [(method, res.final_checkpoint, res.global_step)]
+            if method == "gad":  # where the adversarial stage started: did it help or hurt?
+                points.insert(0, ("gad@warmup", Path(cfg.output) / "checkpoints" / f"step-{args.warmup_steps}",
+                                  args.warmup_steps))
+            for name, ckpt, steps in points:
+                model = AutoModelForCausalLM.from_pretrained(ckpt / "student").eval()
+                scores = evaluate_model(model, teacher, tok, info, eval_prompts, args.samples, 32, seed=seed)
+                results["runs"].append({"seed": seed, "method": name, "steps": steps, **scores})
+                print(f"seed {seed} {name:10s}: teacher NLL {scores['teacher_nll']:.3f}, valid {scores['valid']:.1%}, "
+                      f"distinct-2 {scores['distinct_2']:.3f}, length {scores['length']:.1f}", flush=True)
     results["minutes"] = (time.time() - t_start) / 60
     (out / "results.json").write_text(json.dumps(results, indent=2))
     report(results, out)
@@ -216,7 +223,7 @@ def report(results: dict, out: Path) -> None:
 
     keys = [("teacher_nll", "teacher NLL / token (lower = closer to teacher)"), ("valid", "valid answers"),
             ("distinct_2", "distinct-2"), ("length", "length (tokens)")]
-    methods = ["seqkd", "gad"]
+    methods = ["seqkd", "gad@warmup", "gad"]
     agg = {}
     for m in methods:
         rows = [r for r in results["runs"] if r["method"] == m]
@@ -224,7 +231,9 @@ def report(results: dict, out: Path) -> None:
     t = results["teacher"]
     lines = ["# Small-scale study: SeqKD vs GAD at the same step budget", "",
              f"Seeds: {results['settings']['seeds']}; GAD = {results['settings']['warmup_steps']} warmup + "
-             f"{results['settings']['adv_steps']} adversarial steps; SeqKD = the same number of supervised steps. "
+             f"{results['settings']['adv_steps']} adversarial steps (policy lr {results['settings']['gad_lr']}, "
+             f"discriminator lr {results['settings']['disc_lr']}, warmup/SeqKD lr 2e-3); SeqKD = the same number "
+             f"of supervised steps. "
              f"Evaluation: {results['settings']['eval_prompts']} held-out prompts x {results['settings']['samples']} "
              f"samples at temperature 1. Total time {results['minutes']:.1f} min on CPU.", "",
              "| | " + " | ".join(label for _, label in keys) + " |", "|---|" + "---|" * len(keys),
@@ -237,7 +246,9 @@ def report(results: dict, out: Path) -> None:
     for r in results["runs"]:
         lines.append(f"| {r['seed']} | {r['method']} | {r['teacher_nll']:.3f} | {r['valid']:.1%} | "
                      f"{r['distinct_2']:.3f} | {r['length']:.1f} | {r['fruit_counts']} |")
-    lines += ["", f"Teacher's fruit answers: {t['fruit_counts']} (trained on {FRUITS})"]
+    lines += ["", f"Teacher's fruit answers: {t['fruit_counts']} (trained on {FRUITS})",
+              "", "gad@warmup is GAD's own checkpoint at the end of its warmup (fewer supervised steps than SeqKD): "
+                  "the adversarial stage's effect is the change from gad@warmup to gad."]
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4))

@@ -69,7 +69,9 @@ class RunConfig(BaseModel):
     save_steps: int = Field(50, gt=0, description="Save a checkpoint every N global steps (and at "
                             "the end of every stage).")
     sample_every: int = Field(10, gt=0, description="Write a sample record every N steps.")
-    gradient_accumulation_steps: int = Field(1, gt=0, description="Micro-batches per optimiser step.")
+    gradient_accumulation_steps: int = Field(1, gt=0, description="Micro-batches per optimiser step. The "
+                                             "discriminator steps once per micro-batch in warmup (once per "
+                                             "policy step in the adversarial stage), so keep 1 to match the paper.")
 
     # --- optimisation ------------------------------------------------------------------------
     lr: float = Field(1e-6, gt=0, description="Policy learning rate in the adversarial stage.")
