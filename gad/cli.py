@@ -43,8 +43,7 @@ def _config_from_args(ns: argparse.Namespace) -> RunConfig:
 
 def cmd_train(ns: argparse.Namespace) -> int:
     cfg = _config_from_args(ns)
-    from gad.pipeline import list_checkpoints, plan_stages, run  # heavy imports only when training
-    from gad.progress import BarProgress
+    from gad.pipeline import list_checkpoints, run  # heavy imports only when training
 
     _quiet_libraries()
     bar = None
@@ -191,9 +190,9 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     sets = [s.strip() for s in ns.sets.split(",") if s.strip()]
     models = [ModelSpec.parse(m) for m in ns.model]
     try:
-        table = evaluate(models, sets, _endpoint(ns, "judge"), ns.output, limit=ns.limit,
-                         max_new_tokens=ns.max_new_tokens, greedy=ns.greedy, both_orders=ns.both_orders,
-                         teacher=ns.teacher, seed=ns.seed)
+        evaluate(models, sets, _endpoint(ns, "judge"), ns.output, limit=ns.limit,
+                 max_new_tokens=ns.max_new_tokens, greedy=ns.greedy, both_orders=ns.both_orders,
+                 teacher=ns.teacher, seed=ns.seed)
     except EndpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -91,7 +91,7 @@ class Discriminator:
         def flush():
             nonlocal loss_sum
             seqs, owners = [], []
-            for gi, g in enumerate(chunk):
+            for g in chunk:
                 seqs += self._sequences(g)
                 owners.append(len(g.student))
             scores = self._score(seqs)
