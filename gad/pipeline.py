@@ -135,6 +135,9 @@ def run(cfg: RunConfig, progress: Progress | None = None) -> RunResult:
     tokenizer = load_tokenizer(cfg.student, cfg.trust_remote_code)
     info = token_info(tokenizer, cfg.student if Path(cfg.student).exists() else None)
     data = tokenize_examples(train, tokenizer, cfg, info)
+    if cfg.batch_size > len(data):
+        raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {len(data)} training prompts in "
+                          f"{cfg.data}: lower --batch-size (a step needs a full batch of prompts)")
     stages = plan_stages(cfg, len(data))
     total = sum(s.steps for s in stages)
 
@@ -148,6 +151,8 @@ def run(cfg: RunConfig, progress: Progress | None = None) -> RunResult:
         (run_dir / "split.json").write_text(json.dumps({"train": [e.id for e in train],
                                                          "test": [e.id for e in test]}))
         jsonl.truncate_after(resume_step)
+        for path in (jsonl.metrics_path, jsonl.samples_path):
+            path.touch()  # both files exist from the start, even before the first record
         if resume_step:
             progress.message(f"resuming {run_dir} from checkpoint step-{resume_step}")
 
@@ -172,6 +177,9 @@ def run(cfg: RunConfig, progress: Progress | None = None) -> RunResult:
                                progress, Dataset)
         trainer.train(resume_from_checkpoint=str(resume / "student") if resume else None)
         stopped = trainer.stopped
+        if not stopped and trainer.state.global_step < stage.steps:
+            raise RuntimeError(f"stage {stage.name} ended after {trainer.state.global_step} of {stage.steps} steps "
+                               f"without being stopped; its data loader ran dry")
         if trainer.ctx.discriminator is not None:
             checksums = _gather_checksums(trainer.ctx.discriminator)
         del trainer
@@ -296,9 +304,9 @@ def _build_stage(cfg, stage, data, tokenizer, info, run_dir, offset, start_ckpt,
                      packing=False, gradient_checkpointing=False, dataset_num_proc=None)
     kwargs = dict(model=student, args=args, train_dataset=Dataset.from_list(rows),
                   processing_class=tokenizer, peft_config=peft, ctx=ctx)
-    if disc is None and stage.train_generator:
-        return SeqKDTrainer(**kwargs)
     sampling = dict(n=cfg.group_size, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                     top_p=cfg.top_p)
+    if disc is None and stage.train_generator:
+        return SeqKDTrainer(**kwargs, sampling=sampling)
     return WarmupTrainer(**kwargs, train_generator=stage.train_generator,
                          disc_only_steps=stage.disc_only_steps, sampling=sampling)

@@ -211,15 +211,29 @@ class WarmupTrainer(StageMixin, SFTTrainer):
 
 
 class SeqKDTrainer(StageMixin, SFTTrainer):
-    """Plain supervised fine-tuning on teacher responses, with the stage plumbing."""
+    """Plain supervised fine-tuning on teacher responses, with the stage plumbing.
 
-    def __init__(self, *args, ctx: StageContext, **kwargs):
+    Every `sample_every` steps it also samples the group for one prompt of the batch, so a user
+    can watch what the student writes (no discriminator: scores and advantages are null).
+    """
+
+    def __init__(self, *args, ctx: StageContext, sampling: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._init_stage(ctx)
+        self.sampling = sampling or {}
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         labels = inputs["labels"]
         self._record("teacher_length", float((labels != -100).sum(dim=1).float().mean()))
+        gs = self.state.global_step
+        if self.sampling and self.accelerator.is_main_process and (gs == 0 or (gs + 1) % self.ctx.sample_every == 0):
+            ids, attn, lab = inputs["input_ids"][0].tolist(), inputs["attention_mask"][0].tolist(), labels[0].tolist()
+            real = [(t, l) for t, a, l in zip(ids, attn, lab) if a]
+            prompt = [t for t, l in real if l == -100]
+            teacher = [t for t, l in real if l != -100]
+            students = sample_responses(self.accelerator.unwrap_model(self.model), [prompt], info=self.ctx.info,
+                                        **self.sampling)
+            self._write_sample(self._teacher_groups([prompt], [teacher], students), [])
         return super().training_step(model, inputs, num_items_in_batch)
 
 

@@ -83,6 +83,8 @@ def test_seqkd_run(tiny_model, pairs_file, tmp_path):
     assert {m["stage"] for m in metrics} == {"seqkd"} and len(metrics) == 4
     assert all("loss" in m and "teacher_length" in m and "disc_loss" not in m for m in metrics)
     assert metrics[-1]["loss"] < metrics[0]["loss"]       # lr 1e-4 on 2 pairs a step: CE falls
+    samples = read_jsonl(tmp_path / "run" / "samples.jsonl")
+    assert samples and all(len(x["students"]) == 4 and x["students"][0]["score"] is None for x in samples)
     final = result.final_checkpoint
     assert not (final / "discriminator").exists()
     assert changed(weights(Path(tiny_model)), weights(final / "student"))
@@ -140,6 +142,14 @@ def test_cancel_saves_then_resume_finishes(tiny_model, pairs_file, tmp_path):
     assert second.status == "succeeded" and second.global_step == 6
     steps = [m["step"] for m in read_jsonl(tmp_path / "run" / "metrics.jsonl")]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_batch_larger_than_the_data_is_refused_before_training(tiny_model, pairs_file, tmp_path):
+    from gad.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"batch_size 64 is larger than the 16 training prompts"):
+        run(small(tiny_model, pairs_file, tmp_path / "run", batch_size=64))
+    assert not list_checkpoints(tmp_path / "run")
 
 
 def test_changed_settings_on_an_existing_run_are_refused(tiny_model, pairs_file, tmp_path):
