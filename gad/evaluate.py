@@ -131,7 +131,9 @@ def evaluate(models: list[ModelSpec], sets: list[str], judge: Endpoint, output: 
         for spec in models:
             for label, exs in loaded:
                 for i, ex in enumerate(exs):
-                    ref = refs[label][i].get("response") or ""
+                    if refs[label][i]["status"] != "ok":
+                        continue  # no reference answer: a verdict against nothing would be noise (and paid)
+                    ref = refs[label][i]["response"]
                     resp = responses[(spec.name, label)][i]
                     jobs.append((spec.name, label, i, "model_first"))
                     requests.append(judge_messages(ex.prompt_text, resp, ref))
@@ -156,6 +158,16 @@ def evaluate(models: list[ModelSpec], sets: list[str], judge: Endpoint, output: 
         rec["orders"][order] = {"model_score": parsed[0] if parsed else None,
                                 "reference_score": parsed[1] if parsed else None,
                                 "judge_text": v.get("response"), "status": v["status"], "error": v.get("error")}
+    for spec in models:  # prompts the judge could not write a reference for are recorded, not judged
+        for label, exs in loaded:
+            for i, ex in enumerate(exs):
+                if (spec.name, label, i) not in per:
+                    per[(spec.name, label, i)] = {
+                        "model": spec.name, "set": label, "id": ex.id, "prompt": ex.prompt_text,
+                        "response": responses[(spec.name, label)][i], "reference": None,
+                        "orders": {"model_first": {"model_score": None, "reference_score": None, "judge_text": None,
+                                                   "status": "failed",
+                                                   "error": f"no judge reference: {refs[label][i].get('error')}"}}}
     rows, samples = [], list(per.values())
     teacher_texts = {label: responses.get((teacher, label)) for label, _ in loaded} if teacher else {}
     for spec in models:

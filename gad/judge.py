@@ -29,7 +29,9 @@ JUDGE_INSTRUCTION = (
     "potential bias and ensuring that the order in which the responses were presented does not affect your "
     "judgment.")
 FORMULA_NOTE = ("score = 100 * sum(model) / (sum(model) + sum(judge reference)); 50 = on par with the judge's "
-                "reference. The formula is inferred from the paper's published numbers, not stated by it.")
+                "reference. The formula is inferred from the paper's published numbers, not stated by it. "
+                "Order: Assistant 1 = the evaluated response, Assistant 2 = the judge's reference "
+                "(--both-orders also asks the swapped order and averages).")
 
 
 def judge_messages(question: str, answer_1: str, answer_2: str) -> list[dict]:

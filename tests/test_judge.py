@@ -120,3 +120,26 @@ def test_tiny_model_end_to_end_evaluation(tiny_model, tmp_path, monkeypatch):
     # the dev judge's score is a known function of the answer lengths
     s = samples[0]
     assert s["orders"]["model_first"]["model_score"] == max(1, min(10, 1 + count_tokens(s["response"]) // 10))
+
+
+def test_prompts_without_a_reference_are_recorded_not_judged(tmp_path, monkeypatch):
+    from gad.api_client import Endpoint
+    from gad.evaluate import ModelSpec, evaluate
+
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text("".join(json.dumps({"prompt": p, "response": "an answer of some length " * 3}) + "\n"
+                               for p in ("first question", "second question", "third question")))
+    prompts = tmp_path / "set.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ("first question", "second question",
+                                                                          "third question")))
+    # the judge refuses to write a reference for the second prompt (content filter: final)
+    with DevServer(faults=[{"match": "second question", "fault": "content_filter"}]) as srv:
+        judge = Endpoint(base_url=srv.base_url, model="j", api_key_env=None)
+        table = evaluate([ModelSpec.parse(f"m={answers}")], [str(prompts)], judge, tmp_path / "out",
+                         say=lambda t: None)
+        judged = [r for r in srv.requests() if "Assistant 1" in r["prompt"]]
+    assert len(judged) == 2                                   # no verdict paid for against nothing
+    row = table["rows"][0]
+    assert row["judged"] == 2 and row["unparsed"] == 1
+    failed = [s for s in read_jsonl(tmp_path / "out" / "samples.jsonl") if s["orders"]["model_first"]["status"] == "failed"]
+    assert len(failed) == 1 and "no judge reference" in failed[0]["orders"]["model_first"]["error"]
