@@ -26,3 +26,16 @@ def test_plot_writes_a_png(tmp_path):
     assert out == tmp_path / "curves.png"
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
     assert plot_run(tmp_path / "empty") is None
+
+
+def test_resume_truncation_drops_later_records_and_a_line_cut_by_a_kill(tmp_path):
+    from gad.progress import JsonlProgress
+
+    p = JsonlProgress(tmp_path)
+    for step in range(1, 6):
+        p.metrics({"step": step, "stage": "warmup", "loss": 1.0})
+    with p.metrics_path.open("a") as fh:
+        fh.write('{"step": 6, "stage": "warm')       # the process died mid-write
+    p.truncate_after(3)
+    steps = [json.loads(line)["step"] for line in p.metrics_path.read_text().splitlines()]
+    assert steps == [1, 2, 3]
