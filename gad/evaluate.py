@@ -69,27 +69,11 @@ def responses_from_file(spec: ModelSpec, examples: list[Example]) -> list[str]:
 
 def generate_responses(spec: ModelSpec, examples: list[Example], *, max_new_tokens: int, temperature: float,
                        greedy: bool, seed: int, batch_size: int = 16, trust_remote_code: bool = False) -> list[str]:
-    import torch
-    from transformers import AutoModelForCausalLM
+    from gad.generation import generate_for_messages
 
-    from gad.data import render_prompt
-    from gad.generation import sample_responses
-    from gad.modeling import load_tokenizer, token_info
-
-    torch.manual_seed(seed)
-    tok = load_tokenizer(spec.path, trust_remote_code)
-    info = token_info(tok, spec.path if Path(spec.path).exists() else None)
-    model = AutoModelForCausalLM.from_pretrained(spec.path, trust_remote_code=trust_remote_code)
-    if torch.cuda.is_available():
-        model = model.to("cuda")
-    out = []
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start:start + batch_size]
-        prompts = [tok(render_prompt(ex.messages, tok, "chat"), add_special_tokens=False)["input_ids"] for ex in chunk]
-        groups = sample_responses(model, prompts, n=1, max_new_tokens=max_new_tokens, temperature=temperature,
-                                  top_p=1.0, info=info, greedy=greedy)
-        out += [tok.decode(g[0][0], skip_special_tokens=True) for g in groups]
-    return out
+    return [text for text, *_ in generate_for_messages(
+        spec.path, [ex.messages for ex in examples], max_new_tokens=max_new_tokens, temperature=temperature,
+        greedy=greedy, seed=seed, batch_size=batch_size, trust_remote_code=trust_remote_code)]
 
 
 def evaluate(models: list[ModelSpec], sets: list[str], judge: Endpoint, output: str | Path, *,

@@ -41,3 +41,35 @@ def sample_responses(model, prompts: list[list[int]], *, n: int, max_new_tokens:
             out.append(group * n if greedy else group)
     model.train(was_training)
     return out
+
+
+def generate_for_messages(model_path: str, conversations: list[list[dict]], *, max_new_tokens: int,
+                          temperature: float = 0.8, top_p: float = 1.0, greedy: bool = False, seed: int | None = None,
+                          batch_size: int = 16, trust_remote_code: bool = False):
+    """Answer chat conversations with a model folder / hub id (GPU if there is one).
+
+    Yields, in order, one (text, prompt_token_count, response_token_count, finished) per conversation.
+    Used by the local teacher and by evaluation, so both render prompts the same way.
+    """
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM
+
+    from gad.data import render_prompt
+    from gad.modeling import load_tokenizer, token_info
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    tok = load_tokenizer(model_path, trust_remote_code)
+    info = token_info(tok, model_path if Path(model_path).exists() else None)
+    model = AutoModelForCausalLM.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    for start in range(0, len(conversations), batch_size):
+        chunk = conversations[start:start + batch_size]
+        prompts = [tok(render_prompt(m, tok, "chat"), add_special_tokens=False)["input_ids"] for m in chunk]
+        groups = sample_responses(model, prompts, n=1, max_new_tokens=max_new_tokens, temperature=temperature,
+                                  top_p=top_p, info=info, greedy=greedy)
+        for p, group in zip(prompts, groups):
+            ids, finished = group[0]
+            yield tok.decode(ids, skip_special_tokens=True), len(p), len(ids), finished

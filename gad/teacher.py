@@ -66,36 +66,22 @@ def collect_local(examples: list[Example], model_path: str, output: str | Path, 
                   trust_remote_code: bool = False,
                   on_result: Callable[[dict, Ledger], None] | None = None) -> CollectResult:
     """An open model as the teacher (the paper's Table 5): batched generation, same output format."""
-    import torch
-    from transformers import AutoModelForCausalLM
+    from gad.generation import generate_for_messages
 
-    from gad.data import render_prompt
-    from gad.generation import sample_responses
-    from gad.modeling import load_tokenizer, token_info
-
-    tok = load_tokenizer(model_path, trust_remote_code)
-    info = token_info(tok, model_path if Path(model_path).exists() else None)
-    model = AutoModelForCausalLM.from_pretrained(model_path, trust_remote_code=trust_remote_code)
-    if torch.cuda.is_available():
-        model = model.to("cuda")
     ledger = Ledger()
     records = []
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start:start + batch_size]
-        prompts = [tok(render_prompt(ex.messages, tok, "chat"), add_special_tokens=False)["input_ids"] for ex in chunk]
-        outs = sample_responses(model, prompts, n=1, max_new_tokens=max_new_tokens, temperature=temperature,
-                                top_p=top_p, info=info, greedy=greedy)
-        for ex, p, group in zip(chunk, prompts, outs):
-            ids, finished = group[0]
-            result = {"status": "ok", "response": tok.decode(ids, skip_special_tokens=True),
-                      "finish_reason": "stop" if finished else "length",
-                      "usage": {"prompt_tokens": len(p), "completion_tokens": len(ids)}, "cost": 0.0}
-            ledger.ok += 1
-            ledger.prompt_tokens += len(p)
-            ledger.completion_tokens += len(ids)
-            records.append(_record(ex, result))
-            if on_result:
-                on_result(result, ledger)
+    answers = generate_for_messages(model_path, [ex.messages for ex in examples], max_new_tokens=max_new_tokens,
+                                    temperature=temperature, top_p=top_p, greedy=greedy, batch_size=batch_size,
+                                    trust_remote_code=trust_remote_code)
+    for ex, (text, n_prompt, n_response, finished) in zip(examples, answers):
+        result = {"status": "ok", "response": text, "finish_reason": "stop" if finished else "length",
+                  "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_response}, "cost": 0.0}
+        ledger.ok += 1
+        ledger.prompt_tokens += n_prompt
+        ledger.completion_tokens += n_response
+        records.append(_record(ex, result))
+        if on_result:
+            on_result(result, ledger)
     output = Path(output)
     write_jsonl_atomic(output, records)
     return CollectResult(output, records, ledger.as_dict())

@@ -143,6 +143,17 @@ class StageMixin:
             self.ctx.progress.checkpoint(self.global_step, str(dest))
         self.accelerator.wait_for_everyone()
 
+    @staticmethod
+    def _split_batch(inputs) -> tuple[list[list[int]], list[list[int]]]:
+        """A supervised batch back into (prompt ids, teacher response ids) per row: labels mark the response."""
+        prompts, teachers = [], []
+        for ids, attn, labels in zip(inputs["input_ids"].tolist(), inputs["attention_mask"].tolist(),
+                                     inputs["labels"].tolist()):
+            real = [(t, lab) for t, a, lab in zip(ids, attn, labels) if a]
+            prompts.append([t for t, lab in real if lab == -100])
+            teachers.append([t for t, lab in real if lab != -100])
+        return prompts, teachers
+
     def _teacher_groups(self, prompt_ids, teacher_ids, students) -> list[Group]:
         groups = []
         for p, t, s in zip(prompt_ids, teacher_ids, students):
@@ -192,12 +203,7 @@ class WarmupTrainer(StageMixin, SFTTrainer):
 
     def _discriminator_step(self, inputs) -> None:
         """Fresh student samples for this batch's prompts, then one Bradley-Terry step."""
-        prompt_ids, teacher_ids = [], []
-        for ids, attn, labels in zip(inputs["input_ids"].tolist(), inputs["attention_mask"].tolist(),
-                                     inputs["labels"].tolist()):
-            real = [(t, lab) for t, a, lab in zip(ids, attn, labels) if a]
-            prompt_ids.append([t for t, lab in real if lab == -100])
-            teacher_ids.append([t for t, lab in real if lab != -100])
+        prompt_ids, teacher_ids = self._split_batch(inputs)
         model = self.accelerator.unwrap_model(self.model)
         students = sample_responses(model, prompt_ids, info=self.ctx.info, **self.sampling)
         groups = self._teacher_groups(prompt_ids, teacher_ids, students)
@@ -227,10 +233,8 @@ class SeqKDTrainer(StageMixin, SFTTrainer):
         self._record("teacher_length", float((labels != -100).sum(dim=1).float().mean()))
         gs = self.state.global_step
         if self.sampling and self.accelerator.is_main_process and (gs == 0 or (gs + 1) % self.ctx.sample_every == 0):
-            ids, attn, lab = inputs["input_ids"][0].tolist(), inputs["attention_mask"][0].tolist(), labels[0].tolist()
-            real = [(t, l) for t, a, l in zip(ids, attn, lab) if a]
-            prompt = [t for t, l in real if l == -100]
-            teacher = [t for t, l in real if l != -100]
+            prompts, teachers = self._split_batch({k: inputs[k][:1] for k in ("input_ids", "attention_mask", "labels")})
+            prompt, teacher = prompts[0], teachers[0]
             students = sample_responses(self.accelerator.unwrap_model(self.model), [prompt], info=self.ctx.info,
                                         **self.sampling)
             self._write_sample(self._teacher_groups([prompt], [teacher], students), [])
