@@ -91,7 +91,9 @@ class RunConfig(BaseModel):
 
     # --- models ------------------------------------------------------------------------------
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Weights dtype: 'auto' is bfloat16 on a GPU and float32 on a CPU.")
+        "auto", description="Precision. 'auto': float32 weights, with bfloat16 autocast on a GPU (pure bf16 "
+        "weights lose AdamW updates at lr 1e-6). 'bfloat16': bf16 weights, half the memory, small updates "
+        "may be lost. 'float32': no autocast.")
     lora: bool = Field(False, description="Train LoRA adapters (peft) instead of all weights, for "
                        "student and discriminator.")
     lora_r: int = Field(16, gt=0, description="LoRA rank.")

@@ -33,9 +33,10 @@ def _distributed() -> bool:
 
 class Discriminator:
     def __init__(self, model, info: TokenInfo, *, lr: float, weight_decay: float, grad_clip: float,
-                 micro_batch: int = 16, trainable: bool = True):
+                 micro_batch: int = 16, trainable: bool = True, autocast: torch.dtype | None = None):
         self.model = model
         self.info = info
+        self.autocast = autocast  # compute dtype on a GPU; weights (and AdamW state) stay as loaded
         self.grad_clip = grad_clip
         self.micro_batch = micro_batch  # sequences per forward pass, to bound memory
         self.device = next(model.parameters()).device
@@ -55,7 +56,8 @@ class Discriminator:
 
     def _score(self, seqs: list[list[int]]) -> torch.Tensor:
         ids, mask = pad_sequences(seqs, self.info.pad_id, self.device)
-        return score_sequences(self.model, ids, mask)
+        with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
+            return score_sequences(self.model, ids, mask)
 
     @torch.no_grad()
     def score(self, groups: list[Group]) -> tuple[list[float], list[list[float]]]:

@@ -23,9 +23,27 @@ class TokenInfo:
 
 
 def resolve_dtype(name: str) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    """Dtype of the stored weights. 'auto' keeps float32 master weights (compute runs in bfloat16
+    autocast on a GPU, see `autocast_dtype`): with pure bf16 weights, AdamW updates at the paper's
+    lr 1e-6 fall below bf16's resolution and are lost."""
+    return {"auto": torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16,
+            "float16": torch.float16}[name]
+
+
+def autocast_dtype(name: str) -> torch.dtype | None:
+    """Compute precision: bfloat16 autocast on a GPU for 'auto'/'bfloat16', float16 if asked, else none."""
+    if not torch.cuda.is_available():
+        return None
+    return {"auto": torch.bfloat16, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(name)
+
+
+def process_device() -> torch.device:
+    """This process's accelerator (its LOCAL_RANK's GPU under torchrun/accelerate), else the CPU."""
+    import os
+
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):

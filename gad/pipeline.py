@@ -239,14 +239,14 @@ def _per_device(cfg: RunConfig, prompts: int) -> int:
 def _common_args(cfg: RunConfig, stage: Stage, run_dir: Path) -> dict:
     import torch
 
-    from gad.modeling import resolve_dtype
+    from gad.modeling import autocast_dtype
 
-    dtype = resolve_dtype(cfg.dtype)
+    compute = autocast_dtype(cfg.dtype)  # the Trainer autocasts; master weights stay as loaded
     return dict(
         output_dir=str(run_dir / ".trl" / stage.name), max_steps=stage.steps, learning_rate=stage.lr,
         lr_scheduler_type="constant", warmup_steps=0, weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.grad_clip, logging_steps=1, save_strategy="no",  # our callback decides saves
-        report_to=[], seed=cfg.seed, bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
+        report_to=[], seed=cfg.seed, bf16=compute == torch.bfloat16, fp16=compute == torch.float16,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, save_only_model=False,
     )
@@ -256,7 +256,7 @@ def _build_stage(cfg, stage, data, tokenizer, info, run_dir, offset, start_ckpt,
     from trl import GRPOConfig, SFTConfig
 
     from gad.discriminator import Discriminator
-    from gad.modeling import load_discriminator, load_student, lora_config
+    from gad.modeling import autocast_dtype, load_discriminator, load_student, lora_config, process_device
     from gad.trainers import AdversarialTrainer, SeqKDTrainer, StageContext, WarmupTrainer
 
     student_path = str(start_ckpt / "student") if start_ckpt else cfg.student
@@ -272,10 +272,11 @@ def _build_stage(cfg, stage, data, tokenizer, info, run_dir, offset, start_ckpt,
                 break
         disc_model = load_discriminator(str(disc_dir) if disc_dir else cfg.student, cfg, info.pad_id,
                                         fresh_head_seed=None if disc_dir else cfg.seed)
-        disc_model.to(student.device if hasattr(student, "device") else "cpu")
-        trainable = stage.update_discriminator
+        # The trainer moves the student to this process's accelerator later; D goes there now.
+        disc_model.to(process_device())
         disc = Discriminator(disc_model, info, lr=cfg.disc_lr, weight_decay=cfg.weight_decay,
-                             grad_clip=cfg.disc_grad_clip, trainable=trainable)
+                             grad_clip=cfg.disc_grad_clip, trainable=stage.update_discriminator,
+                             autocast=autocast_dtype(cfg.dtype))
         if resume is not None and disc_dir == resume / "discriminator":
             disc.load_optimizer(disc_dir)
 

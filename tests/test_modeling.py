@@ -72,3 +72,25 @@ def test_one_bradley_terry_step_raises_teacher_over_student(tiny_model):
     gap1 = sum(t - sum(s) / len(s) for t, s in zip(t1, s1))
     assert gap1 > gap0
     assert set(metrics) >= {"disc_loss", "disc_accuracy", "disc_teacher_score", "disc_student_score", "disc_lr"}
+
+
+def test_precision_rules_keep_float32_master_weights():
+    from gad.modeling import autocast_dtype, resolve_dtype
+
+    assert resolve_dtype("auto") == torch.float32          # never pure bf16 weights by default
+    assert resolve_dtype("bfloat16") == torch.bfloat16     # only when asked
+    if not torch.cuda.is_available():
+        assert autocast_dtype("auto") is None
+
+
+def test_discriminator_step_under_bf16_autocast_updates_float32_weights(tiny_model):
+    cfg = RunConfig(student=str(tiny_model), data="x", output="y")
+    tok = load_tokenizer(str(tiny_model))
+    info = token_info(tok, str(tiny_model))
+    model = load_discriminator(str(tiny_model), cfg, tok.pad_token_id, fresh_head_seed=0)
+    disc = Discriminator(model, info, lr=1e-3, weight_decay=0.0, grad_clip=1.0, autocast=torch.bfloat16)
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    before = model.score.weight.detach().clone()
+    _, metrics = disc.step([Group(enc("Q?"), enc("A."), True, [(enc("B"), True), (enc("C"), False)])])
+    assert model.score.weight.dtype == torch.float32 and not torch.equal(before, model.score.weight)
+    assert all(v == v for v in metrics.values())           # finite, no NaN
