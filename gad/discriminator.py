@@ -42,9 +42,15 @@ class Discriminator:
         self.device = next(model.parameters()).device
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay) if trainable else None
-        if _distributed():
-            for p in model.parameters():
+        self._synced = False
+
+    def _sync_once(self) -> None:
+        """Rank 0's weights everywhere, at the first use: the process group may not exist yet at
+        construction (the trainer creates it), and every rank scores and steps in lockstep."""
+        if not self._synced and _distributed():
+            for p in self.model.parameters():
                 dist.broadcast(p.data, src=0)
+        self._synced = True
 
     @property
     def lr(self) -> float:
@@ -62,6 +68,7 @@ class Discriminator:
     @torch.no_grad()
     def score(self, groups: list[Group]) -> tuple[list[float], list[list[float]]]:
         """Scores without updating: (teacher score per group, student scores per group)."""
+        self._sync_once()
         was_training = self.model.training
         self.model.eval()
         teacher, student = [], []
@@ -85,6 +92,7 @@ class Discriminator:
             pairs_s = torch.tensor([x for g in s for x in g])
             return s, self._metrics(pairs_t, pairs_s, float(bradley_terry_loss(pairs_t, pairs_s)), None)
 
+        self._sync_once()
         self.model.train()
         total_pairs = sum(len(g.student) for g in groups)
         all_t, all_s, student_scores, loss_sum = [], [], [], 0.0
