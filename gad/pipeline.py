@@ -205,7 +205,8 @@ def run(cfg: RunConfig, progress: Progress | None = None) -> RunResult:
             "discriminator_checksums": checksums,
             "warnings": warnings,
             "stages": [s.__dict__ for s in stages]}, indent=2))
-        shutil.rmtree(run_dir / ".trl", ignore_errors=True) if status == "succeeded" else None
+        if status == "succeeded":  # TRL's scratch folders; a cancelled run keeps them for its resume
+            shutil.rmtree(run_dir / ".trl", ignore_errors=True)
     progress.close()
     return RunResult(run_dir, status, final_step, total, last_ckpt, warnings)
 
