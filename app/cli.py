@@ -11,9 +11,7 @@ import json
 import sys
 import threading
 
-from gad.cli import EXIT_USAGE, _add_config_flags, build_parser as gad_parser
-from gad.config import ConfigError
-from gad.data import DataError
+from gad.cli import _add_config_flags, build_parser as gad_parser, dispatch
 
 
 def _context(migrate: bool = True):
@@ -51,9 +49,9 @@ def cmd_worker(ns) -> int:
     from app.db.session import session_scope
     from app.services.runs import reconcile
 
-    from gad.cli import _quiet_libraries
+    from gad.progress import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     ctx = _context()
     app = _celery(ctx)
 
@@ -188,15 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
-    try:
-        return ns.func(ns)
-    except (ConfigError, DataError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except ValueError as err:  # RunStateError and friends: a state the user can read and fix
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+    # ValueError: RunStateError and friends, a state the user can read and fix
+    return dispatch(build_parser().parse_args(argv), user_errors=(ValueError,))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    import transformers
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, TrainerCallback
     from transformers.trainer_callback import PrinterCallback
@@ -43,12 +42,11 @@ def main() -> None:
     from gad.data import load_examples
     from gad.modeling import load_tokenizer, token_info
     from gad.pipeline import Stage, _build_stage, tokenize_examples
-    from gad.progress import Progress
+    from gad.progress import Progress, quiet_libraries
     from gad.resources import DATASET_DIR, DEMO_TRAIN_SET
     from gad.tiny import build_tiny_model
 
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    quiet_libraries()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     work = Path(tempfile.mkdtemp(prefix="gad-bench-"))
     model_dir = build_tiny_model(work / "model", hidden_size=args.hidden, layers=args.layers)

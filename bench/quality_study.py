@@ -137,23 +137,24 @@ def main() -> None:
     ap.add_argument("--adv-steps", type=int, default=100, help="GAD adversarial steps (SeqKD gets the same total)")
     ap.add_argument("--gad-lr", type=float, default=2e-4, help="policy lr of GAD's adversarial stage")
     ap.add_argument("--disc-lr", type=float, default=2e-4, help="discriminator lr")
+    ap.add_argument("--budget-check", action="store_true",
+                    help="also train SeqKD for only the generator steps of GAD's warmup (warmup - 10), as row seqkd@N")
     ap.add_argument("--eval-prompts", type=int, default=40)
     ap.add_argument("--samples", type=int, default=4, help="answers sampled per eval prompt")
     args = ap.parse_args()
 
     import torch
-    import transformers
     from transformers import AutoModelForCausalLM
 
     from gad.config import RunConfig
     from gad.data import Example
     from gad.modeling import load_tokenizer, token_info
     from gad.pipeline import run
+    from gad.progress import quiet_libraries
     from gad.teacher import collect_local
     from gad.tiny import build_tiny_model
 
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    quiet_libraries()
     torch.set_num_threads(2)
     out = Path(args.out)
     work = out / "work"
@@ -198,6 +199,10 @@ def main() -> None:
                              warmup_steps=args.warmup_steps, steps=args.adv_steps, warmup_lr=2e-3, lr=args.gad_lr,
                              disc_lr=args.disc_lr, disc_only_steps=10, seed=seed, **common),
         }
+        if args.budget_check:  # SeqKD with exactly the supervised steps GAD's warmup gave its generator
+            n = args.warmup_steps - 10
+            cfgs[f"seqkd@{n}"] = RunConfig(method="seqkd", student=str(init), output=str(work / f"seqkd{n}-{seed}"),
+                                           steps=n, seqkd_lr=2e-3, seed=seed, **common)
         for method, cfg in cfgs.items():
             res = run(cfg)
             points = [(method, res.final_checkpoint, res.global_step)]
@@ -223,7 +228,9 @@ def report(results: dict, out: Path) -> None:
 
     keys = [("teacher_nll", "teacher NLL / token (lower = closer to teacher)"), ("valid", "valid answers"),
             ("distinct_2", "distinct-2"), ("length", "length (tokens)")]
-    methods = ["seqkd", "gad@warmup", "gad"]
+    present = {r["method"] for r in results["runs"]}
+    methods = [m for m in ["seqkd", *sorted(m for m in present if m.startswith("seqkd@")), "gad@warmup", "gad"]
+               if m in present]
     agg = {}
     for m in methods:
         rows = [r for r in results["runs"] if r["method"] == m]
@@ -249,6 +256,11 @@ def report(results: dict, out: Path) -> None:
     lines += ["", f"Teacher's fruit answers: {t['fruit_counts']} (trained on {FRUITS})",
               "", "gad@warmup is GAD's own checkpoint at the end of its warmup (fewer supervised steps than SeqKD): "
                   "the adversarial stage's effect is the change from gad@warmup to gad."]
+    budget = [m for m in methods if m.startswith("seqkd@")]
+    if budget:
+        lines += ["", f"{budget[0]} (from --budget-check) is SeqKD given only the generator steps of GAD's warmup. "
+                      "If it scores close to gad@warmup, the gap between gad and seqkd is the budget split: "
+                      "compare the change from seqkd@N to seqkd with the change from gad@warmup to gad."]
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4))

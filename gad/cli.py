@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gad.config import ConfigError, RunConfig
 from gad.data import DataError
+from gad.progress import quiet_libraries
 
 EXIT_USAGE = 2
 
@@ -45,7 +46,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
     cfg = _config_from_args(ns)
     from gad.pipeline import list_checkpoints, run  # heavy imports only when training
 
-    _quiet_libraries()
+    quiet_libraries()
     bar = None
     if not ns.no_progress:
         done = list_checkpoints(Path(cfg.output))
@@ -60,21 +61,6 @@ def cmd_train(ns: argparse.Namespace) -> int:
     if result.final_checkpoint:
         print(f"  checkpoint: {result.final_checkpoint}  (student/ and discriminator/ load with from_pretrained)")
     return 0 if result.status == "succeeded" else 1
-
-
-def _quiet_libraries() -> None:
-    """Our own bar and messages replace the libraries' per-file bars and info logs."""
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    try:
-        import datasets
-
-        datasets.utils.logging.disable_progress_bar()
-        datasets.utils.logging.set_verbosity_error()
-    except ImportError:
-        pass
 
 
 class _LazyBar:
@@ -155,7 +141,7 @@ def cmd_collect(ns: argparse.Namespace) -> int:
                         cached=ledger.cached, cost=f"${ledger.cost:.4f}", refresh=False)
 
     if ns.local:
-        _quiet_libraries()
+        quiet_libraries()
         res = collect_local(examples, ns.local, ns.output, max_new_tokens=ns.max_tokens or 512,
                             temperature=ns.temperature if ns.temperature is not None else 0.8,
                             top_p=ns.top_p or 1.0, on_result=on_result)
@@ -186,7 +172,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     from gad.api_client import EndpointError
     from gad.evaluate import ModelSpec, evaluate
 
-    _quiet_libraries()
+    quiet_libraries()
     sets = [s.strip() for s in ns.sets.split(",") if s.strip()]
     models = [ModelSpec.parse(m) for m in ns.model]
     try:
@@ -284,17 +270,20 @@ def _cmd_toy(ns):
     return cmd_toy(ns)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    ns = parser.parse_args(argv)
+def dispatch(ns: argparse.Namespace, user_errors: tuple[type[BaseException], ...] = ()) -> int:
+    """Run a parsed command; errors a user can fix print one message and exit 2, no traceback."""
     try:
         return ns.func(ns)
-    except (ConfigError, DataError, FileNotFoundError) as err:
+    except (ConfigError, DataError, FileNotFoundError, *user_errors) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to resume from the last checkpoint", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    return dispatch(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

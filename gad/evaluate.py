@@ -76,6 +76,12 @@ def generate_responses(spec: ModelSpec, examples: list[Example], *, max_new_toke
         greedy=greedy, seed=seed, batch_size=batch_size, trust_remote_code=trust_remote_code)]
 
 
+def _sample(model: str, label: str, ex: Example, response: str, reference: str | None) -> dict:
+    """One line of samples.jsonl; `orders` fills with one verdict per presentation order."""
+    return {"model": model, "set": label, "id": ex.id, "prompt": ex.prompt_text, "response": response,
+            "reference": reference, "orders": {}}
+
+
 def evaluate(models: list[ModelSpec], sets: list[str], judge: Endpoint, output: str | Path, *,
              limit: int | None = None, max_new_tokens: int = 1536, temperature: float = 0.8, greedy: bool = False,
              both_orders: bool = False, teacher: str | None = None, seed: int = 0,
@@ -133,9 +139,8 @@ def evaluate(models: list[ModelSpec], sets: list[str], judge: Endpoint, output: 
     per: dict[tuple[str, str, int], dict] = {}
     for (name, label, i, order), v in zip(jobs, verdicts):
         ex = dict(loaded)[label][i]
-        rec = per.setdefault((name, label, i), {
-            "model": name, "set": label, "id": ex.id, "prompt": ex.prompt_text,
-            "response": responses[(name, label)][i], "reference": refs[label][i].get("response"), "orders": {}})
+        rec = per.setdefault((name, label, i), _sample(name, label, ex, responses[(name, label)][i],
+                                                        refs[label][i].get("response")))
         parsed = parse_scores(v.get("response")) if v["status"] == "ok" else None
         if parsed and order == "reference_first":
             parsed = (parsed[1], parsed[0])
@@ -146,12 +151,11 @@ def evaluate(models: list[ModelSpec], sets: list[str], judge: Endpoint, output: 
         for label, exs in loaded:
             for i, ex in enumerate(exs):
                 if (spec.name, label, i) not in per:
-                    per[(spec.name, label, i)] = {
-                        "model": spec.name, "set": label, "id": ex.id, "prompt": ex.prompt_text,
-                        "response": responses[(spec.name, label)][i], "reference": None,
-                        "orders": {"model_first": {"model_score": None, "reference_score": None, "judge_text": None,
-                                                   "status": "failed",
-                                                   "error": f"no judge reference: {refs[label][i].get('error')}"}}}
+                    rec = _sample(spec.name, label, ex, responses[(spec.name, label)][i], None)
+                    rec["orders"]["model_first"] = {"model_score": None, "reference_score": None, "judge_text": None,
+                                                    "status": "failed",
+                                                    "error": f"no judge reference: {refs[label][i].get('error')}"}
+                    per[(spec.name, label, i)] = rec
     rows, samples = [], list(per.values())
     teacher_texts = {label: responses.get((teacher, label)) for label, _ in loaded} if teacher else {}
     for spec in models:

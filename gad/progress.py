@@ -13,6 +13,21 @@ from pathlib import Path
 from typing import Any
 
 
+def quiet_libraries() -> None:
+    """Our own bar and messages replace the libraries' per-file bars and info logs (CLI, workers, benches)."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        import datasets
+
+        datasets.utils.logging.disable_progress_bar()
+        datasets.utils.logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
 class Progress:
     """No-op base: override what you need."""
 

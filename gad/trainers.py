@@ -161,11 +161,16 @@ class StageMixin:
             groups.append(Group(list(p), t_ids, t_fin, s))
         return groups
 
+    def _sample_due(self) -> bool:
+        """Sample records on a stage's first step and every `sample_every` steps after."""
+        gs = self.state.global_step
+        return gs == 0 or (gs + 1) % self.ctx.sample_every == 0
+
     def _write_sample(self, groups: list[Group], scores: list[list[float]],
                       advantages: list[float] | None = None) -> None:
         if not self.accelerator.is_main_process or not groups:
             return
-        if (self.state.global_step + 1) % self.ctx.sample_every and self.state.global_step:
+        if not self._sample_due():
             return
         g, tok = groups[0], self.ctx.tokenizer
         self.ctx.progress.sample({
@@ -231,8 +236,7 @@ class SeqKDTrainer(StageMixin, SFTTrainer):
     def training_step(self, model, inputs, num_items_in_batch=None):
         labels = inputs["labels"]
         self._record("teacher_length", float((labels != -100).sum(dim=1).float().mean()))
-        gs = self.state.global_step
-        if self.sampling and self.accelerator.is_main_process and (gs == 0 or (gs + 1) % self.ctx.sample_every == 0):
+        if self.sampling and self.accelerator.is_main_process and self._sample_due():
             prompts, teachers = self._split_batch({k: inputs[k][:1] for k in ("input_ids", "attention_mask", "labels")})
             prompt, teacher = prompts[0], teachers[0]
             students = sample_responses(self.accelerator.unwrap_model(self.model), [prompt], info=self.ctx.info,

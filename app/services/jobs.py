@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import random
-import uuid
-from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -12,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Dataset, Endpoint as EndpointRow, Job, Prompt, Study, StudyItem, TeacherResponse, utcnow
 from app.db.session import session_scope
+from app.services.claims import claim_row
 from app.services.datasets import dataset_examples
 from app.services.endpoints import to_gad
 
@@ -24,14 +23,7 @@ def create_job(session: Session, kind: str, params: dict) -> Job:
 
 
 def claim_job(session: Session, job_id: int, worker: str, stale_after: float) -> str | None:
-    token, now = uuid.uuid4().hex, utcnow()
-    res = session.execute(update(Job).where(
-        Job.id == job_id, (Job.status == "queued") |
-        ((Job.status == "running") & (Job.heartbeat_at < now - timedelta(seconds=stale_after))))
-        .values(status="running", claim=token, worker=worker, heartbeat_at=now)
-        .execution_options(synchronize_session=False))
-    session.commit()
-    return token if res.rowcount == 1 else None
+    return claim_row(session, Job, job_id, worker, stale_after)
 
 
 def finish_job(session: Session, job_id: int, claim: str, status: str, result: dict | None = None,

@@ -8,7 +8,6 @@ A worker *claims* a run with one conditional UPDATE, so a task delivered twice r
 from __future__ import annotations
 
 import shutil
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,11 +15,9 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Checkpoint, Run, RunMetric, RunStep, Sample, utcnow
+from app.services.claims import claim_row
 from app.settings import Settings
 from gad.config import build_config
-
-FINAL = ("succeeded", "failed", "cancelled")
-
 
 class RunStateError(ValueError):
     """The operation does not fit the run's current state; the message says why."""
@@ -54,17 +51,8 @@ def get_run(session: Session, run_id: int) -> Run:
 
 def claim_run(session: Session, run_id: int, worker: str, stale_after: float) -> str | None:
     """Atomically take a queued run (or a running one whose worker went silent). Returns the claim token."""
-    token = uuid.uuid4().hex
-    now = utcnow()
-    stale = now - timedelta(seconds=stale_after)
-    res = session.execute(
-        update(Run).where(Run.id == run_id,
-                          (Run.status == "queued") | ((Run.status == "running") & (Run.heartbeat_at < stale)))
-        .values(status="running", claim=token, worker=worker, heartbeat_at=now, attempts=Run.attempts + 1,
-                started_at=func.coalesce(Run.started_at, now), error=None)
-        .execution_options(synchronize_session=False))
-    session.commit()
-    return token if res.rowcount == 1 else None
+    return claim_row(session, Run, run_id, worker, stale_after, attempts=Run.attempts + 1,
+                     started_at=func.coalesce(Run.started_at, utcnow()), error=None)
 
 
 def heartbeat(session: Session, run_id: int, claim: str) -> bool:
