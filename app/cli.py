@@ -1,17 +1,25 @@
-"""`gad-studio` = gad's commands (train, collect, evaluate, toy, ...) + the studio's (db, worker, runs).
+"""`gad-studio` = gad's commands (train, collect, evaluate, toy, ...) + the studio's:
 
-Settings come from the environment (see app/settings.py): DATABASE_URL, CELERY_BROKER_URL,
+    serve                 the web server (REST API, /v1, dashboard) on uvicorn
+    worker                a Celery worker for the studio's queues
+    db upgrade|downgrade|current
+    users create|list|set-password|token
+    runs submit|list|show|cancel|resume|fork
+
+Settings come from the environment (app/settings.py): DATABASE_URL, CELERY_BROKER_URL,
 GAD_DATA_DIR, ... Unset, everything lives under ./data (SQLite database, SQLite broker).
+Errors: the studio's hierarchy (app/errors.py) maps to exit codes here, once.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import sys
-import threading
 
-from gad.cli import _add_config_flags, build_parser as gad_parser, dispatch
+from gad.cli import _add_config_flags, build_parser as gad_parser, dispatch as gad_dispatch
 
 
 def _context(migrate: bool = True):
@@ -20,16 +28,7 @@ def _context(migrate: bool = True):
     return make_context(migrate=migrate)
 
 
-def _celery(ctx):
-    from worker.celery_app import make_celery
-
-    return make_celery(ctx.settings, ctx)
-
-
-def enqueue_run(ctx, run_id: int) -> None:
-    _celery(ctx).send_task("gad.train_run", args=[run_id], queue="gpu")
-
-
+# --- db ----------------------------------------------------------------------------------------
 def cmd_db(ns) -> int:
     from app.db import migrate
     from app.settings import get_settings
@@ -45,34 +44,78 @@ def cmd_db(ns) -> int:
     return 0
 
 
-def cmd_worker(ns) -> int:
-    from app.db.session import session_scope
-    from app.services.runs import reconcile
+# --- serve and worker ----------------------------------------------------------------------
+def cmd_serve(ns) -> int:
+    import uvicorn
 
+    from app.api import create_app
     from gad.progress import quiet_libraries
 
     quiet_libraries()
-    ctx = _context()
-    app = _celery(ctx)
-
-    def reconciler():  # marks runs of dead workers interrupted, from any live worker
-        stop = threading.Event()
-        while not stop.wait(max(1.0, ctx.settings.heartbeat_timeout / 2)):
-            with session_scope(ctx.sessions) as s:
-                for run_id in reconcile(s, ctx.settings.heartbeat_timeout):
-                    print(f"run {run_id}: worker lost, marked interrupted", flush=True)
-
-    threading.Thread(target=reconciler, name="reconciler", daemon=True).start()
-    argv = ["worker", "-Q", ns.queues, "--pool", ns.pool, "--concurrency", str(ns.concurrency),
-            "--loglevel", ns.loglevel, "--without-gossip", "--without-mingle"]
-    if ns.hostname:
-        argv += ["-n", ns.hostname]
-    app.worker_main(argv=argv)
+    ctx = _context()  # migrates on start, like the worker
+    app = create_app(context=ctx, ui=not ns.no_ui)
+    print(f"GAD Studio on http://{ns.host}:{ns.port}/ui  (API docs: /docs; database {ctx.engine.url.render_as_string()})",
+          flush=True)
+    uvicorn.run(app, host=ns.host, port=ns.port, log_level=ns.log_level, lifespan="on")
     return 0
 
 
+def cmd_worker(ns) -> int:
+    """Become `python -m worker` (exec, same process id): the worker is its own entry point, so app/
+    never imports worker/ code."""
+    argv = [sys.executable, "-m", "worker", "--queues", ns.queues, "--pool", ns.pool,
+            "--concurrency", str(ns.concurrency), "--loglevel", ns.loglevel]
+    if ns.hostname:
+        argv += ["--hostname", ns.hostname]
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)
+    return 0  # not reached
+
+
+# --- users -------------------------------------------------------------------------------------
+def _password(ns, prompt: str) -> str:
+    """From GAD_ADMIN_PASSWORD (scripted set-ups) or a prompt; never a default."""
+    env = os.environ.get("GAD_ADMIN_PASSWORD")
+    if env:
+        return env
+    if not sys.stdin.isatty():
+        from app.errors import InvalidInput
+
+        raise InvalidInput("no password: set GAD_ADMIN_PASSWORD, or run in a terminal to be asked for one")
+    first = getpass.getpass(prompt)
+    if getpass.getpass("again: ") != first:
+        from app.errors import InvalidInput
+
+        raise InvalidInput("the two passwords differ")
+    return first
+
+
+def cmd_users(ns) -> int:
+    from app.db.session import session_scope
+    from app.services import users as svc
+
+    ctx = _context()
+    with session_scope(ctx.sessions) as s:
+        if ns.action == "create":
+            user = svc.create_user(s, ns.name, ns.role, _password(ns, f"password for {ns.name}: "))
+            print(f"user {user.name} ({user.role}) created")
+        elif ns.action == "list":
+            for u in svc.list_users(s):
+                print(f"{u.id:4d}  {u.name:24s} {u.role:11s} {'active' if u.active else 'inactive'}")
+        elif ns.action == "set-password":
+            svc.set_password(s, svc.user_by_name(s, ns.name), _password(ns, f"new password for {ns.name}: "))
+            print(f"password of {ns.name} changed")
+        elif ns.action == "token":
+            _, token = svc.create_token(s, svc.user_by_name(s, ns.name), ns.label)
+            print(f"API token for {ns.name} (shown once; only its hash is stored):", file=sys.stderr)
+            print(token)  # alone on the last line of stdout, for scripts
+    return 0
+
+
+# --- runs --------------------------------------------------------------------------------------
 def cmd_runs(ns) -> int:
     from app.db.session import session_scope
+    from app.services import run_views as views
     from app.services import runs as svc
 
     ctx = _context()
@@ -81,52 +124,40 @@ def cmd_runs(ns) -> int:
 
         values = load_yaml(ns.config) if ns.config else {}
         values.update({k: getattr(ns, k) for k in RunConfig.model_fields if getattr(ns, k, None) is not None})
-        values["output"] = "assigned-by-the-studio"
         with session_scope(ctx.sessions) as s:
             run_id = svc.submit_run(s, ctx.settings, values, name=ns.name).id
-        enqueue_run(ctx, run_id)
+        ctx.enqueue("train", run_id)
         print(run_id)
-        return 0
-    if ns.action == "list":
-        from sqlalchemy import select
-
-        from app.db.models import Run
-
-        with ctx.sessions() as s:
-            svc.reconcile(s, ctx.settings.heartbeat_timeout)
-            for r in s.scalars(select(Run).order_by(Run.id.desc()).limit(50)):
-                print(f"{r.id:5d}  {r.status:11s} {r.method:9s} {r.step:6d}/{r.total_steps or 0:<6d} {r.name}")
         return 0
     with session_scope(ctx.sessions) as s:
         svc.reconcile(s, ctx.settings.heartbeat_timeout)
+        if ns.action == "list":
+            runs, _ = views.list_runs(s, limit=50)
+            for r in runs:
+                print(f"{r.id:5d}  {r.status:11s} {r.method:9s} {r.step:6d}/{r.total_steps or 0:<6d} {r.name}")
+            return 0
         if ns.action == "cancel":
             run = svc.cancel_run(s, ns.id)
             print(f"run {run.id}: {'cancel requested' if run.status == 'running' else run.status}")
         elif ns.action == "resume":
             svc.resume_run(s, ns.id)
         elif ns.action == "fork":
-            overrides = {k: v for k, v in vars(ns).items() if k in _config_keys() and v is not None}
-            child = svc.fork_run(s, ctx.settings, ns.id, ns.step, overrides)
-            new_id = child.id
-        summary = svc.run_summary(s, ns.id) if ns.action == "show" else None
+            overrides = {k: v for k, v in vars(ns).items() if k in svc.config_fields() and v is not None}
+            new_id = svc.fork_run(s, ctx.settings, ns.id, ns.step, overrides, ns.name).id
+        elif ns.action == "show":
+            view = views.run_view(s, svc.get_run(s, ns.id), ctx.settings.heartbeat_timeout)
     if ns.action == "resume":
-        enqueue_run(ctx, ns.id)
+        ctx.enqueue("train", ns.id)
         print(f"run {ns.id}: queued to resume from its last checkpoint")
     elif ns.action == "fork":
-        enqueue_run(ctx, new_id)
+        ctx.enqueue("train", new_id)
         print(new_id)
     elif ns.action == "show":
         if ns.json:
-            print(json.dumps(summary, indent=2, default=str))
+            print(json.dumps(view, indent=2, default=str))
         else:
-            _print_summary(summary)
+            _print_summary(view)
     return 0
-
-
-def _config_keys():
-    from gad.config import RunConfig
-
-    return set(RunConfig.model_fields) - {"output"}
 
 
 def _print_summary(r: dict) -> None:
@@ -137,57 +168,112 @@ def _print_summary(r: dict) -> None:
     if r["error"]:
         print(f"  error: {r['error'].splitlines()[0]}")
     if r["last_metrics"]:
-        keys = ("loss", "disc_loss", "disc_accuracy", "reward_mean", "kl", "student_length")
-        print("  last: " + ", ".join(f"{k} {r['last_metrics'][k]:.4g}" for k in keys if k in r["last_metrics"]))
+        print("  last: " + ", ".join(f"{k} {v:.4g}" for k, v in r["last_metrics"].items()))
+    for a in r["alarms"]:
+        print(f"  ALARM {a['kind']}: {a['message']}")
     for c in r["checkpoints"]:
-        print(f"  checkpoint step {c['step']} ({c['stage']}): {c['path']}")
+        print(f"  checkpoint step {c['step']} ({c['stage']}): {c['model_id']}")
+    print(f"  folder: {r['output_dir']}")
+
+
+FORK_HELP = ("New run from run ID's checkpoint with edited settings; prints its id. The fork starts from the "
+             "checkpoint's weights; its own settings (learning rates, schedule, method, steps) take effect.")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = gad_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
+    p = sub.add_parser("serve", help="Run the web server: REST API, OpenAI-compatible /v1, dashboard at /ui.")
+    p.add_argument("--host", default="127.0.0.1", help="Interface to listen on (0.0.0.0: every interface).")
+    p.add_argument("--port", type=int, default=8000, help="TCP port.")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn's log level.")
+    p.add_argument("--no-ui", action="store_true", help="Serve the API only, without the dashboard.")
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("db", help="Database migrations (DATABASE_URL, default SQLite under ./data).")
-    p.add_argument("action", choices=["upgrade", "downgrade", "current"])
-    p.add_argument("--revision", default=None)
+    p.add_argument("action", choices=["upgrade", "downgrade", "current"],
+                   help="upgrade to the newest schema, downgrade, or print the current revision.")
+    p.add_argument("--revision", default=None, help="Target revision (default: head for upgrade, base for downgrade).")
     p.set_defaults(func=cmd_db)
 
     p = sub.add_parser("worker", help="Start a Celery worker for the studio's queues.")
     p.add_argument("--queues", default="gpu,io", help="Comma-separated queues: gpu (training), io (API calls).")
     p.add_argument("--pool", default="solo", help="Celery pool; solo runs one job at a time in the worker process.")
-    p.add_argument("--concurrency", type=int, default=1)
-    p.add_argument("--loglevel", default="INFO")
-    p.add_argument("--hostname", default=None)
+    p.add_argument("--concurrency", type=int, default=1, help="Jobs at once (with a pool other than solo).")
+    p.add_argument("--loglevel", default="INFO", help="Celery log level (DEBUG, INFO, WARNING, ERROR).")
+    p.add_argument("--hostname", default=None, help="Worker name, e.g. gpu1@%%h (default: celery@host).")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("users", help="Users, passwords and API tokens.")
+    usub = p.add_subparsers(dest="action", required=True)
+    u = usub.add_parser("create", help="Create a user (password from a prompt, or GAD_ADMIN_PASSWORD).")
+    u.add_argument("name", help="User name (letters, digits, . _ @ -).")
+    u.add_argument("--role", required=True, choices=["admin", "researcher", "annotator"], help="What the user may do.")
+    usub.add_parser("list", help="Every user with role and state.")
+    u = usub.add_parser("set-password", help="Set a user's password (prompt, or GAD_ADMIN_PASSWORD).")
+    u.add_argument("name", help="User name.")
+    u = usub.add_parser("token", help="A new API token, printed once, alone on the last line.")
+    u.add_argument("name", help="User name.")
+    u.add_argument("--label", default="cli", help="A name to tell the token apart in lists.")
+    for a in usub.choices.values():
+        a.set_defaults(func=cmd_users)
 
     p = sub.add_parser("runs", help="Queue and manage training runs on the workers.")
     rsub = p.add_subparsers(dest="action", required=True)
-    s = rsub.add_parser("submit", help="Queue a run; prints its id. Same flags as train.")
-    s.add_argument("--config")
-    s.add_argument("--name", default=None)
+    s = rsub.add_parser("submit", help="Queue a run; prints its id. Same flags as train (--output is assigned).")
+    s.add_argument("--config", help="YAML file of settings; flags override it.")
+    s.add_argument("--name", default=None, help="A name for the run (default: method and student).")
     _add_config_flags(s)
-    for a in s._actions:
-        if a.dest == "output":
-            a.help = "Ignored: the studio gives each run its folder under $GAD_DATA_DIR/runs."
+    _drop_output(s)
     s.set_defaults(func=cmd_runs)
-    for action in ("show", "cancel", "resume"):
-        a = rsub.add_parser(action, help=f"{action.capitalize()} run ID.")
-        a.add_argument("id", type=int)
+    for action, text in (("show", "A run's status, progress, alarms and checkpoints."),
+                         ("cancel", "Cancel a run (a running run stops after its current step, keeping a checkpoint)."),
+                         ("resume", "Resume an interrupted, failed or cancelled run from its last checkpoint.")):
+        a = rsub.add_parser(action, help=text)
+        a.add_argument("id", type=int, help="Run id.")
         if action == "show":
-            a.add_argument("--json", action="store_true")
+            a.add_argument("--json", action="store_true", help="Print the whole record as JSON.")
         a.set_defaults(func=cmd_runs)
-    f = rsub.add_parser("fork", help="New run from run ID's checkpoint with edited settings; prints its id.")
-    f.add_argument("id", type=int)
+    f = rsub.add_parser("fork", help=FORK_HELP, description=FORK_HELP)
+    f.add_argument("id", type=int, help="Parent run id.")
     f.add_argument("--step", type=int, default=None, help="Checkpoint step (default: the newest).")
+    f.add_argument("--name", default=None, help="A name for the fork.")
     _add_config_flags(f)
+    _drop_output(f)
     f.set_defaults(func=cmd_runs)
     rsub.add_parser("list", help="The 50 newest runs.").set_defaults(func=cmd_runs)
     return parser
 
 
+def _drop_output(parser: argparse.ArgumentParser) -> None:
+    """The studio assigns run folders: `--output` is not offered where it would be ignored."""
+    for action in list(parser._actions):
+        if action.dest == "output":
+            parser._remove_action(action)
+            for group in parser._action_groups:
+                if action in group._group_actions:
+                    group._group_actions.remove(action)
+            for opt in action.option_strings:
+                parser._option_string_actions.pop(opt, None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    # ValueError: RunStateError and friends, a state the user can read and fix
-    return dispatch(build_parser().parse_args(argv), user_errors=(ValueError,))
+    from app.errors import StudioError, as_studio_error
+
+    ns = build_parser().parse_args(argv)
+    try:
+        return gad_dispatch(ns)
+    except StudioError as err:
+        print(f"error: {err.message}", file=sys.stderr)
+        return err.exit_code
+    except Exception as err:
+        mapped = as_studio_error(err)
+        if mapped is None:
+            raise  # a bug: keep the traceback
+        print(f"error: {mapped.message}", file=sys.stderr)
+        return mapped.exit_code
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@
 | GAD_HEARTBEAT_TIMEOUT | 60 | a running job silent this long is marked interrupted |
 | GAD_VISIBILITY_TIMEOUT | 172800 | Redis redelivery delay; longer than any job (48 h) |
 | GAD_ALLOW_REMOTE_CODE | false | admins only: allow trust_remote_code for hub models |
+| GAD_MAX_UPLOAD_MB | 200 | largest prompt-set upload |
+| GAD_SERVE_MEMORY_MB | 4096 | memory budget of the chat server's loaded-model cache |
+| GAD_BASE_MODELS | (none) | comma-separated model folders or hub ids offered for chat beside the runs' students |
 """
 
 from __future__ import annotations
@@ -31,6 +34,13 @@ class Settings(BaseSettings):
     heartbeat_timeout: float = Field(60.0, alias="GAD_HEARTBEAT_TIMEOUT", gt=0)
     visibility_timeout: int = Field(172800, alias="GAD_VISIBILITY_TIMEOUT", gt=0)
     allow_remote_code: bool = Field(False, alias="GAD_ALLOW_REMOTE_CODE")
+    max_upload_mb: float = Field(200.0, alias="GAD_MAX_UPLOAD_MB", gt=0)
+    serve_memory_mb: float = Field(4096.0, alias="GAD_SERVE_MEMORY_MB", gt=0)
+    base_models_csv: str = Field("", alias="GAD_BASE_MODELS")
+
+    @property
+    def base_models(self) -> list[str]:
+        return [m.strip() for m in self.base_models_csv.split(",") if m.strip()]
 
     @property
     def db_url(self) -> str:

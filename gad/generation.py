@@ -1,4 +1,6 @@
-"""Batched sampling from the student with transformers' `generate` (CPU or GPU).
+"""Sampling from a model with transformers (CPU or GPU): batched for training and evaluation,
+streamed token by token for chat. `load_model` and the generate functions are apart, so a server
+keeps a model loaded across requests.
 
 The adversarial stage samples through TRL (which can use vLLM); this backend serves the warmup
 stage's fresh student samples and evaluation. Inputs and outputs are token ids, so the caller
@@ -6,6 +8,9 @@ builds discriminator sequences from exactly the ids that were sampled.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 
@@ -43,6 +48,103 @@ def sample_responses(model, prompts: list[list[int]], *, n: int, max_new_tokens:
     return out
 
 
+@dataclass
+class LoadedModel:
+    """A causal LM loaded once and kept: serving, the local teacher and evaluation generate with it."""
+    path: str
+    model: object
+    tokenizer: object
+    info: TokenInfo
+    device: str
+
+    @property
+    def bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+
+
+def load_model(model_path: str, *, trust_remote_code: bool = False, device: str | None = None) -> LoadedModel:
+    """Load tokenizer and weights (GPU if there is one). Loading is the slow part: do it once."""
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM
+
+    from gad.modeling import load_tokenizer, token_info
+
+    tok = load_tokenizer(model_path, trust_remote_code)
+    info = token_info(tok, model_path if Path(model_path).exists() else None)
+    model = AutoModelForCausalLM.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device).eval()
+    return LoadedModel(model_path, model, tok, info, device)
+
+
+def prompt_ids(loaded: LoadedModel, messages: list[dict]) -> list[int]:
+    from gad.data import render_prompt
+
+    return loaded.tokenizer(render_prompt(messages, loaded.tokenizer, "chat"), add_special_tokens=False)["input_ids"]
+
+
+def generate_batch(loaded: LoadedModel, conversations: list[list[dict]], *, max_new_tokens: int,
+                   temperature: float = 0.8, top_p: float = 1.0, greedy: bool = False, batch_size: int = 16):
+    """Yields (text, prompt_token_count, response_token_count, finished) per conversation, in order."""
+    for start in range(0, len(conversations), batch_size):
+        chunk = conversations[start:start + batch_size]
+        prompts = [prompt_ids(loaded, m) for m in chunk]
+        groups = sample_responses(loaded.model, prompts, n=1, max_new_tokens=max_new_tokens, temperature=temperature,
+                                  top_p=top_p, info=loaded.info, greedy=greedy)
+        for p, group in zip(prompts, groups):
+            ids, finished = group[0]
+            yield loaded.tokenizer.decode(ids, skip_special_tokens=True), len(p), len(ids), finished
+
+
+def stream_chat(loaded: LoadedModel, messages: list[dict], *, max_new_tokens: int, temperature: float = 0.8,
+                top_p: float = 1.0, stop: list[str] | None = None, seed: int | None = None) -> Iterator[dict]:
+    """One chat answer, piece by piece: yields {"text": delta} then a final {"finish_reason", "usage"}.
+
+    Tokens are decoded incrementally (the whole answer so far, minus what was sent), so multi-byte
+    characters split over tokens never come out garbled; `stop` strings end the answer early."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    ids = prompt_ids(loaded, messages)
+    past, generated, sent, finish = None, [], "", "length"
+    input_ids = torch.tensor([ids], device=loaded.device)
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            out = loaded.model(input_ids=input_ids, past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            logits = out.logits[0, -1].float()
+            if temperature <= 0:
+                token = int(torch.argmax(logits))
+            else:
+                probs = torch.softmax(logits / temperature, dim=-1)
+                if top_p < 1.0:
+                    sorted_p, order = torch.sort(probs, descending=True)
+                    keep = torch.cumsum(sorted_p, 0) - sorted_p < top_p
+                    probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+                token = int(torch.multinomial(probs / probs.sum(), 1))
+            if token in loaded.info.stop_ids:
+                finish = "stop"
+                break
+            generated.append(token)
+            text = loaded.tokenizer.decode(generated, skip_special_tokens=True)
+            if stop:
+                cut = min((text.find(s) for s in stop if s and s in text), default=-1)
+                if cut >= 0:
+                    if text[len(sent):cut]:
+                        yield {"text": text[len(sent):cut]}
+                    finish = "stop"
+                    break
+            if text.endswith("\ufffd"):  # half a character: wait for the next token
+                input_ids = torch.tensor([[token]], device=loaded.device)
+                continue
+            if len(text) > len(sent):
+                yield {"text": text[len(sent):]}
+                sent = text
+            input_ids = torch.tensor([[token]], device=loaded.device)
+    yield {"finish_reason": finish, "usage": {"prompt_tokens": len(ids), "completion_tokens": len(generated),
+                                              "total_tokens": len(ids) + len(generated)}}
+
+
 def generate_for_messages(model_path: str, conversations: list[list[dict]], *, max_new_tokens: int,
                           temperature: float = 0.8, top_p: float = 1.0, greedy: bool = False, seed: int | None = None,
                           batch_size: int = 16, trust_remote_code: bool = False):
@@ -51,25 +153,8 @@ def generate_for_messages(model_path: str, conversations: list[list[dict]], *, m
     Yields, in order, one (text, prompt_token_count, response_token_count, finished) per conversation.
     Used by the local teacher and by evaluation, so both render prompts the same way.
     """
-    from pathlib import Path
-
-    from transformers import AutoModelForCausalLM
-
-    from gad.data import render_prompt
-    from gad.modeling import load_tokenizer, token_info
-
     if seed is not None:
         torch.manual_seed(seed)
-    tok = load_tokenizer(model_path, trust_remote_code)
-    info = token_info(tok, model_path if Path(model_path).exists() else None)
-    model = AutoModelForCausalLM.from_pretrained(model_path, trust_remote_code=trust_remote_code)
-    if torch.cuda.is_available():
-        model = model.to("cuda")
-    for start in range(0, len(conversations), batch_size):
-        chunk = conversations[start:start + batch_size]
-        prompts = [tok(render_prompt(m, tok, "chat"), add_special_tokens=False)["input_ids"] for m in chunk]
-        groups = sample_responses(model, prompts, n=1, max_new_tokens=max_new_tokens, temperature=temperature,
-                                  top_p=top_p, info=info, greedy=greedy)
-        for p, group in zip(prompts, groups):
-            ids, finished = group[0]
-            yield tok.decode(ids, skip_special_tokens=True), len(p), len(ids), finished
+    loaded = load_model(model_path, trust_remote_code=trust_remote_code)
+    yield from generate_batch(loaded, conversations, max_new_tokens=max_new_tokens, temperature=temperature,
+                              top_p=top_p, greedy=greedy, batch_size=batch_size)

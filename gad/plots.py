@@ -2,7 +2,7 @@
 
 `plot_run(run_dir)` writes curves.png: discriminator loss and accuracy, D(teacher) vs D(student),
 reward, KL, response lengths, generator loss; stage boundaries are dashed lines.
-`health_warnings(records)` flags the known failure mode of a discriminator that wins too easily.
+`health_warnings(records)` (from gad.health) flags the run alarms.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ PANELS = [
     ("step time (s)", ["step_time"]),
 ]
 
-# Reported failure mode: D accuracy pinned at 96-99% means the student gets no useful signal.
-STRONG_DISC_ACCURACY = 0.95
-STRONG_DISC_WINDOW = 20
+# The alarms live in gad.health (no matplotlib there, so the web can use them); re-exported here.
+from gad.health import STRONG_DISC_ACCURACY, health_warnings  # noqa: E402,F401
 
 
 def _value(record: dict, key: str):
@@ -40,18 +39,6 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def health_warnings(records: list[dict]) -> list[str]:
-    adv = [r["disc_accuracy"] for r in records if r.get("stage") == "adversarial" and r.get("disc_accuracy") is not None]
-    warnings = []
-    if len(adv) >= STRONG_DISC_WINDOW:
-        recent = sum(adv[-STRONG_DISC_WINDOW:]) / STRONG_DISC_WINDOW
-        if recent > STRONG_DISC_ACCURACY:
-            warnings.append(f"discriminator accuracy averaged {recent:.0%} over the last {STRONG_DISC_WINDOW} "
-                            f"adversarial steps: D wins too easily and the reward carries little signal "
-                            f"(try a lower --disc-lr, a longer warmup, or check for formatting leaks)")
-    return warnings
 
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path | None:

@@ -33,6 +33,39 @@ def test_workers_do_not_import_the_web_layer():
         assert not imported_roots(p) & {"fastapi", "gradio"}, p
 
 
+def _offenders(folder: str, forbidden: set[str], *, modules: set[str] = frozenset()) -> dict:
+    out = {}
+    for p in (REPO / folder).rglob("*.py"):
+        bad = imported_roots(p) & forbidden | {m for m in imported_modules(p) if m.startswith(tuple(modules))}
+        if bad:
+            out[str(p.relative_to(REPO))] = sorted(bad)
+    return out
+
+
+def imported_modules(path: Path) -> set[str]:
+    mods = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            mods |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            mods.add(node.module)
+    return mods
+
+
+def test_app_never_imports_worker():
+    assert _offenders("app", {"worker"}) == {}
+
+
+def test_services_import_no_web_framework_and_no_routes():
+    assert _offenders("app/services", {"fastapi", "gradio", "starlette", "uvicorn", "worker"},
+                      modules={"app.api", "app.ui", "app.cli"}) == {}
+    assert _offenders("app/db", {"fastapi", "gradio", "starlette"}, modules={"app.services", "app.api"}) == {}
+
+
+def test_the_ui_calls_services_not_routes():
+    assert _offenders("app/ui", {"worker"}, modules={"app.api.routes"}) == {}
+
+
 def test_gad_imports_without_vllm_and_without_side_effects():
     code = ("import sys; import gad.pipeline, gad.evaluate, gad.teacher, gad.cli; "
             "assert 'vllm' not in sys.modules; assert 'sqlalchemy' not in sys.modules; print('ok')")

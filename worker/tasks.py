@@ -1,19 +1,23 @@
-"""Task bodies stay short: load the row by id, claim it (idempotent on redelivery), call gad with a
-database-backed progress, write the final state. Errors propagate after the row is marked failed."""
+"""Task bodies stay short: check the message belongs to this studio, claim the row by id
+(idempotent on redelivery), call one service with a database-backed progress, write the final
+state. Errors propagate after the row is marked failed. Names and queues come from app/queue.py."""
 
 from __future__ import annotations
 
 import os
 import socket
 import traceback
+from pathlib import Path
 
 from celery import shared_task
 
 from app.db.models import Run
 from app.db.session import session_scope
+from app.enums import JobKind, RunStatus
+from app.queue import TASKS, TRAIN
 from app.services import jobs as job_service
 from app.services import runs as run_service
-from app.services.progress import DbProgress, Heartbeat
+from app.services.progress import DbProgress, Heartbeat, RunLog
 from worker.celery_app import studio
 
 
@@ -21,61 +25,87 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-@shared_task(bind=True, name="gad.train_run", acks_late=True)
-def train_run(self, run_id: int) -> str:
+def _ours(ctx, studio_id: str | None, what: str) -> bool:
+    """A message queued by another studio database (same broker) must not touch our rows."""
+    if studio_id is not None and studio_id != ctx.studio_id:
+        print(f"dropping {what}: queued by studio {studio_id[:8]}, this worker serves {ctx.studio_id[:8]}", flush=True)
+        return False
+    return True
+
+
+@shared_task(bind=True, name=TRAIN.name, acks_late=True)
+def train_run(self, run_id: int, studio_id: str | None = None) -> str:
     from gad.config import build_config
     from gad.pipeline import list_checkpoints, run as run_pipeline
 
     ctx = studio(self.app)
+    if not _ours(ctx, studio_id, f"run {run_id}"):
+        return "foreign"
     with ctx.sessions() as s:
         claim = run_service.claim_run(s, run_id, worker_name(), ctx.settings.heartbeat_timeout)
     if claim is None:
         return "skipped"  # duplicate delivery, already running elsewhere, finished or cancelled
+    with ctx.sessions() as s:
+        out_dir = Path(s.get(Run, run_id).output_dir)
+    log = RunLog(out_dir / "worker.log")
+    log.write(f"attempt {claim[:8]} on {worker_name()}")
     try:
         with ctx.sessions() as s:
             cfg = build_config(s.get(Run, run_id).config, source=f"run {run_id}")
         done = list_checkpoints(cfg.output_dir)
         with ctx.sessions() as s:
             run_service.forget_after(s, run_id, done[-1][0] if done else 0)
+        if done:
+            log.write(f"resuming from checkpoint step {done[-1][0]}")
         with Heartbeat(ctx.sessions, run_id, claim, ctx.settings.heartbeat_seconds):
-            result = run_pipeline(cfg, DbProgress(ctx.sessions, run_id, claim))
+            result = run_pipeline(cfg, DbProgress(ctx.sessions, run_id, claim, log=log))
         with ctx.sessions() as s:
-            run_service.finish_run(s, run_id, claim, result.status)
+            run_service.finish_run(s, run_id, claim, RunStatus(result.status))
+        for w in result.warnings:
+            log.write(f"warning: {w}")
+        log.write(f"{result.status}: {result.global_step}/{result.total_steps} steps")
         return result.status
     except Exception as err:
+        log.write(f"failed: {type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}")
         with ctx.sessions() as s:
-            run_service.finish_run(s, run_id, claim, "failed", f"{type(err).__name__}: {err}\n"
-                                                               f"{traceback.format_exc(limit=5)}")
+            run_service.finish_run(s, run_id, claim, RunStatus.failed, f"{type(err).__name__}: {err}")
         raise
+    finally:
+        from gad.distributed import shutdown
+
+        shutdown(barrier=False)
 
 
-@shared_task(bind=True, name="gad.collect", acks_late=True)
-def collect(self, job_id: int) -> str:
-    return _job(self, job_id, job_service.run_collect)
+@shared_task(bind=True, name=TASKS[JobKind.collect].name, acks_late=True)
+def collect(self, job_id: int, studio_id: str | None = None) -> str:
+    return _job(self, job_id, studio_id, job_service.run_collect)
 
 
-@shared_task(bind=True, name="gad.evaluate", acks_late=True)
-def evaluate(self, job_id: int) -> str:
-    return _job(self, job_id, job_service.run_evaluation)
+@shared_task(bind=True, name=TASKS[JobKind.evaluate].name, acks_late=True)
+def evaluate(self, job_id: int, studio_id: str | None = None) -> str:
+    return _job(self, job_id, studio_id, job_service.run_evaluation)
 
 
-@shared_task(bind=True, name="gad.generate_study", acks_late=True)
-def generate_study(self, job_id: int) -> str:
-    return _job(self, job_id, job_service.run_study_generation)
+@shared_task(bind=True, name=TASKS[JobKind.study].name, acks_late=True)
+def generate_study(self, job_id: int, studio_id: str | None = None) -> str:
+    return _job(self, job_id, studio_id, job_service.run_study_generation)
 
 
-def _job(task, job_id: int, body) -> str:
+def _job(task, job_id: int, studio_id: str | None, body) -> str:
     ctx = studio(task.app)
+    if not _ours(ctx, studio_id, f"job {job_id}"):
+        return "foreign"
     with ctx.sessions() as s:
         claim = job_service.claim_job(s, job_id, worker_name(), ctx.settings.heartbeat_timeout)
     if claim is None:
         return "skipped"
     try:
-        result = body(ctx, job_id, claim)
+        with job_service.JobHeartbeat(ctx.sessions, job_id, claim, ctx.settings.heartbeat_seconds):
+            result = body(ctx, job_id, claim)
         with session_scope(ctx.sessions) as s:
-            job_service.finish_job(s, job_id, claim, "succeeded", result=result)
+            job_service.finish_job(s, job_id, claim, RunStatus.succeeded, result=result)
         return "succeeded"
     except Exception as err:
         with session_scope(ctx.sessions) as s:
-            job_service.finish_job(s, job_id, claim, "failed", error=f"{type(err).__name__}: {err}")
+            job_service.finish_job(s, job_id, claim, RunStatus.failed, error=f"{type(err).__name__}: {err}")
         raise

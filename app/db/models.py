@@ -11,18 +11,22 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String,
-                        Text, UniqueConstraint)
+from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
+                        MetaData, String, Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from app.enums import JobKind, Role, RunStatus, StudyStatus, VoteChoice
 
 NAMING = {"ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s",
           "ck": "ck_%(table_name)s_%(constraint_name)s", "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
           "pk": "pk_%(table_name)s"}
 
-ROLES = ("admin", "researcher", "annotator")
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
-JOB_KINDS = ("collect", "evaluate", "study")
-VOTE_CHOICES = ("a", "b", "tie")  # which model won, after undoing the left/right shuffle
+
+
+def one_of(column: str, enum) -> CheckConstraint:
+    """A CHECK constraint that keeps `column` inside one of app.enums' sets."""
+    values = ", ".join(f"'{m.value}'" for m in enum)
+    return CheckConstraint(f"{column} IN ({values})", name=f"{column}_valid")
 
 
 def utcnow() -> datetime:
@@ -33,11 +37,46 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+class StudioMeta(Base):
+    """Key/value facts about this database; `studio_id` tells queue messages and data folders apart."""
+    __tablename__ = "studio_meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(500))
+
+
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (one_of("role", Role),)
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)
-    role: Mapped[str] = mapped_column(String(16), default="researcher")
+    role: Mapped[str] = mapped_column(String(16), default=Role.researcher)
+    password_hash: Mapped[str | None] = mapped_column(String(200))  # argon2; None: cannot log in
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)   # consecutive; slows the next try
+    last_failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token for scripts. Only its SHA-256 is stored; the token is shown once."""
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(120), default="token")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))                  # shown in lists to tell tokens apart
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Preset(Base):
+    """A user's saved run settings (the New run page offers them beside the built-in presets)."""
+    __tablename__ = "presets"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(120))
+    config: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -100,12 +139,13 @@ class TeacherResponse(Base):
 
 class Run(Base):
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_status_heartbeat", "status", "heartbeat_at"),)
+    __table_args__ = (Index("ix_runs_status_heartbeat", "status", "heartbeat_at"), one_of("status", RunStatus))
     id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str | None] = mapped_column(String(16), unique=True)  # names the run folder: unique beyond this db
     name: Mapped[str] = mapped_column(String(200))
     method: Mapped[str] = mapped_column(String(16))
     config: Mapped[dict] = mapped_column(JSON)                       # validated gad RunConfig
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.queued)
     stage: Mapped[str | None] = mapped_column(String(32))
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int | None] = mapped_column(Integer)
@@ -167,13 +207,18 @@ class Checkpoint(Base):
 class Job(Base):
     """Non-training work on the queues: teacher collection, evaluation, study generation."""
     __tablename__ = "jobs"
+    __table_args__ = (one_of("kind", JobKind), one_of("status", RunStatus))
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
     params: Mapped[dict] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.queued)
     done: Mapped[int] = mapped_column(Integer, default=0)
     total: Mapped[int | None] = mapped_column(Integer)
     cost: Mapped[float] = mapped_column(Float, default=0.0)
+    stats: Mapped[dict | None] = mapped_column(JSON)                  # live: ok/failed/refused/cached, tokens, reasons
+    eta_seconds: Mapped[float | None] = mapped_column(Float)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     result: Mapped[dict | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(200))
@@ -212,12 +257,17 @@ class JudgeScore(Base):
 class Study(Base):
     """A blind side-by-side human evaluation of model A against model B."""
     __tablename__ = "studies"
+    __table_args__ = (one_of("status", StudyStatus),)
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     model_a: Mapped[str] = mapped_column(String(500))
     model_b: Mapped[str] = mapped_column(String(500))
     dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id"))
-    status: Mapped[str] = mapped_column(String(16), default="draft")
+    status: Mapped[str] = mapped_column(String(16), default=StudyStatus.draft)
+    n_items: Mapped[int | None] = mapped_column(Integer)               # None: every test prompt
+    annotators_per_item: Mapped[int] = mapped_column(Integer, default=1)
+    guidelines: Mapped[str] = mapped_column(Text, default="")
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)          # generation settings, seed
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -232,13 +282,16 @@ class StudyItem(Base):
     response_a: Mapped[str] = mapped_column(Text)
     response_b: Mapped[str] = mapped_column(Text)
     a_on_left: Mapped[bool] = mapped_column(Boolean)                  # the randomised order, recorded
+    leaks: Mapped[list] = mapped_column(JSON, default=list)           # phrases that give a model away
+    dropped: Mapped[bool] = mapped_column(Boolean, default=False)     # the creator removed it (a leak)
 
 
 class Vote(Base):
     __tablename__ = "votes"
-    __table_args__ = (UniqueConstraint("item_id", "annotator_id"),)   # one vote per annotator per item
+    __table_args__ = (UniqueConstraint("item_id", "annotator_id"), one_of("choice", VoteChoice))  # one per annotator
     id: Mapped[int] = mapped_column(primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("study_items.id", ondelete="CASCADE"))
     annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    choice: Mapped[str] = mapped_column(String(8))                    # a | b | tie
+    choice: Mapped[str] = mapped_column(String(8))                    # a | b | tie | skip
+    both_bad: Mapped[bool] = mapped_column(Boolean, default=False)    # a tie the annotator flagged
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

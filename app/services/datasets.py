@@ -1,15 +1,19 @@
-"""Prompt sets in the database: import a file (validated by gad.data), split it, read it back."""
+"""Prompt sets in the database: import a file or an upload (validated by gad.data, all or nothing),
+split it, preview it, describe it, and read it back as gad Examples or a training file."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+import tempfile
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import Dataset, Prompt
+from app.errors import InvalidInput, NotFound, TooLarge, as_studio_error
 from gad.data import Example, load_examples, split_examples
 
 
@@ -18,21 +22,143 @@ def _hash(ex: Example) -> str:
 
 
 def import_dataset(session: Session, path: str | Path, *, name: str | None = None, test_fraction: float = 0.0,
-                   seed: int = 42, user_id: int | None = None) -> Dataset:
+                   seed: int = 42, user_id: int | None = None, source: str | None = None) -> Dataset:
     """All-or-nothing: a DataError (file:line: field) is raised before anything is written."""
-    examples = load_examples(path)
+    if not 0.0 <= test_fraction < 1.0:
+        raise InvalidInput("test_fraction must be in [0, 1)", field="test_fraction")
+    try:
+        examples = load_examples(path)
+    except Exception as err:
+        mapped = as_studio_error(err)
+        if mapped is None:
+            raise
+        raise mapped from None
+    if not examples:
+        raise InvalidInput(f"{source or Path(path).name}: no prompts in the file", field="file")
     train, test = split_examples(examples, test_fraction, seed)
     test_ids = {id(e) for e in test}
     digest = hashlib.sha256("".join(_hash(e) for e in examples).encode()).hexdigest()
-    ds = Dataset(name=name or Path(path).stem, source=Path(path).name, content_hash=digest,
-                 n_prompts=len(examples), created_by=user_id)
+    ds = Dataset(name=(name or Path(source or path).stem)[:200], source=(source or Path(path).name)[:500],
+                 content_hash=digest, n_prompts=len(examples), created_by=user_id)
     session.add(ds)
     session.flush()
-    session.add_all(Prompt(dataset_id=ds.id, idx=i, external_id=e.id, messages=e.messages,
+    session.add_all(Prompt(dataset_id=ds.id, idx=i, external_id=e.id[:200], messages=e.messages,
                            teacher_response=e.response, content_hash=_hash(e),
                            split="test" if id(e) in test_ids else "train") for i, e in enumerate(examples))
     session.flush()
     return ds
+
+
+SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+def upload_suffix(filename: str) -> str:
+    """The format suffix of an uploaded file name ('.jsonl', '.csv', '.jsonl.gz' ...), or an error."""
+    from gad.data import SUPPORTED_SUFFIXES
+
+    lower = filename.lower()
+    for suffix in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True):
+        if lower.endswith(suffix):
+            return suffix
+    raise InvalidInput(f"{display_name(filename)}: unsupported file type; use one of {', '.join(SUPPORTED_SUFFIXES)}",
+                       field="file")
+
+
+def display_name(filename: str) -> str:
+    """A file name fit to show and store: no folders, no control characters, at most 120 characters."""
+    base = filename.replace("\\", "/").split("/")[-1].replace("\x00", "")
+    base = SAFE_NAME.sub("_", base).strip(" .") or "upload"
+    return base[:120]
+
+
+def import_upload(session: Session, data: bytes, filename: str, *, max_bytes: int, scratch: Path,
+                  name: str | None = None, test_fraction: float = 0.0, seed: int = 42,
+                  user_id: int | None = None) -> Dataset:
+    """An uploaded file: size-checked, written under a generated name (the client's file name is
+    never a path), validated whole, then imported; a rejected file leaves nothing behind."""
+    if len(data) > max_bytes:
+        raise TooLarge(f"the file is {len(data):,} bytes; the limit is {max_bytes:,} (GAD_MAX_UPLOAD_MB)", field="file")
+    if not data.strip():
+        raise InvalidInput(f"{display_name(filename)}: the file is empty", field="file")
+    suffix = upload_suffix(filename)
+    shown = display_name(filename)
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        path.write_bytes(data)
+        try:
+            return import_dataset(session, path, name=name or shown.rsplit(".", 1)[0], test_fraction=test_fraction,
+                                  seed=seed, user_id=user_id, source=shown)
+        except InvalidInput as err:
+            # gad names the scratch file; the user knows their file by its own name
+            raise InvalidInput(err.message.replace(str(path), shown), field=err.field or "file",
+                               where=(err.where or "").replace(str(path), shown) or None) from None
+
+
+def get_dataset(session: Session, dataset_id: int) -> Dataset:
+    ds = session.get(Dataset, dataset_id)
+    if ds is None:
+        raise NotFound(f"no dataset with id {dataset_id}")
+    return ds
+
+
+def list_datasets(session: Session) -> list[Dataset]:
+    return list(session.scalars(select(Dataset).order_by(Dataset.id.desc())))
+
+
+def delete_dataset(session: Session, dataset_id: int) -> None:
+    session.delete(get_dataset(session, dataset_id))
+    session.flush()
+
+
+def dataset_view(session: Session, ds: Dataset) -> dict:
+    with_response = session.scalar(select(func.count()).select_from(Prompt).where(
+        Prompt.dataset_id == ds.id, Prompt.teacher_response.is_not(None))) or 0
+    test = session.scalar(select(func.count()).select_from(Prompt).where(
+        Prompt.dataset_id == ds.id, Prompt.split == "test")) or 0
+    return {"id": ds.id, "name": ds.name, "source": ds.source, "n_prompts": ds.n_prompts,
+            "with_response": with_response, "n_test": test, "n_train": ds.n_prompts - test,
+            "content_hash": ds.content_hash, "created_at": ds.created_at}
+
+
+def preview(session: Session, dataset_id: int, *, offset: int = 0, limit: int = 20,
+            split: str | None = None) -> tuple[list[dict], int]:
+    get_dataset(session, dataset_id)
+    where = [Prompt.dataset_id == dataset_id] + ([Prompt.split == split] if split else [])
+    total = session.scalar(select(func.count()).select_from(Prompt).where(*where)) or 0
+    rows = session.scalars(select(Prompt).where(*where).order_by(Prompt.idx).offset(offset).limit(limit))
+    return [{"idx": p.idx, "id": p.external_id, "split": p.split, "messages": p.messages,
+             "prompt": _last_user(p.messages), "response": p.teacher_response} for p in rows], total
+
+
+def _last_user(messages: list[dict]) -> str:
+    for m in reversed(messages):
+        if m.get("role") == "user":
+            return m.get("content") or ""
+    return (messages[-1].get("content") or "") if messages else ""
+
+
+def _histogram(values: list[int], bins: int = 20) -> dict:
+    if not values:
+        return {"edges": [], "counts": [], "mean": None, "max": None}
+    hi = max(values)
+    width = max(1, -(-(hi + 1) // bins))
+    counts = [0] * (-(-(hi + 1) // width))
+    for v in values:
+        counts[v // width] += 1
+    return {"edges": [i * width for i in range(len(counts) + 1)], "counts": counts,
+            "mean": sum(values) / len(values), "max": hi}
+
+
+def statistics(session: Session, dataset_id: int) -> dict:
+    """Counts and length histograms in words (tokenizers differ per student; words do not)."""
+    ds = get_dataset(session, dataset_id)
+    rows = session.execute(select(Prompt.messages, Prompt.teacher_response, Prompt.split)
+                           .where(Prompt.dataset_id == dataset_id)).all()
+    prompt_words = [sum(len((m.get("content") or "").split()) for m in msgs) for msgs, _, _ in rows]
+    response_words = [len(r.split()) for _, r, _ in rows if r]
+    return {**dataset_view(session, ds), "turns": {"multi_turn": sum(1 for m, _, _ in rows if len(m) > 1)},
+            "prompt_words": _histogram(prompt_words), "response_words": _histogram(response_words)}
 
 
 def dataset_examples(session: Session, dataset_id: int, split: str | None = None) -> list[Example]:
@@ -43,10 +169,19 @@ def dataset_examples(session: Session, dataset_id: int, split: str | None = None
             for p in session.scalars(q)]
 
 
-def export_jsonl(session: Session, dataset_id: int, path: Path, split: str | None = None) -> Path:
-    """A training file for gad (messages + teacher response) from the database rows."""
-    rows = [{"id": e.id, "messages": e.messages, "response": e.response}
-            for e in dataset_examples(session, dataset_id, split) if e.response]
+def export_jsonl(session: Session, dataset_id: int, path: Path, split: str | None = None,
+                 require_response: bool = True) -> Path:
+    """A file for gad (messages + teacher response) from the database rows, written atomically.
+    Training needs responses; evaluation sets do not (require_response=False)."""
+    examples = dataset_examples(session, dataset_id, split) or (dataset_examples(session, dataset_id)
+                                                                 if split == "test" else [])
+    rows = [{"id": e.id, "messages": e.messages, **({"response": e.response} if e.response else {})}
+            for e in examples if e.response or not require_response]
+    if not rows:
+        raise InvalidInput(f"dataset {dataset_id} has no prompts with teacher responses yet; collect them first",
+                           field="dataset_id")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(path)
     return path

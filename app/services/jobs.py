@@ -1,40 +1,155 @@
-"""Non-training jobs: teacher collection (io queue) and study generation (gpu queue)."""
+"""Non-training jobs: teacher collection (io queue), evaluation and study generation (gpu queue).
+
+Each job is a row (kind, params, status, progress) created here and run by a worker task that
+claims it; progress, failures with their reasons, tokens, cost and ETA are written to the row while
+it runs, so the API and the dashboard show it live and a closed browser loses nothing.
+"""
 
 from __future__ import annotations
 
-import random
+import json
+import threading
+import time
+from collections import Counter
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db.models import Dataset, Endpoint as EndpointRow, Job, Prompt, Study, StudyItem, TeacherResponse, utcnow
+from app.db.models import Checkpoint, Dataset, Endpoint as EndpointRow, Job, Prompt, TeacherResponse, utcnow
 from app.db.session import session_scope
+from app.enums import JobKind, RunStatus
+from app.errors import Conflict, InvalidInput, NotFound
 from app.services.claims import claim_row
-from app.services.datasets import dataset_examples
-from app.services.endpoints import to_gad
+from app.services.datasets import dataset_examples, get_dataset
+from app.services.endpoints import get_endpoint, to_gad
+
+BUILTIN_SETS = ("vicuna", "selfinst", "dolly", "lmsys")
 
 
-def create_job(session: Session, kind: str, params: dict) -> Job:
-    job = Job(kind=kind, params=params)
+def create_job(session: Session, kind: JobKind, params: dict, user_id: int | None = None) -> Job:
+    job = Job(kind=kind, params=params, created_by=user_id)
     session.add(job)
     session.flush()
     return job
 
 
+def get_job(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job with id {job_id}")
+    return job
+
+
+def list_jobs(session: Session, kind: str | None = None, limit: int = 50) -> list[Job]:
+    q = select(Job).order_by(Job.id.desc()).limit(limit)
+    if kind:
+        if kind not in JobKind.__members__:
+            raise InvalidInput(f"kind must be one of {', '.join(JobKind)}", field="kind")
+        q = q.where(Job.kind == kind)
+    return list(session.scalars(q))
+
+
+def job_view(job: Job) -> dict:
+    return {"id": job.id, "kind": job.kind, "status": job.status, "params": job.params, "done": job.done,
+            "total": job.total, "progress": round(job.done / job.total, 4) if job.total else 0.0,
+            "cost": job.cost, "stats": job.stats or {}, "result": job.result, "error": job.error,
+            "eta_seconds": job.eta_seconds if job.status == RunStatus.running else None,
+            "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at}
+
+
+def create_collect_job(session: Session, *, dataset_id: int, endpoint_id: int, retry_failed: bool = False,
+                       user_id: int | None = None) -> Job:
+    """Teacher responses for every prompt of a dataset. Answers already cached are never asked again."""
+    ds = get_dataset(session, dataset_id)
+    get_endpoint(session, endpoint_id)
+    if not ds.n_prompts:
+        raise InvalidInput(f"dataset {dataset_id} has no prompts", field="dataset_id")
+    return create_job(session, JobKind.collect, {"dataset_id": dataset_id, "endpoint_id": endpoint_id,
+                                                 "retry_failed": retry_failed}, user_id)
+
+
+def create_evaluation_job(session: Session, *, models: list[dict], sets: list[str], judge_endpoint_id: int,
+                          limit: int | None = None, max_new_tokens: int = 1536, greedy: bool = False,
+                          both_orders: bool = False, teacher: str | None = None,
+                          user_id: int | None = None) -> Job:
+    """models: [{name, checkpoint_id | path | responses}]; sets: built-in names or 'dataset:<id>'."""
+    get_endpoint(session, judge_endpoint_id)
+    if not models:
+        raise InvalidInput("choose at least one model to evaluate", field="models")
+    names = [m.get("name") for m in models]
+    if len(set(names)) != len(names) or not all(names):
+        raise InvalidInput("every model needs a distinct name", field="models")
+    for i, m in enumerate(models):
+        given = [k for k in ("checkpoint_id", "path", "responses") if m.get(k) is not None]
+        if len(given) != 1:
+            raise InvalidInput(f"models[{i}]: give exactly one of checkpoint_id, path, responses", field=f"models.{i}")
+        if m.get("checkpoint_id") is not None and session.get(Checkpoint, m["checkpoint_id"]) is None:
+            raise NotFound(f"models[{i}]: no checkpoint with id {m['checkpoint_id']}", field=f"models.{i}")
+    if not sets:
+        raise InvalidInput("choose at least one prompt set", field="sets")
+    for s in sets:
+        if s in BUILTIN_SETS:
+            continue
+        if s.startswith("dataset:") and s[8:].isdigit():
+            get_dataset(session, int(s[8:]))
+            continue
+        raise InvalidInput(f"unknown set {s!r}: one of {', '.join(BUILTIN_SETS)} or dataset:<id>", field="sets")
+    if teacher is not None and teacher not in names:
+        raise InvalidInput(f"teacher {teacher!r} is not one of the models", field="teacher")
+    return create_job(session, JobKind.evaluate, {
+        "models": models, "sets": sets, "judge_endpoint_id": judge_endpoint_id, "limit": limit,
+        "max_new_tokens": max_new_tokens, "greedy": greedy, "both_orders": both_orders, "teacher": teacher}, user_id)
+
+
 def claim_job(session: Session, job_id: int, worker: str, stale_after: float) -> str | None:
-    return claim_row(session, Job, job_id, worker, stale_after)
+    return claim_row(session, Job, job_id, worker, stale_after, started_at=utcnow())
 
 
-def finish_job(session: Session, job_id: int, claim: str, status: str, result: dict | None = None,
+def finish_job(session: Session, job_id: int, claim: str, status: RunStatus, result: dict | None = None,
                error: str | None = None) -> None:
     session.execute(update(Job).where(Job.id == job_id, Job.claim == claim)
-                    .values(status=status, result=result, error=error, finished_at=utcnow())
+                    .values(status=status, result=result, error=error, finished_at=utcnow(), eta_seconds=None)
                     .execution_options(synchronize_session=False))
 
 
+def cancel_job(session: Session, job_id: int) -> Job:
+    job = get_job(session, job_id)
+    if job.status != RunStatus.queued:
+        raise Conflict(f"job {job_id} is {job.status}; only queued jobs can be cancelled")
+    job.status, job.finished_at = RunStatus.cancelled, utcnow()
+    session.flush()
+    return job
+
+
+class JobHeartbeat:
+    """Keeps a job's heartbeat fresh from a thread while its body blocks the task."""
+
+    def __init__(self, sessions, job_id: int, claim: str, interval: float):
+        self.sessions, self.job_id, self.claim, self.interval = sessions, job_id, claim, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-job-{job_id}", daemon=True)
+
+    def _loop(self):
+        while not self._stop.wait(self.interval):
+            with session_scope(self.sessions) as s:
+                s.execute(update(Job).where(Job.id == self.job_id, Job.claim == self.claim)
+                          .values(heartbeat_at=utcnow()))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 5)
+
+
 class DbResponseStore:
-    """gad's ResponseStore on the teacher_responses table: the cache and the cost ledger."""
+    """gad's ResponseStore on the teacher_responses table: the cache and the cost ledger.
+
+    Rows are keyed by gad's content-addressed cache key (endpoint, model, sampling, messages), so
+    one answer serves every collection and judgement that asks the same question."""
 
     def __init__(self, sessions, endpoint_id: int | None = None):
         self.sessions, self.endpoint_id = sessions, endpoint_id
@@ -46,15 +161,42 @@ class DbResponseStore:
 
     def put(self, key: str, record: dict) -> None:
         usage = record.get("usage") or {}
+        values = dict(endpoint_id=self.endpoint_id, status=record["status"], response=record.get("response"),
+                      record=record, prompt_tokens=usage.get("prompt_tokens", 0),
+                      completion_tokens=usage.get("completion_tokens", 0), cost=record.get("cost", 0.0))
         try:
             with session_scope(self.sessions) as s:
-                s.add(TeacherResponse(cache_key=key, endpoint_id=self.endpoint_id, status=record["status"],
-                                      response=record.get("response"), record=record,
-                                      prompt_tokens=usage.get("prompt_tokens", 0),
-                                      completion_tokens=usage.get("completion_tokens", 0),
-                                      cost=record.get("cost", 0.0)))
-        except IntegrityError:  # another worker stored the same answer first: keep theirs
-            pass
+                s.add(TeacherResponse(cache_key=key, **values))
+        except IntegrityError:  # stored before (a retried failure, or another worker first): newest wins
+            with session_scope(self.sessions) as s:
+                s.execute(update(TeacherResponse).where(TeacherResponse.cache_key == key).values(**values))
+
+
+class CollectProgress:
+    """Turns each answered prompt into the job row's live statistics (every 10 answers or 1 s)."""
+
+    def __init__(self, sessions, job_id: int, claim: str, total: int):
+        self.sessions, self.job_id, self.claim, self.total = sessions, job_id, claim, total
+        self.done, self.reasons = 0, Counter()
+        self.t0, self._written = time.monotonic(), 0.0
+
+    def __call__(self, result: dict, ledger) -> None:
+        self.done += 1
+        if result.get("status") != "ok":
+            self.reasons[(result.get("error") or result.get("status") or "unknown")[:120]] += 1
+        now = time.monotonic()
+        if self.done == self.total or self.done % 10 == 0 or now - self._written > 1.0:
+            self._written = now
+            self.write(ledger)
+
+    def write(self, ledger) -> None:
+        elapsed = time.monotonic() - self.t0
+        eta = elapsed / self.done * (self.total - self.done) if self.done else None
+        stats = {**ledger.as_dict(), "rate_per_s": round(self.done / elapsed, 3) if elapsed > 0 else None,
+                 "reasons": [{"reason": r, "count": c} for r, c in self.reasons.most_common(10)]}
+        with session_scope(self.sessions) as s:
+            s.execute(update(Job).where(Job.id == self.job_id, Job.claim == self.claim)
+                      .values(done=self.done, cost=ledger.cost, stats=stats, eta_seconds=eta, heartbeat_at=utcnow()))
 
 
 def run_collect(ctx, job_id: int, claim: str) -> dict:
@@ -68,72 +210,29 @@ def run_collect(ctx, job_id: int, claim: str) -> dict:
         examples = dataset_examples(s, params["dataset_id"])
         s.execute(update(Job).where(Job.id == job_id).values(total=len(examples)))
         s.commit()
-
-    counter = {"n": 0}
-
-    def on_result(result, ledger):
-        counter["n"] += 1
-        if counter["n"] % 10 == 0 or counter["n"] == len(examples):
-            with session_scope(ctx.sessions) as s:
-                s.execute(update(Job).where(Job.id == job_id, Job.claim == claim)
-                          .values(done=counter["n"], cost=ledger.cost, heartbeat_at=utcnow()))
-
-    runner = ChatRunner(endpoint, DbResponseStore(ctx.sessions, params["endpoint_id"]), on_result=on_result)
+    progress = CollectProgress(ctx.sessions, job_id, claim, len(examples))
+    runner = ChatRunner(endpoint, DbResponseStore(ctx.sessions, params["endpoint_id"]), on_result=progress,
+                        retry_final=bool(params.get("retry_failed")))
     results = runner.run([ex.messages for ex in examples])
+    progress.write(runner.ledger)
     with session_scope(ctx.sessions) as s:
         prompts = s.scalars(select(Prompt).where(Prompt.dataset_id == params["dataset_id"]).order_by(Prompt.idx)).all()
         for p, r in zip(prompts, results):
             if r["status"] == "ok":
                 p.teacher_response = r["response"]
-    statuses = [r["status"] for r in results]
-    return {"ok": statuses.count("ok"), "refused": statuses.count("refused"), "failed": statuses.count("failed"),
+    statuses = Counter(r["status"] for r in results)
+    return {"ok": statuses["ok"], "refused": statuses["refused"], "failed": statuses["failed"],
             "ledger": runner.ledger.as_dict()}
 
 
-def create_study(session: Session, *, name: str, model_a: str, model_b: str, dataset_id: int,
-                 user_id: int | None = None) -> tuple[Study, Job]:
-    if session.get(Dataset, dataset_id) is None:
-        raise ValueError(f"no dataset with id {dataset_id}")
-    study = Study(name=name, model_a=model_a, model_b=model_b, dataset_id=dataset_id, created_by=user_id)
-    session.add(study)
-    session.flush()
-    return study, create_job(session, "study", {"study_id": study.id})
-
-
-def run_study_generation(ctx, job_id: int, claim: str, max_new_tokens: int = 256, seed: int = 0) -> dict:
-    """Both models answer the study's test prompts; left/right is shuffled per item and recorded."""
-    from gad.evaluate import ModelSpec, generate_responses
-
-    with ctx.sessions() as s:
-        study = s.get(Study, s.get(Job, job_id).params["study_id"])
-        examples = dataset_examples(s, study.dataset_id, "test") or dataset_examples(s, study.dataset_id)
-        a, b, study_id = study.model_a, study.model_b, study.id
-        done = s.scalar(select(StudyItem.id).where(StudyItem.study_id == study_id).limit(1))
-    if done is not None:
-        return {"items": "already generated"}  # idempotent on redelivery
-    kw = dict(max_new_tokens=max_new_tokens, temperature=0.8, greedy=False, seed=seed,
-              trust_remote_code=ctx.settings.allow_remote_code)
-    resp_a = generate_responses(ModelSpec("a", path=a), examples, **kw)
-    resp_b = generate_responses(ModelSpec("b", path=b), examples, **kw)
-    rng = random.Random(f"study-{study_id}")
-    with session_scope(ctx.sessions) as s:
-        s.add_all(StudyItem(study_id=study_id, position=i, prompt=ex.prompt_text, response_a=ra, response_b=rb,
-                            a_on_left=rng.random() < 0.5)
-                  for i, (ex, ra, rb) in enumerate(zip(examples, resp_a, resp_b)))
-        s.get(Study, study_id).status = "open"
-    return {"items": len(examples)}
-
-
 def run_evaluation(ctx, job_id: int, claim: str) -> dict:
-    """Judge checkpoints (or any models) on prompt sets; rows per (model, set) and per sample.
-
-    params: models [{"name", "path" | "responses" | "checkpoint_id"}], sets [...], judge_endpoint_id,
-            limit, max_new_tokens, greedy, both_orders, teacher.
-    """
+    """Judge checkpoints (or any models) on prompt sets; rows per (model, set) and per sample."""
     from gad.evaluate import ModelSpec, evaluate
 
-    from app.db.models import Checkpoint, Evaluation, JudgeScore
+    from app.db.models import Evaluation, JudgeScore
+    from app.services.datasets import export_jsonl
 
+    out = ctx.settings.data_dir / "evaluations" / f"job-{job_id}"
     with ctx.sessions() as s:
         params = dict(s.get(Job, job_id).params)
         judge = to_gad(s.get(EndpointRow, params["judge_endpoint_id"]), ctx.settings)
@@ -145,14 +244,19 @@ def run_evaluation(ctx, job_id: int, claim: str) -> dict:
                 specs.append(ModelSpec(m["name"], path=f"{ck.path}/student"))
             else:
                 specs.append(ModelSpec(m["name"], path=m.get("path"), responses=m.get("responses")))
-    out = ctx.settings.data_dir / "evaluations" / f"job-{job_id}"
-    table = evaluate(specs, params["sets"], judge, out, limit=params.get("limit"),
+        sets = []
+        for name in params["sets"]:  # an uploaded dataset is evaluated from a file, like the built-in sets
+            if name.startswith("dataset:"):
+                ds_id = int(name[8:])
+                sets.append(str(export_jsonl(s, ds_id, out / "sets" / f"dataset-{ds_id}.jsonl", split="test",
+                                             require_response=False)))
+            else:
+                sets.append(name)
+    table = evaluate(specs, sets, judge, out, limit=params.get("limit"),
                      max_new_tokens=params.get("max_new_tokens", 1536), greedy=params.get("greedy", False),
                      both_orders=params.get("both_orders", False), teacher=params.get("teacher"),
                      say=lambda text: None)
-    import json
-
-    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines() if line.strip()]
     with session_scope(ctx.sessions) as s:
         for row in table["rows"]:
             ev = Evaluation(job_id=job_id, checkpoint_id=ckpt_of.get(row["model"]), model_name=row["model"],
@@ -165,3 +269,14 @@ def run_evaluation(ctx, job_id: int, claim: str) -> dict:
                                  verdicts=x["orders"])
                       for x in samples if x["model"] == row["model"] and x["set"] == row["set"])
     return {"output": str(out), "selected": table.get("selected"), "rows": len(table["rows"])}
+
+
+def run_study_generation(ctx, job_id: int, claim: str) -> dict:
+    from app.services.studies import generate_items
+
+    return generate_items(ctx, job_id)
+
+
+def dataset_for_job(session: Session, job: Job) -> Dataset | None:
+    ds_id = (job.params or {}).get("dataset_id")
+    return session.get(Dataset, ds_id) if ds_id else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,8 +21,23 @@ from app.services import runs as run_service
 from gad.progress import Progress
 
 
+class RunLog:
+    """The run's worker.log: what the worker did and said, tailed by the API and the dashboard."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, text: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write("".join(f"{stamp} {line}\n" for line in text.rstrip().splitlines() or [""]))
+
+
 class DbProgress(Progress):
-    def __init__(self, sessions: sessionmaker[Session], run_id: int, claim: str, poll_seconds: float = 1.0):
+    def __init__(self, sessions: sessionmaker[Session], run_id: int, claim: str, poll_seconds: float = 1.0,
+                 log: RunLog | None = None):
+        self.log = log
         self.sessions = sessions
         self.run_id = run_id
         self.claim = claim
@@ -34,6 +50,10 @@ class DbProgress(Progress):
 
     def stage_started(self, stage, first_step, last_step, total_steps):
         self._total = total_steps
+        # The pace of one stage says little about the next (sampling vs. supervised steps): re-measure.
+        self._first_step = None
+        if self.log is not None:
+            self.log.write(f"stage {stage}: steps {first_step}-{last_step} of {total_steps}")
         with session_scope(self.sessions) as s:
             run = s.get(Run, self.run_id)
             run.stage, run.total_steps = stage, total_steps
@@ -53,19 +73,23 @@ class DbProgress(Progress):
             run = s.get(Run, self.run_id)
             run.step, run.stage, run.eta_seconds = step, stage, eta
 
+    def message(self, text):
+        if self.log is not None:
+            self.log.write(text)
+
     def sample(self, record):
         with session_scope(self.sessions) as s:
             s.add(Sample(run_id=self.run_id, step=int(record["step"]), stage=record["stage"], payload=record))
 
     def checkpoint(self, step, path):
-        from pathlib import Path
-
         stage = None
         meta = Path(path) / "meta.json"
         if meta.is_file():
             import json
 
             stage = json.loads(meta.read_text()).get("stage")
+        if self.log is not None:
+            self.log.write(f"checkpoint step {step}")
         with session_scope(self.sessions) as s:
             existing = s.scalar(select(Checkpoint).where(Checkpoint.run_id == self.run_id, Checkpoint.step == step))
             if existing is None:

@@ -1,50 +1,346 @@
-"""Blind side-by-side human evaluation: what an annotator sees, their votes, and the results."""
+"""Blind side-by-side human evaluation: building a study, what an annotator sees, votes, results.
+
+Life of a study:  draft (items being generated) -> review (responses that give their model away
+are flagged; the creator drops or keeps them) -> open (annotators vote) -> closed.
+An annotator only ever receives the prompt and two anonymous responses, left and right, in an
+order drawn per item and recorded; votes are stored as a/b/tie after undoing that shuffle.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+import csv
+import io
+import json
+import math
+import random
+import re
+from collections import Counter, defaultdict
+
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db.models import StudyItem, Vote
+from app.db.models import Checkpoint, Job, Study, StudyItem, User, Vote, utcnow
+from app.db.session import session_scope
+from app.enums import JobKind, Side, StudyStatus, VoteChoice
+from app.errors import Conflict, InvalidInput, NotFound
+from app.services.datasets import dataset_examples, get_dataset
+
+# Phrases that tell an annotator which model wrote a response. Arena tools clean these after the
+# fact; here the creator sees them before anyone votes.
+LEAK = re.compile(r"\b(?:as an? (?:ai|language model|assistant)\b[^.\n]{0,40}\b(?:developed|created|trained|made) by"
+                  r"|i(?:'m| am) (?:chatgpt|gpt-?[0-9][\w.-]*|claude|qwen[\w.-]*|llama[\w.-]*|gemini|mistral)"
+                  r"|as (?:chatgpt|gpt-?4[\w.-]*|claude|qwen[\w.-]*|llama[\w.-]*|gemini)\b"
+                  r"|openai|anthropic|alibaba cloud|meta ai|google deepmind|tongyi)", re.IGNORECASE)
 
 
+def leaks(text: str) -> list[str]:
+    return sorted({m.group(0) for m in LEAK.finditer(text or "")})
+
+
+# --- models a study compares ---------------------------------------------------------------
+def parse_model(spec: dict, field: str, session: Session) -> dict:
+    """{checkpoint_id} | {path} (folder or hub id) | {responses} (a file of answers), with a label."""
+    given = [k for k in ("checkpoint_id", "path", "responses") if spec.get(k) not in (None, "")]
+    if len(given) != 1:
+        raise InvalidInput(f"{field}: give exactly one of checkpoint_id, path, responses", field=field)
+    if spec.get("checkpoint_id") is not None:
+        ck = session.get(Checkpoint, spec["checkpoint_id"])
+        if ck is None:
+            raise NotFound(f"{field}: no checkpoint with id {spec['checkpoint_id']}", field=field)
+        label = spec.get("label") or f"run-{ck.run_id}/step-{ck.step}"
+        return {"checkpoint_id": ck.id, "label": label}
+    from app.services.inputs import resolve_file, resolve_model
+
+    if spec.get("path"):
+        return {"path": resolve_model(spec["path"], field), "label": spec.get("label") or spec["path"]}
+    return {"responses": resolve_file(spec["responses"], field), "label": spec.get("label") or spec["responses"]}
+
+
+def create_study(session: Session, *, name: str, model_a: dict, model_b: dict, dataset_id: int,
+                 n_items: int | None = None, annotators_per_item: int = 1, guidelines: str = "",
+                 max_new_tokens: int = 256, seed: int = 0, user_id: int | None = None) -> tuple[Study, Job]:
+    get_dataset(session, dataset_id)
+    if not name or len(name) > 200:
+        raise InvalidInput("name: 1-200 characters", field="name")
+    if n_items is not None and n_items < 1:
+        raise InvalidInput("n_items must be at least 1", field="n_items")
+    if not 1 <= annotators_per_item <= 20:
+        raise InvalidInput("annotators_per_item must be between 1 and 20", field="annotators_per_item")
+    a, b = parse_model(model_a, "model_a", session), parse_model(model_b, "model_b", session)
+    study = Study(name=name, model_a=json.dumps(a), model_b=json.dumps(b), dataset_id=dataset_id,
+                  n_items=n_items, annotators_per_item=annotators_per_item, guidelines=guidelines or "",
+                  settings={"max_new_tokens": max_new_tokens, "seed": seed}, created_by=user_id)
+    session.add(study)
+    session.flush()
+    job = Job(kind=JobKind.study, params={"study_id": study.id}, created_by=user_id)
+    session.add(job)
+    session.flush()
+    return study, job
+
+
+def get_study(session: Session, study_id: int) -> Study:
+    study = session.get(Study, study_id)
+    if study is None:
+        raise NotFound(f"no study with id {study_id}")
+    return study
+
+
+def list_studies(session: Session) -> list[Study]:
+    return list(session.scalars(select(Study).order_by(Study.id.desc())))
+
+
+def model_label(raw: str) -> str:
+    return json.loads(raw).get("label", "?")
+
+
+def study_view(session: Session, study: Study) -> dict:
+    n = session.scalar(select(func.count()).select_from(StudyItem).where(StudyItem.study_id == study.id,
+                                                                       StudyItem.dropped.is_(False))) or 0
+    flagged = sum(1 for lk in session.scalars(select(StudyItem.leaks).where(StudyItem.study_id == study.id)) if lk)
+    return {"id": study.id, "name": study.name, "status": study.status, "dataset_id": study.dataset_id,
+            "model_a": model_label(study.model_a), "model_b": model_label(study.model_b), "items": n,
+            "flagged": flagged, "annotators_per_item": study.annotators_per_item, "guidelines": study.guidelines,
+            "created_at": study.created_at}
+
+
+# --- building the items (a worker task) -----------------------------------------------------
+def _answers(session: Session, spec: dict, examples, max_new_tokens: int, seed: int, allow_remote_code: bool):
+    from gad.evaluate import ModelSpec, generate_responses, responses_from_file
+
+    if spec.get("responses"):
+        return responses_from_file(ModelSpec(spec["label"], responses=spec["responses"]), examples)
+    path = spec.get("path")
+    if spec.get("checkpoint_id") is not None:
+        path = f"{session.get(Checkpoint, spec['checkpoint_id']).path}/student"
+    return generate_responses(ModelSpec(spec["label"], path=path), examples, max_new_tokens=max_new_tokens,
+                              temperature=0.8, greedy=False, seed=seed, trust_remote_code=allow_remote_code)
+
+
+def generate_items(ctx, job_id: int) -> dict:
+    """Both models answer the study's test prompts; left/right is drawn per item and recorded."""
+    with ctx.sessions() as s:
+        study = s.get(Study, s.get(Job, job_id).params["study_id"])
+        if s.scalar(select(StudyItem.id).where(StudyItem.study_id == study.id).limit(1)) is not None:
+            return {"items": "already generated"}  # idempotent on redelivery
+        examples = dataset_examples(s, study.dataset_id, "test") or dataset_examples(s, study.dataset_id)
+        examples = examples[:study.n_items] if study.n_items else examples
+        seed, tokens = study.settings.get("seed", 0), study.settings.get("max_new_tokens", 256)
+        a, b = json.loads(study.model_a), json.loads(study.model_b)
+        resp_a = _answers(s, a, examples, tokens, seed, ctx.settings.allow_remote_code)
+        resp_b = _answers(s, b, examples, tokens, seed + 1, ctx.settings.allow_remote_code)
+        study_id = study.id
+    rng = random.Random(f"study-{study_id}")
+    with session_scope(ctx.sessions) as s:
+        items = [StudyItem(study_id=study_id, position=i, prompt=ex.prompt_text, response_a=ra, response_b=rb,
+                           a_on_left=rng.random() < 0.5, leaks=leaks(ra) + leaks(rb))
+                 for i, (ex, ra, rb) in enumerate(zip(examples, resp_a, resp_b))]
+        s.add_all(items)
+        flagged = sum(1 for it in items if it.leaks)
+        s.get(Study, study_id).status = StudyStatus.review if flagged else StudyStatus.open
+    return {"items": len(items), "flagged": flagged}
+
+
+def flagged_items(session: Session, study_id: int) -> list[dict]:
+    rows = session.scalars(select(StudyItem).where(StudyItem.study_id == study_id).order_by(StudyItem.position))
+    return [{"item_id": it.id, "position": it.position, "leaks": it.leaks, "dropped": it.dropped,
+             "prompt": it.prompt, "response_a": it.response_a, "response_b": it.response_b}
+            for it in rows if it.leaks]
+
+
+def review_leaks(session: Session, study_id: int, drop: bool) -> Study:
+    """The creator's decision on flagged items: drop them all, or keep them; then the study opens."""
+    study = get_study(session, study_id)
+    if study.status != StudyStatus.review:
+        raise Conflict(f"study {study_id} is {study.status}; only a study in review takes this decision")
+    if drop:
+        for it in session.scalars(select(StudyItem).where(StudyItem.study_id == study_id)):
+            if it.leaks:
+                it.dropped = True
+    study.status = StudyStatus.open
+    session.flush()
+    return study
+
+
+def set_status(session: Session, study_id: int, status: str) -> Study:
+    study = get_study(session, study_id)
+    if status not in (StudyStatus.open, StudyStatus.closed) or study.status in (StudyStatus.draft, StudyStatus.review):
+        raise Conflict(f"study {study_id} is {study.status}; it can be opened or closed only once its items "
+                       f"are generated and reviewed")
+    study.status = StudyStatus(status)
+    session.flush()
+    return study
+
+
+# --- the annotator's side -------------------------------------------------------------------
 def blind_view(item: StudyItem) -> dict:
     """Left/right only: the annotator never learns which model is which."""
     left, right = (item.response_a, item.response_b) if item.a_on_left else (item.response_b, item.response_a)
-    return {"item_id": item.id, "prompt": item.prompt, "left": left, "right": right}
+    return {"item_id": item.id, "study_id": item.study_id, "prompt": item.prompt, "left": left, "right": right}
+
+
+def open_studies_for(session: Session) -> list[Study]:
+    return list(session.scalars(select(Study).where(Study.status == StudyStatus.open).order_by(Study.id)))
+
+
+def next_item(session: Session, study_id: int, annotator_id: int) -> dict | None:
+    """The next item this annotator has not seen that still needs votes; None when done."""
+    study = get_study(session, study_id)
+    if study.status != StudyStatus.open:
+        raise Conflict(f"study {study_id} is {study.status}, not open for votes")
+    seen = select(Vote.item_id).where(Vote.annotator_id == annotator_id)
+    votes = (select(Vote.item_id, func.count().label("n")).where(Vote.choice != VoteChoice.skip)
+             .group_by(Vote.item_id).subquery())
+    row = session.execute(
+        select(StudyItem).outerjoin(votes, votes.c.item_id == StudyItem.id)
+        .where(StudyItem.study_id == study_id, StudyItem.dropped.is_(False), StudyItem.id.not_in(seen),
+               func.coalesce(votes.c.n, 0) < study.annotators_per_item)
+        .order_by(func.coalesce(votes.c.n, 0), StudyItem.position).limit(1)).scalar_one_or_none()
+    return None if row is None else {**blind_view(row), "progress": progress(session, study_id, annotator_id),
+                                     "guidelines": study.guidelines}
+
+
+def progress(session: Session, study_id: int, annotator_id: int) -> dict:
+    done = session.scalar(select(func.count()).select_from(Vote).join(StudyItem, StudyItem.id == Vote.item_id)
+                          .where(StudyItem.study_id == study_id, Vote.annotator_id == annotator_id)) or 0
+    total = session.scalar(select(func.count()).select_from(StudyItem).where(
+        StudyItem.study_id == study_id, StudyItem.dropped.is_(False))) or 0
+    return {"done": done, "total": total}
 
 
 def cast_vote(session: Session, item_id: int, annotator_id: int, side: str) -> Vote:
-    """side: left | right | tie. One vote per annotator per item (a unique key); voting again replaces it."""
-    if side not in ("left", "right", "tie"):
-        raise ValueError(f"vote must be left, right or tie, got {side!r}")
+    """side: left | right | tie | both_bad | skip. One vote per annotator per item (a unique key);
+    voting again on the same item replaces the earlier vote."""
+    if side not in Side.__members__:
+        raise InvalidInput(f"vote must be one of {', '.join(Side)}, got {side!r}", field="side")
     item = session.get(StudyItem, item_id)
-    if item is None:
-        raise ValueError(f"no study item with id {item_id}")
-    choice = "tie" if side == "tie" else ("a" if (side == "left") == item.a_on_left else "b")
+    if item is None or item.dropped:
+        raise NotFound(f"no study item with id {item_id}")
+    study = session.get(Study, item.study_id)
+    if study.status != StudyStatus.open:
+        raise Conflict(f"study {study.id} is {study.status}, not open for votes")
+    if side in (Side.tie, Side.both_bad):
+        choice = VoteChoice.tie
+    elif side == Side.skip:
+        choice = VoteChoice.skip
+    else:
+        choice = VoteChoice.a if (side == Side.left) == item.a_on_left else VoteChoice.b
+    values = dict(choice=choice, both_bad=side == Side.both_bad, created_at=utcnow())
     existing = session.scalar(select(Vote).where(Vote.item_id == item_id, Vote.annotator_id == annotator_id))
     if existing is not None:
-        existing.choice = choice
-        session.commit()
+        for k, v in values.items():
+            setattr(existing, k, v)
+        session.flush()
         return existing
-    vote = Vote(item_id=item_id, annotator_id=annotator_id, choice=choice)
-    session.add(vote)
+    vote = Vote(item_id=item_id, annotator_id=annotator_id, **values)
     try:
-        session.commit()
-    except IntegrityError:  # a concurrent vote by the same annotator landed first: update that one
-        session.rollback()
+        with session.begin_nested():  # a concurrent vote by the same annotator may land first
+            session.add(vote)
+            session.flush()
+    except IntegrityError:
         existing = session.scalar(select(Vote).where(Vote.item_id == item_id, Vote.annotator_id == annotator_id))
-        existing.choice = choice
-        session.commit()
+        for k, v in values.items():
+            setattr(existing, k, v)
+        session.flush()
         return existing
     return vote
 
 
+def undo_last(session: Session, study_id: int, annotator_id: int) -> dict | None:
+    """Take back this annotator's newest vote in the study; returns that item to vote on again."""
+    vote = session.scalar(select(Vote).join(StudyItem, StudyItem.id == Vote.item_id)
+                          .where(StudyItem.study_id == study_id, Vote.annotator_id == annotator_id)
+                          .order_by(Vote.created_at.desc(), Vote.id.desc()).limit(1))
+    if vote is None:
+        return None
+    item = session.get(StudyItem, vote.item_id)
+    session.delete(vote)
+    session.flush()
+    return {**blind_view(item), "progress": progress(session, study_id, annotator_id),
+            "guidelines": get_study(session, study_id).guidelines}
+
+
+# --- results ---------------------------------------------------------------------------------
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """95% Wilson score interval of a proportion k/n (None for n = 0)."""
+    if n == 0:
+        return None
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def fleiss_kappa(ratings: list[dict[str, int]]) -> float | None:
+    """Fleiss' kappa over items each rated by the same number (>= 2) of annotators.
+    ratings: one {category: count} per item. None when undefined (too few items, or no variation)."""
+    if not ratings:
+        return None
+    n = sum(ratings[0].values())
+    if n < 2 or any(sum(r.values()) != n for r in ratings):
+        return None
+    cats = sorted({c for r in ratings for c in r})
+    big_n = len(ratings)
+    p_j = [sum(r.get(c, 0) for r in ratings) / (big_n * n) for c in cats]
+    p_i = [(sum(v * v for v in r.values()) - n) / (n * (n - 1)) for r in ratings]
+    p_bar, p_e = sum(p_i) / big_n, sum(p * p for p in p_j)
+    if p_e >= 1.0:
+        return None
+    return (p_bar - p_e) / (1 - p_e)
+
+
 def study_results(session: Session, study_id: int) -> dict:
-    rows = session.execute(select(Vote.choice, func.count()).join(StudyItem, StudyItem.id == Vote.item_id)
-                           .where(StudyItem.study_id == study_id).group_by(Vote.choice)).all()
-    counts = {"a": 0, "b": 0, "tie": 0, **dict(rows)}
-    total = sum(counts.values())
-    return {"win": counts["a"], "tie": counts["tie"], "loss": counts["b"], "votes": total,
-            "win_rate": counts["a"] / total if total else None}
+    study = get_study(session, study_id)
+    rows = session.execute(select(Vote.item_id, Vote.choice, Vote.both_bad, User.name)
+                           .join(StudyItem, StudyItem.id == Vote.item_id).join(User, User.id == Vote.annotator_id)
+                           .where(StudyItem.study_id == study_id, StudyItem.dropped.is_(False))).all()
+    counted = [r for r in rows if r.choice != VoteChoice.skip]
+    counts = Counter(r.choice for r in counted)
+    total = len(counted)
+    out = {"study_id": study_id, "model_a": model_label(study.model_a), "model_b": model_label(study.model_b),
+           "win": counts[VoteChoice.a], "tie": counts[VoteChoice.tie], "loss": counts[VoteChoice.b], "votes": total,
+           "both_bad": sum(1 for r in counted if r.both_bad), "skipped": len(rows) - total}
+    for key, k in (("win", out["win"]), ("tie", out["tie"]), ("loss", out["loss"])):
+        out[f"{key}_rate"] = k / total if total else None
+        ci = wilson(k, total)
+        out[f"{key}_ci"] = list(ci) if ci else None
+    per = defaultdict(Counter)
+    for r in rows:
+        per[r.name][r.choice] += 1
+    out["annotators"] = [{"annotator": name, "win": c[VoteChoice.a], "tie": c[VoteChoice.tie], "loss": c[VoteChoice.b],
+                          "skipped": c[VoteChoice.skip]} for name, c in sorted(per.items())]
+    by_item = defaultdict(Counter)
+    for r in counted:
+        by_item[r.item_id][r.choice] += 1
+    k_items = [dict(c) for c in by_item.values() if sum(c.values()) == study.annotators_per_item]
+    out["agreement"] = {"fleiss_kappa": fleiss_kappa(k_items) if study.annotators_per_item >= 2 else None,
+                        "items": len(k_items), "annotators_per_item": study.annotators_per_item}
+    return out
+
+
+def export_votes(session: Session, study_id: int, fmt: str) -> str:
+    """Every vote with the item it is about and the models unblinded (researchers only)."""
+    study = get_study(session, study_id)
+    a, b = model_label(study.model_a), model_label(study.model_b)
+    rows = session.execute(select(StudyItem, Vote, User.name).join(Vote, Vote.item_id == StudyItem.id)
+                           .join(User, User.id == Vote.annotator_id).where(StudyItem.study_id == study_id)
+                           .order_by(StudyItem.position, Vote.id)).all()
+    records = [{"study_id": study_id, "position": it.position, "item_id": it.id, "annotator": name,
+                "choice": v.choice, "winner": {"a": a, "b": b}.get(v.choice, v.choice), "both_bad": v.both_bad,
+                "model_a": a, "model_b": b, "left": a if it.a_on_left else b, "prompt": it.prompt,
+                "response_a": it.response_a, "response_b": it.response_b, "voted_at": v.created_at.isoformat()}
+               for it, v, name in rows]
+    if fmt == "jsonl":
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if fmt != "csv":
+        raise InvalidInput("format must be csv or jsonl", field="format")
+    buf = io.StringIO()
+    fields = list(records[0]) if records else ["study_id", "position", "item_id", "annotator", "choice"]
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(records)
+    return buf.getvalue()
+
+
+def reset_votes(session: Session, study_id: int) -> None:
+    session.execute(delete(Vote).where(Vote.item_id.in_(select(StudyItem.id).where(StudyItem.study_id == study_id))))

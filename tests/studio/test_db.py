@@ -13,6 +13,7 @@ from app.db.session import session_scope
 from app.services import runs as run_service
 from app.services.datasets import import_dataset
 from app.services.endpoints import create_endpoint, list_endpoints, to_gad
+from app.errors import InvalidInput
 from app.services.studies import blind_view, cast_vote, study_results
 from gad.data import DataError
 
@@ -22,12 +23,24 @@ def test_migrations_up_and_down(db_url):
     engine = create_engine(db_url)
     tables = set(inspect(engine).get_table_names())
     assert {"runs", "run_metrics", "votes", "teacher_responses", "study_items", "endpoints"} <= tables
-    assert migrate.current(db_url) == "0001"
+    assert migrate.current(db_url) == "0002"
     migrate.downgrade(db_url)
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     migrate.upgrade(db_url)
-    assert migrate.current(db_url) == "0001"
+    assert migrate.current(db_url) == "0002"
     engine.dispose()
+
+
+def test_enum_columns_are_constrained_by_the_database(studio_ctx):
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    for sql in ("INSERT INTO users (name, role, created_at, active, failed_logins) "
+                "VALUES ('x', 'superuser', CURRENT_TIMESTAMP, true, 0)",
+                "INSERT INTO jobs (kind, params, status, done, cost, created_at) "
+                "VALUES ('mine_bitcoin', '{}', 'queued', 0, 0, CURRENT_TIMESTAMP)"):
+        with studio_ctx.engine.connect() as conn, pytest.raises(IntegrityError):
+            conn.execute(text(sql))
 
 
 def test_migrations_match_the_models(db_url):
@@ -45,7 +58,7 @@ def test_migrations_match_the_models(db_url):
 def _study(s) -> tuple[StudyItem, StudyItem, list[User]]:
     users = [User(name=f"ann{i}", role="annotator") for i in range(3)]
     s.add_all(users)
-    study = Study(name="s", model_a="A", model_b="B")
+    study = Study(name="s", model_a='{"label": "A"}', model_b='{"label": "B"}', status="open")
     s.add(study)
     s.flush()
     left = StudyItem(study_id=study.id, position=0, prompt="p", response_a="from A", response_b="from B", a_on_left=True)
@@ -63,10 +76,11 @@ def test_votes_map_back_through_the_shuffle(studio_ctx):
         cast_vote(s, left.id, users[0].id, "left")    # A shown left: A wins
         cast_vote(s, right.id, users[0].id, "left")   # B shown left: B wins
         cast_vote(s, left.id, users[1].id, "tie")
-        assert study_results(s, left.study_id) == {"win": 1, "tie": 1, "loss": 1, "votes": 3, "win_rate": 1 / 3}
+        res = study_results(s, left.study_id)
+        assert (res["win"], res["tie"], res["loss"], res["votes"], res["win_rate"]) == (1, 1, 1, 3, 1 / 3)
         cast_vote(s, left.id, users[1].id, "right")   # voting again replaces the vote
         assert study_results(s, left.study_id)["loss"] == 2
-        with pytest.raises(ValueError, match="left, right or tie"):
+        with pytest.raises(InvalidInput, match="vote must be one of left, right, tie"):
             cast_vote(s, left.id, users[0].id, "A")
 
 
@@ -82,6 +96,7 @@ def test_concurrent_votes_keep_exactly_one_per_annotator(studio_ctx):
             with studio_ctx.sessions() as s:
                 barrier.wait()
                 cast_vote(s, item_id, annotator, side)
+                s.commit()  # services flush; the caller commits
         except Exception as err:  # collected: a failing thread must fail the test
             errors.append(err)
 
@@ -120,14 +135,14 @@ def test_api_keys_are_encrypted_and_never_listed(studio_ctx):
         assert "sk-very-secret" not in repr(row) and "sk-very-secret" not in str(list_endpoints(s))
         ep = to_gad(row, studio_ctx.settings)
         assert ep.api_key() == "sk-very-secret-123" and "sk-very" not in repr(ep) + ep.model_dump_json()
-        with pytest.raises(ValueError, match="either the API key"):
+        with pytest.raises(InvalidInput, match="either the API key"):
             create_endpoint(s, studio_ctx.settings, name="x", base_url="u", model="m", api_key="k", key_env_var="V")
 
 
 def test_a_bad_dataset_leaves_nothing_behind(studio_ctx, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "fine", "response": "ok"}\n{"prompt": ""}\n')
-    with pytest.raises(DataError, match=r"bad\.jsonl:2"):
+    with pytest.raises(InvalidInput, match=r"bad\.jsonl:2"):
         with session_scope(studio_ctx.sessions) as s:
             import_dataset(s, bad)
     with studio_ctx.sessions() as s:
@@ -142,34 +157,38 @@ def test_a_bad_dataset_leaves_nothing_behind(studio_ctx, tmp_path):
     assert dict(splits) == {"train": 15, "test": 5}
 
 
-def test_metric_series_is_downsampled(studio_ctx):
+def test_metric_series_is_downsampled_without_hiding_spikes(studio_ctx, pairs_file):
+    from app.services.run_views import metric_series
+
     with session_scope(studio_ctx.sessions) as s:
-        run = run_service.submit_run(s, studio_ctx.settings, {"student": "s", "data": "d.jsonl"})
-        s.add_all(RunMetric(run_id=run.id, name="disc_loss", step=i, value=float(i)) for i in range(1, 2401))
+        run = run_service.submit_run(s, studio_ctx.settings, {"student": "org/model", "data": str(pairs_file)})
+        s.add_all(RunMetric(run_id=run.id, name="disc_loss", step=i, value=1000.0 if i == 777 else float(i))
+                  for i in range(1, 2401))
         run_id = run.id
     with studio_ctx.sessions() as s:
-        full = run_service.metric_series(s, run_id, "disc_loss", max_points=5000)
-        assert len(full) == 2400 and full[0] == (1, 1.0)
-        down = run_service.metric_series(s, run_id, "disc_loss", max_points=100)
+        full = metric_series(s, run_id, "disc_loss", max_points=5000)
+        assert len(full) == 2400 and (full[0]["step"], full[0]["value"]) == (1, 1.0)
+        down = metric_series(s, run_id, "disc_loss", max_points=100)
         assert 90 <= len(down) <= 100
-        assert down[0][0] == 1 and abs(down[0][1] - 12.5) < 1e-6      # mean of steps 1..24
-        part = run_service.metric_series(s, run_id, "disc_loss", start=101, end=200, max_points=10)
-        assert part[0][0] == 101 and len(part) == 10
+        assert down[0]["step"] == 1 and abs(down[0]["value"] - 12.5) < 1e-6      # mean of steps 1..24
+        assert (down[0]["min"], down[0]["max"], down[0]["n"]) == (1.0, 24.0, 24)
+        spike = next(p for p in down if p["step"] <= 777 < p["step"] + p["n"])
+        assert spike["max"] == 1000.0 and spike["value"] < 1000.0             # the mean hides it, the band does not
+        part = metric_series(s, run_id, "disc_loss", start=101, end=200, max_points=10)
+        assert part[0]["step"] == 101 and len(part) == 10
 
 
 def test_submit_validates_and_refuses_remote_code(studio_ctx):
-    from gad.config import ConfigError
-
     with studio_ctx.sessions() as s:
-        with pytest.raises(ConfigError, match="group_size"):
+        with pytest.raises(InvalidInput, match="group_size"):
             run_service.submit_run(s, studio_ctx.settings, {"student": "s", "data": "d", "group_size": 1})
-        with pytest.raises(run_service.RunStateError, match="trust_remote_code is off"):
+        with pytest.raises(InvalidInput, match="trust_remote_code is off"):
             run_service.submit_run(s, studio_ctx.settings, {"student": "s", "data": "d", "trust_remote_code": True})
 
 
-def test_claim_is_exclusive_and_reconcile_marks_silent_runs(studio_ctx):
+def test_claim_is_exclusive_and_reconcile_marks_silent_runs(studio_ctx, pairs_file):
     with session_scope(studio_ctx.sessions) as s:
-        run_id = run_service.submit_run(s, studio_ctx.settings, {"student": "s", "data": "d"}).id
+        run_id = run_service.submit_run(s, studio_ctx.settings, {"student": "org/model", "data": str(pairs_file)}).id
     with studio_ctx.sessions() as s:
         first = run_service.claim_run(s, run_id, "w1", stale_after=60)
         assert first and run_service.claim_run(s, run_id, "w2", stale_after=60) is None

@@ -9,8 +9,8 @@ from app.db.models import Evaluation, JudgeScore, Study, StudyItem, User
 from app.db.session import session_scope
 from app.services.datasets import import_dataset
 from app.services.endpoints import create_endpoint
-from app.services.jobs import claim_job, create_job, create_study, run_evaluation, run_study_generation
-from app.services.studies import blind_view, cast_vote, study_results
+from app.services.jobs import claim_job, create_job, run_evaluation, run_study_generation
+from app.services.studies import blind_view, cast_vote, create_study, study_results
 from gad.devserver import DevServer
 
 pytestmark = pytest.mark.slow
@@ -41,11 +41,12 @@ def test_study_generation_shuffles_and_records_sides(studio_ctx, tiny_model, tmp
     data.write_text("".join(f'{{"prompt": "question {i}"}}\n' for i in range(12)))
     with session_scope(studio_ctx.sessions) as s:
         ds = import_dataset(s, data, test_fraction=0.5)
-        study, job = create_study(s, name="A vs B", model_a=str(tiny_model), model_b=str(tiny_model), dataset_id=ds.id)
+        study, job = create_study(s, name="A vs B", model_a={"path": str(tiny_model)}, model_b={"path": str(tiny_model)},
+                                  dataset_id=ds.id, max_new_tokens=4)
         s.add(User(name="ann", role="annotator"))
         study_id, job_id = study.id, job.id
     claim = _claim(studio_ctx, job_id)
-    assert run_study_generation(studio_ctx, job_id, claim, max_new_tokens=4)["items"] == 6   # the test split
+    assert run_study_generation(studio_ctx, job_id, claim)["items"] == 6   # the test split
     assert run_study_generation(studio_ctx, job_id, claim)["items"] == "already generated"  # idempotent
     with studio_ctx.sessions() as s:
         items = s.scalars(select(StudyItem).where(StudyItem.study_id == study_id).order_by(StudyItem.position)).all()

@@ -123,7 +123,7 @@ def test_cancel_stops_at_the_next_step_and_keeps_a_checkpoint(stack, tiny_model,
         ckpts = s.scalars(select(Checkpoint.step).where(Checkpoint.run_id == run_id)).all()
         assert run.step < 402 and max(ckpts) == run.step      # saved where it stopped
     # a cancelled run can be resumed, and a finished one cannot be cancelled again
-    assert cli(env, "runs", "cancel", str(run_id), check=False).returncode == 2
+    assert cli(env, "runs", "cancel", str(run_id), check=False).returncode == 4   # Conflict
 
 
 def test_worker_killed_mid_run_is_detected_and_resumes_losing_nothing(stack, tiny_model, pairs_file):

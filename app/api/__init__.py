@@ -1,0 +1,51 @@
+"""The web server: `create_app(settings)` builds the FastAPI app over the studio's services.
+
+    /health             no login: database and broker reachability
+    /api/...            the REST API (cookie session with CSRF, or Authorization: Bearer <token>)
+    /v1/...             OpenAI-compatible chat with checkpoints, base models and endpoints
+    /ui                 the dashboard (Gradio), behind the same login
+    /docs               the OpenAPI page
+Nothing is built at import time; tests build an app per throwaway database.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.context import StudioContext, make_context
+from app.settings import Settings
+
+VERSION = "0.2.0"
+
+
+def create_app(settings: Settings | None = None, *, context: StudioContext | None = None, ui: bool = True) -> FastAPI:
+    from app.api import errors
+    from app.api.routes import (annotate, auth, datasets, endpoints, evaluations, health, jobs, runs, studies,
+                                users)
+    from app.api.routes import v1
+    from app.services.chat import ModelCache
+
+    ctx = context or make_context(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        ctx.producer.close()
+
+    app = FastAPI(title="GAD Studio", version=VERSION, lifespan=lifespan,
+                  description="Black-box distillation of LLMs with Generative Adversarial Distillation. "
+                              "Log in with POST /api/auth/login, or send `Authorization: Bearer <token>` "
+                              "(`gad-studio users token NAME`).")
+    app.state.ctx = ctx
+    app.state.models = ModelCache(int(ctx.settings.serve_memory_mb * 2**20), ctx.settings.allow_remote_code)
+    errors.install(app)
+    for module in (health, auth, users, datasets, endpoints, jobs, runs, evaluations, studies, annotate):
+        app.include_router(module.router)
+    app.include_router(v1.router)
+    if ui:
+        from app.ui import mount
+
+        mount(app, ctx)
+    return app

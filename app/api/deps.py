@@ -1,0 +1,84 @@
+"""Request dependencies (Annotated, as FastAPI recommends): the context, a database session, the
+current user (bearer token or session cookie, CSRF-checked) and role checks through the policy."""
+
+from __future__ import annotations
+
+from typing import Annotated, Iterator
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from app.auth.policy import require
+from app.auth.tokens import CSRF_HEADER, SESSION_COOKIE, read_session
+from app.context import StudioContext
+from app.db.models import User
+from app.errors import Forbidden, Unauthenticated
+from app.services import users as user_service
+
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def get_ctx(request: Request) -> StudioContext:
+    return request.app.state.ctx
+
+
+Ctx = Annotated[StudioContext, Depends(get_ctx)]
+
+
+def get_session(ctx: Ctx) -> Iterator[Session]:
+    """A session per request. Handlers that write commit explicitly (then enqueue); anything not
+    committed is rolled back when the request ends."""
+    session = ctx.sessions()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+DB = Annotated[Session, Depends(get_session)]
+
+
+def user_from_request(request: Request, session: Session, ctx: StudioContext) -> User | None:
+    """The user a request speaks for, or None. Bearer tokens first; else the session cookie."""
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        user = user_service.user_for_token(session, auth[7:].strip())
+        if user is None:
+            raise Unauthenticated("the bearer token is not valid (revoked, or never issued)")
+        session.commit()  # last_used_at
+        return user
+    data = read_session(ctx.settings.fernet_key(), request.cookies.get(SESSION_COOKIE))
+    if data is None:
+        return None
+    user = session.get(User, data["uid"])
+    if user is None or not user.active:
+        return None
+    if request.method in UNSAFE and request.headers.get(CSRF_HEADER) != data.get("csrf"):
+        raise Forbidden(f"missing or wrong {CSRF_HEADER} header: a request authenticated by the session cookie "
+                        f"must echo the CSRF token it got at login")
+    return user
+
+
+def current_user(request: Request, session: DB, ctx: Ctx) -> User:
+    user = user_from_request(request, session, ctx)
+    if user is None:
+        raise Unauthenticated("log in (POST /api/auth/login) or send 'Authorization: Bearer <token>'")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def allowed_to(action: str):
+    """A dependency that lets the request through only if the policy allows `action`."""
+
+    def check(user: CurrentUser) -> User:
+        require(user, action)
+        return user
+
+    return Depends(check)
+
+
+def Can(action: str):  # noqa: N802 - reads as a type in signatures: user: Can("runs")
+    return Annotated[User, allowed_to(action)]

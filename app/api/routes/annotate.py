@@ -1,0 +1,47 @@
+"""The annotator's queue: open studies, the next blind item, vote, skip, undo. Nothing here names a
+model: an annotator sees prompts and two anonymous responses, left and right."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from app.api.deps import DB, Can
+from app.api.schemas import ERRORS, AnnotatorStudy, BlindItem, VoteIn, VoteOut
+from app.services import studies as svc
+
+router = APIRouter(prefix="/api/annotate", tags=["annotate"], responses=ERRORS)
+Annotator = Can("annotate")
+
+
+@router.get("", response_model=list[AnnotatorStudy], summary="Studies open for my votes")
+def my_studies(user: Annotator, session: DB) -> list[AnnotatorStudy]:
+    return [AnnotatorStudy(id=s.id, name=s.name, guidelines=s.guidelines, progress=svc.progress(session, s.id, user.id))
+            for s in svc.open_studies_for(session)]
+
+
+@router.get("/{study_id}/next", response_model=BlindItem, responses={204: {"description": "Nothing left to vote on"}},
+            summary="My next item (blind)")
+def next_item(study_id: int, user: Annotator, session: DB):
+    item = svc.next_item(session, study_id, user.id)
+    return Response(status_code=204) if item is None else BlindItem(**item)
+
+
+@router.post("/{study_id}/votes", response_model=VoteOut, summary="Vote left/right/tie/both_bad, or skip")
+def vote(study_id: int, body: VoteIn, user: Annotator, session: DB) -> VoteOut:
+    item = session.get(svc.StudyItem, body.item_id)
+    if item is None or item.study_id != study_id:
+        from app.errors import NotFound
+
+        raise NotFound(f"study {study_id} has no item {body.item_id}", field="item_id")
+    svc.cast_vote(session, body.item_id, user.id, body.side)
+    session.commit()
+    return VoteOut(item_id=body.item_id)
+
+
+@router.post("/{study_id}/undo", response_model=BlindItem, responses={204: {"description": "No vote to undo"}},
+             summary="Take back my last vote; returns that item")
+def undo(study_id: int, user: Annotator, session: DB):
+    svc.get_study(session, study_id)
+    item = svc.undo_last(session, study_id, user.id)
+    session.commit()
+    return Response(status_code=204) if item is None else BlindItem(**item)

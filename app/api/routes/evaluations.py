@@ -1,0 +1,55 @@
+"""Evaluations with an LLM judge: launch on built-in or uploaded sets; scores per model and set,
+intervals and lengths; per-sample judge answers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from app.api.deps import DB, Can, Ctx
+from app.api.schemas import ERRORS, EvaluationCreate, EvaluationRow, JobOut, JudgeSample
+from app.db.models import Evaluation, JudgeScore
+from app.enums import JobKind
+from app.errors import NotFound
+from app.services import jobs as job_service
+
+router = APIRouter(prefix="/api/evaluations", tags=["evaluations"], responses=ERRORS)
+Researcher = Can("evaluations")
+
+
+def _row(e: Evaluation) -> EvaluationRow:
+    return EvaluationRow(id=e.id, job_id=e.job_id, checkpoint_id=e.checkpoint_id, model=e.model_name, set=e.set_name,
+                         score=e.score, ci_low=e.ci_low, ci_high=e.ci_high, length=e.length, summary=e.summary)
+
+
+@router.post("", response_model=JobOut, status_code=202, summary="Launch an evaluation job")
+def create(body: EvaluationCreate, ctx: Ctx, user: Researcher, session: DB) -> JobOut:
+    job = job_service.create_evaluation_job(
+        session, models=[m.model_dump(exclude_none=True) for m in body.models], sets=body.sets,
+        judge_endpoint_id=body.judge_endpoint_id, limit=body.limit, max_new_tokens=body.max_new_tokens,
+        greedy=body.greedy, both_orders=body.both_orders, teacher=body.teacher, user_id=user.id)
+    session.commit()
+    ctx.enqueue(JobKind.evaluate, job.id)
+    return JobOut(**job_service.job_view(job))
+
+
+@router.get("", response_model=list[EvaluationRow], summary="Score rows (model x set), newest first")
+def list_rows(_: Researcher, session: DB, job_id: int | None = None, checkpoint_id: int | None = None,
+              limit: int = Query(200, ge=1, le=2000)) -> list[EvaluationRow]:
+    q = select(Evaluation).order_by(Evaluation.id.desc()).limit(limit)
+    if job_id is not None:
+        q = q.where(Evaluation.job_id == job_id)
+    if checkpoint_id is not None:
+        q = q.where(Evaluation.checkpoint_id == checkpoint_id)
+    return [_row(e) for e in session.scalars(q)]
+
+
+@router.get("/{evaluation_id}/samples", response_model=list[JudgeSample], summary="Per-sample judge answers")
+def samples(evaluation_id: int, _: Researcher, session: DB, offset: int = Query(0, ge=0, le=10**9),
+            limit: int = Query(50, ge=1, le=500)) -> list[JudgeSample]:
+    if session.get(Evaluation, evaluation_id) is None:
+        raise NotFound(f"no evaluation with id {evaluation_id}")
+    rows = session.scalars(select(JudgeScore).where(JudgeScore.evaluation_id == evaluation_id)
+                           .order_by(JudgeScore.id).offset(offset).limit(limit))
+    return [JudgeSample(prompt_id=r.prompt_external_id, response=r.response, model_score=r.model_score,
+                        reference_score=r.reference_score, verdicts=r.verdicts) for r in rows]

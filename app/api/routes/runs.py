@@ -1,0 +1,174 @@
+"""Runs: create (settings validated by gad's RunConfig), list, detail, cancel, resume, fork, config
+diff, metric series, rollouts, worker log, and a live Server-Sent Events stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from app.api.deps import DB, Can, Ctx
+from app.api.schemas import (ERRORS, DiffRow, LogOut, MetricsOut, RunCreate, RunDetail, RunFork, RunOut, RunPage,
+                             SamplesOut, SeriesPoint)
+from app.enums import RunStatus
+from app.errors import InvalidInput
+from app.services import run_views as views
+from app.services import runs as svc
+
+router = APIRouter(prefix="/api/runs", tags=["runs"], responses=ERRORS)
+Researcher = Can("runs")
+
+
+def _detail(session, ctx, run) -> RunDetail:
+    from gad.config import RunConfig
+
+    view = views.run_view(session, run, ctx.settings.heartbeat_timeout)
+    return RunDetail(**view, warnings=_method_warnings(RunConfig(**run.config)))
+
+
+def _method_warnings(cfg) -> list[str]:
+    try:
+        from gad.config import method_warnings
+    except ImportError:  # older gad without per-method checks
+        return []
+    return method_warnings(cfg)
+
+
+@router.get("", response_model=RunPage, summary="Runs, newest first, with filters")
+def list_runs(_: Researcher, session: DB, ctx: Ctx, status: str | None = Query(None, description="e.g. running,queued"),
+              method: str | None = None, q: str | None = Query(None, max_length=200),
+              limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=10**9)) -> RunPage:
+    svc.reconcile(session, ctx.settings.heartbeat_timeout)
+    runs, total = views.list_runs(session, status=status, method=method, q=q, limit=limit, offset=offset)
+    items = [RunOut(**views.run_view(session, r, ctx.settings.heartbeat_timeout, full=False)) for r in runs]
+    return RunPage(total=total, offset=offset, limit=limit, items=items)
+
+
+@router.post("", response_model=RunDetail, status_code=201, summary="Queue a run")
+def create(body: RunCreate, ctx: Ctx, user: Researcher, session: DB) -> RunDetail:
+    values = body.config.model_dump(exclude_unset=True)
+    if body.dataset_id is not None:
+        run = svc.submit_from_dataset(session, ctx.settings, values, body.dataset_id, name=body.name, user_id=user.id)
+    elif values.get("data"):
+        run = svc.submit_run(session, ctx.settings, values, name=body.name, user_id=user.id)
+    else:
+        raise InvalidInput("give a dataset_id, or config.data (a file on the workers' disk)", field="dataset_id")
+    session.commit()
+    ctx.enqueue("train", run.id)
+    return _detail(session, ctx, run)
+
+
+@router.get("/diff", response_model=list[DiffRow], summary="Settings that differ between two runs")
+def diff(a: int, b: int, _: Researcher, session: DB) -> list[DiffRow]:
+    return [DiffRow(**d) for d in views.config_diff(svc.get_run(session, a), svc.get_run(session, b))]
+
+
+@router.get("/{run_id}", response_model=RunDetail, summary="A run: progress, ETA, alarms, checkpoints")
+def detail(run_id: int, ctx: Ctx, _: Researcher, session: DB) -> RunDetail:
+    svc.reconcile(session, ctx.settings.heartbeat_timeout)
+    return _detail(session, ctx, svc.get_run(session, run_id))
+
+
+@router.post("/{run_id}/cancel", response_model=RunDetail, summary="Cancel (a running run stops after its step)")
+def cancel(run_id: int, ctx: Ctx, _: Researcher, session: DB) -> RunDetail:
+    run = svc.cancel_run(session, run_id)
+    session.commit()
+    return _detail(session, ctx, run)
+
+
+@router.post("/{run_id}/resume", response_model=RunDetail, summary="Resume from the last checkpoint")
+def resume(run_id: int, ctx: Ctx, _: Researcher, session: DB) -> RunDetail:
+    svc.reconcile(session, ctx.settings.heartbeat_timeout)
+    run = svc.resume_run(session, run_id)
+    session.commit()
+    ctx.enqueue("train", run.id)
+    return _detail(session, ctx, run)
+
+
+@router.post("/{run_id}/fork", response_model=RunDetail, status_code=201,
+             summary="A new run from a checkpoint, with edited settings")
+def fork(run_id: int, body: RunFork, ctx: Ctx, _: Researcher, session: DB) -> RunDetail:
+    unknown = set(body.overrides) - svc.config_fields()
+    if unknown:
+        raise InvalidInput(f"overrides: unknown setting(s) {', '.join(sorted(unknown))}", field="overrides")
+    child = svc.fork_run(session, ctx.settings, run_id, body.step, body.overrides, body.name)
+    session.commit()
+    ctx.enqueue("train", child.id)
+    return _detail(session, ctx, child)
+
+
+@router.get("/{run_id}/metrics", response_model=MetricsOut,
+            summary="Metric series, downsampled to at most max_points per series (min/max kept per bucket)")
+def metrics(run_id: int, _: Researcher, session: DB,
+            names: str | None = Query(None, description="Comma-separated; default: all"),
+            start: int | None = Query(None, ge=0, le=10**9), end: int | None = Query(None, ge=0, le=10**9),
+            max_points: int = Query(500, ge=2, le=5000)) -> MetricsOut:
+    svc.get_run(session, run_id)
+    available = views.metric_names(session, run_id)
+    wanted = [n.strip() for n in names.split(",") if n.strip()] if names else available
+    series = {n: [SeriesPoint(**p) for p in views.metric_series(session, run_id, n, start, end, max_points)]
+              for n in wanted if n in available}
+    return MetricsOut(run_id=run_id, names=available, series=series, stages=views.stage_boundaries(session, run_id))
+
+
+@router.get("/{run_id}/samples", response_model=SamplesOut, summary="Rollouts at a step (default: the newest)")
+def samples(run_id: int, _: Researcher, session: DB, step: int | None = Query(None, ge=0, le=10**9)) -> SamplesOut:
+    svc.get_run(session, run_id)
+    steps = views.sample_steps(session, run_id)
+    chosen = step if step is not None else (steps[-1] if steps else None)
+    return SamplesOut(run_id=run_id, steps=steps, step=chosen,
+                      samples=views.samples_at(session, run_id, chosen) if chosen is not None else [])
+
+
+@router.get("/{run_id}/log", response_model=LogOut, summary="The tail of the worker's log for this run")
+def log(run_id: int, _: Researcher, session: DB, lines: int = Query(200, ge=1, le=5000)) -> LogOut:
+    return LogOut(run_id=run_id, lines=views.log_tail(svc.get_run(session, run_id), lines))
+
+
+@router.get("/{run_id}/events", summary="Live metrics and status (text/event-stream; resumes with Last-Event-ID)",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}})
+async def events(run_id: int, request: Request, ctx: Ctx, _: Researcher, session: DB,
+                 last_event_id: str | None = Header(None, alias="Last-Event-ID"),
+                 poll: float = Query(0.5, ge=0.1, le=10.0)) -> StreamingResponse:
+    """Each new step is one event (`id` = its step, `event: metrics`); `event: status` when the run's
+    status, stage or step changes; the stream ends after the run finishes. A client that reconnects
+    with Last-Event-ID gets the steps after it, so nothing is missed or repeated."""
+    svc.get_run(session, run_id)
+    session.close()  # the stream opens its own short sessions; don't hold one for minutes
+    try:
+        after = int(last_event_id) if last_event_id else 0
+    except ValueError:
+        raise InvalidInput("Last-Event-ID must be a step number", field="Last-Event-ID") from None
+
+    def snapshot(after_step: int):
+        with ctx.sessions() as s:
+            run = svc.get_run(s, run_id)
+            return views.metrics_after(s, run_id, after_step), {
+                "status": run.status, "stage": run.stage, "step": run.step, "total_steps": run.total_steps,
+                "eta_seconds": run.eta_seconds if run.status == RunStatus.running else None, "error": run.error}
+
+    async def stream():
+        nonlocal after
+        last_status = None
+        yield "retry: 2000\n\n"
+        while True:
+            steps, status = await run_in_threadpool(snapshot, after)
+            for row in steps:
+                after = row["step"]
+                yield f"id: {after}\nevent: metrics\ndata: {json.dumps(row)}\n\n"
+            if status != last_status:
+                last_status = status
+                yield f"event: status\ndata: {json.dumps(status)}\n\n"
+            if status["status"] in RunStatus.finished() and not steps:
+                yield "event: end\ndata: {}\n\n"
+                return
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(poll)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,437 @@
+"""Request and response models of the REST API (the OpenAPI schema is generated from these).
+
+`RunSettings` is generated from gad.config.RunConfig: the same fields, help texts and defaults,
+so the API, the CLI and the dashboard's form cannot drift apart."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from app.enums import JobKind, Role, RunStatus, Side, StudyStatus
+from gad.config import RunConfig
+
+
+class Problem(BaseModel):
+    error: str
+    message: str
+    field: str | None = None
+    where: str | None = None
+    errors: list[dict[str, str]] | None = None
+
+
+ERRORS = {code: {"model": Problem} for code in (400, 401, 403, 404, 409, 413, 422, 429)}
+
+
+def _run_settings_model() -> type[BaseModel]:
+    fields = {}
+    for name, info in RunConfig.model_fields.items():
+        if name == "output":
+            continue  # the studio assigns each run its folder
+        if name == "data":  # or a dataset_id on the request
+            fields[name] = (str | None, Field(None, description=info.description))
+            continue
+        fields[name] = (info.annotation, info)
+    return create_model("RunSettings", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+RunSettings = _run_settings_model()
+
+
+class Page(BaseModel):
+    total: int
+    offset: int
+    limit: int
+
+
+# --- users and auth -------------------------------------------------------------------------
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    role: Role
+    active: bool
+    created_at: datetime
+
+
+class LoginIn(BaseModel):
+    username: str = Field(..., max_length=120)
+    password: str = Field(..., max_length=1000)
+
+
+class LoginOut(BaseModel):
+    user: UserOut
+    csrf_token: str = Field(..., description="Send it back as X-CSRF-Token on state-changing requests "
+                                             "authenticated by the session cookie.")
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(..., max_length=120)
+    role: Role = Role.researcher
+    password: str = Field(..., min_length=8, max_length=1000)
+
+
+class UserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Role | None = None
+    active: bool | None = None
+    password: str | None = Field(None, min_length=8, max_length=1000)
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field("token", max_length=120)
+
+
+class TokenOut(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+    token: str | None = Field(None, description="The token itself: returned once, at creation.")
+
+
+# --- datasets -------------------------------------------------------------------------------
+class Histogram(BaseModel):
+    edges: list[int]
+    counts: list[int]
+    mean: float | None = None
+    max: int | None = None
+
+
+class DatasetOut(BaseModel):
+    id: int
+    name: str
+    source: str | None
+    n_prompts: int
+    with_response: int
+    n_train: int
+    n_test: int
+    content_hash: str
+    created_at: datetime
+
+
+class DatasetStats(DatasetOut):
+    turns: dict[str, int]
+    prompt_words: Histogram
+    response_words: Histogram
+
+
+class PromptRow(BaseModel):
+    idx: int
+    id: str
+    split: str
+    prompt: str
+    messages: list[dict[str, Any]]
+    response: str | None
+
+
+class PromptPage(Page):
+    items: list[PromptRow]
+
+
+# --- endpoints ------------------------------------------------------------------------------
+class EndpointCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(..., min_length=1, max_length=120)
+    base_url: str = Field(..., max_length=500, description="OpenAI-compatible base URL, e.g. https://api.openai.com/v1")
+    model: str = Field(..., min_length=1, max_length=200)
+    api_key: str | None = Field(None, max_length=1000, description="Stored encrypted; never returned.",
+                                json_schema_extra={"writeOnly": True})
+    key_env_var: str | None = Field(None, max_length=120, description="Or the name of the environment variable "
+                                                                      "that holds the key on the workers.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Sampling, limits and prices: any field of "
+                                                                     "gad.api_client.Endpoint but base_url/model.")
+
+
+class EndpointOut(BaseModel):
+    id: int
+    name: str
+    base_url: str
+    model: str
+    key: str = Field(..., description="How the key is held ('stored (encrypted)', '$VAR' or 'none'); never the key.")
+    params: dict[str, Any]
+    created_at: datetime
+
+
+class ConnectionTest(BaseModel):
+    ok: bool
+    latency_ms: float | None = None
+    answer: str | None = None
+    error: str | None = None
+
+
+# --- jobs -----------------------------------------------------------------------------------
+class CollectCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dataset_id: int
+    endpoint_id: int
+    retry_failed: bool = Field(False, description="Ask again the prompts that were refused or failed before.")
+
+
+class JobOut(BaseModel):
+    id: int
+    kind: JobKind
+    status: RunStatus
+    params: dict[str, Any]
+    done: int
+    total: int | None
+    progress: float
+    cost: float
+    stats: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None
+    eta_seconds: float | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+# --- runs -----------------------------------------------------------------------------------
+class RunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, max_length=200)
+    dataset_id: int | None = Field(None, description="Train on this dataset's teacher responses (instead of data).")
+    config: RunSettings  # type: ignore[valid-type]
+
+
+class RunFork(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    step: int | None = Field(None, description="Checkpoint step to start from (default: the newest).")
+    name: str | None = Field(None, max_length=200)
+    overrides: dict[str, Any] = Field(default_factory=dict, description="Edited settings (RunSettings fields).")
+
+
+class Alarm(BaseModel):
+    kind: str
+    message: str
+
+
+class CheckpointOut(BaseModel):
+    id: int
+    step: int
+    stage: str | None
+    created_at: datetime
+    model_id: str = Field(..., description="Its id under /v1/models.")
+
+
+class RunOut(BaseModel):
+    id: int
+    uid: str | None
+    name: str
+    method: str
+    status: RunStatus
+    stage: str | None
+    step: int
+    total_steps: int | None
+    progress: float
+    eta_seconds: float | None
+    error: str | None
+    cancel_requested: bool
+    parent_id: int | None
+    parent_step: int | None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    last_metrics: dict[str, float]
+    alarms: list[Alarm]
+
+
+class RunDetail(RunOut):
+    config: dict[str, Any]
+    worker: str | None
+    output_dir: str
+    checkpoints: list[CheckpointOut]
+    warnings: list[str] = Field(default_factory=list, description="Settings the method ignores, and similar.")
+
+
+class RunPage(Page):
+    items: list[RunOut]
+
+
+class SeriesPoint(BaseModel):
+    step: int
+    value: float
+    min: float
+    max: float
+    n: int
+
+
+class MetricsOut(BaseModel):
+    run_id: int
+    names: list[str]
+    series: dict[str, list[SeriesPoint]]
+    stages: list[dict[str, Any]]
+
+
+class SamplesOut(BaseModel):
+    run_id: int
+    steps: list[int]
+    step: int | None
+    samples: list[dict[str, Any]]
+
+
+class DiffRow(BaseModel):
+    field: str
+    a: Any = None
+    b: Any = None
+
+
+class LogOut(BaseModel):
+    run_id: int
+    lines: list[str]
+
+
+# --- evaluations ----------------------------------------------------------------------------
+class EvalModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(..., min_length=1, max_length=100)
+    checkpoint_id: int | None = None
+    path: str | None = Field(None, description="A model folder or hub id.")
+    responses: str | None = Field(None, description="A file of responses to judge as they are.")
+
+
+class EvaluationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    models: list[EvalModel] = Field(..., min_length=1, max_length=20)
+    sets: list[str] = Field(..., min_length=1, description="vicuna, selfinst, dolly, lmsys, or dataset:<id>")
+    judge_endpoint_id: int
+    limit: int | None = Field(None, gt=0, description="At most this many prompts per set.")
+    max_new_tokens: int = Field(1536, gt=0, le=32768)
+    greedy: bool = False
+    both_orders: bool = Field(False, description="Judge each pair in both presentation orders (position bias).")
+    teacher: str | None = Field(None, description="Name of the model whose responses are the teacher's.")
+
+
+class EvaluationRow(BaseModel):
+    id: int
+    job_id: int | None
+    checkpoint_id: int | None
+    model: str
+    set: str
+    score: float | None
+    ci_low: float | None
+    ci_high: float | None
+    length: float | None
+    summary: dict[str, Any]
+
+
+class JudgeSample(BaseModel):
+    prompt_id: str
+    response: str
+    model_score: float | None
+    reference_score: float | None
+    verdicts: dict[str, Any] | list[Any]
+
+
+# --- studies --------------------------------------------------------------------------------
+class StudyModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str | None = Field(None, max_length=100, description="Shown to researchers only, never to annotators.")
+    checkpoint_id: int | None = None
+    path: str | None = None
+    responses: str | None = None
+
+
+class StudyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(..., min_length=1, max_length=200)
+    model_a: StudyModel
+    model_b: StudyModel
+    dataset_id: int
+    n_items: int | None = Field(None, gt=0, le=10000)
+    annotators_per_item: int = Field(1, ge=1, le=20)
+    guidelines: str = Field("", max_length=20000)
+    max_new_tokens: int = Field(256, gt=0, le=8192)
+    seed: int = 0
+
+
+class StudyOut(BaseModel):
+    id: int
+    name: str
+    status: StudyStatus
+    dataset_id: int | None
+    model_a: str
+    model_b: str
+    items: int
+    flagged: int
+    annotators_per_item: int
+    guidelines: str
+    created_at: datetime
+
+
+class StudyCreated(BaseModel):
+    study: StudyOut
+    job_id: int
+
+
+class LeakReview(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    drop: bool = Field(..., description="True: drop the flagged items; False: keep them.")
+
+
+class StudyStatusIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["open", "closed"]
+
+
+class AnnotatorStudy(BaseModel):
+    id: int
+    name: str
+    guidelines: str
+    progress: dict[str, int]
+
+
+class BlindItem(BaseModel):
+    """All an annotator ever sees of an item: no model names, no ids of runs."""
+    item_id: int
+    study_id: int
+    prompt: str
+    left: str
+    right: str
+    progress: dict[str, int]
+    guidelines: str
+
+
+class VoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    item_id: int
+    side: Side
+
+
+class VoteOut(BaseModel):
+    item_id: int
+    recorded: bool = True
+
+
+class StudyResults(BaseModel):
+    study_id: int
+    model_a: str
+    model_b: str
+    win: int
+    tie: int
+    loss: int
+    votes: int
+    both_bad: int
+    skipped: int
+    win_rate: float | None
+    tie_rate: float | None
+    loss_rate: float | None
+    win_ci: list[float] | None
+    tie_ci: list[float] | None
+    loss_ci: list[float] | None
+    annotators: list[dict[str, Any]]
+    agreement: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: str
+    broker: str
+    version: str

@@ -1,0 +1,1 @@
+"""Who is asking, and what they may do: passwords, session cookies, API tokens, the role policy."""

@@ -1,0 +1,72 @@
+"""The studio's error hierarchy: services raise these; each entry point maps them in one place.
+
+    NotFound      404  exit 3   the id names nothing (or nothing this user may see)
+    Conflict      409  exit 4   the request does not fit the current state (cancel a finished run)
+    Forbidden     403  exit 5   the user's role does not allow it
+    InvalidInput  422  exit 2   the input is wrong; the message says what and where
+    Upstream      502  exit 6   an endpoint the studio relays to failed
+
+gad's ConfigError and DataError are invalid input too (`as_studio_error` converts them), so a bad
+YAML key or a broken line of an upload reads the same in the API, the UI and the CLI.
+"""
+
+from __future__ import annotations
+
+
+class StudioError(Exception):
+    http_status = 400
+    exit_code = 1
+    title = "error"
+
+    def __init__(self, message: str, *, field: str | None = None, where: str | None = None):
+        super().__init__(message)
+        self.message, self.field, self.where = message, field, where
+
+    def as_dict(self) -> dict:
+        out = {"error": self.title, "message": self.message}
+        if self.field:
+            out["field"] = self.field
+        if self.where:
+            out["where"] = self.where
+        return out
+
+
+class NotFound(StudioError):
+    http_status, exit_code, title = 404, 3, "not_found"
+
+
+class Conflict(StudioError):
+    http_status, exit_code, title = 409, 4, "conflict"
+
+
+class Forbidden(StudioError):
+    http_status, exit_code, title = 403, 5, "forbidden"
+
+
+class Unauthenticated(StudioError):
+    http_status, exit_code, title = 401, 5, "unauthenticated"
+
+
+class InvalidInput(StudioError):
+    http_status, exit_code, title = 422, 2, "invalid_input"
+
+
+class TooLarge(InvalidInput):
+    http_status, title = 413, "too_large"
+
+
+class Upstream(StudioError):
+    """A teacher/judge endpoint the studio relays to failed (its message never carries a key)."""
+    http_status, exit_code, title = 502, 6, "upstream_error"
+
+
+def as_studio_error(err: BaseException) -> StudioError | None:
+    """gad's own input errors, seen as the studio's; anything else is not a user error (None)."""
+    from gad.config import ConfigError
+    from gad.data import DataError
+
+    if isinstance(err, StudioError):
+        return err
+    if isinstance(err, (ConfigError, DataError)):
+        return InvalidInput(str(err), field=getattr(err, "field", None), where=getattr(err, "where", None))
+    return None

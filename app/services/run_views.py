@@ -1,0 +1,190 @@
+"""What the API and the dashboard show of runs: lists, a run's page, alarms, metric series for
+charts (downsampled without hiding spikes), rollouts by step, config diffs and the worker log."""
+
+from __future__ import annotations
+
+from datetime import timezone
+from pathlib import Path
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from app.db.models import Run, RunMetric, Sample, utcnow
+from app.enums import RunStatus
+from app.errors import InvalidInput, NotFound
+from app.services.runs import get_run
+from gad.health import Alarm, run_alarms
+
+ALARM_WINDOW_STEPS = 60
+LAST_METRICS = ("loss", "disc_loss", "disc_accuracy", "reward_mean", "kl", "student_length", "teacher_length")
+
+
+def list_runs(session: Session, *, status: str | None = None, method: str | None = None, q: str | None = None,
+              limit: int = 50, offset: int = 0) -> tuple[list[Run], int]:
+    where = []
+    if status:
+        statuses = [s.strip() for s in status.split(",") if s.strip()]
+        bad = [s for s in statuses if s not in RunStatus.__members__]
+        if bad:
+            raise InvalidInput(f"status: unknown {', '.join(bad)}; one of {', '.join(RunStatus)}", field="status")
+        where.append(Run.status.in_(statuses))
+    if method:
+        where.append(Run.method == method)
+    if q:
+        like = f"%{q.lower()}%"
+        where.append(or_(func.lower(Run.name).like(like), func.lower(Run.method).like(like)))
+    total = session.scalar(select(func.count()).select_from(Run).where(*where)) or 0
+    runs = list(session.scalars(select(Run).where(*where).order_by(Run.id.desc()).limit(limit).offset(offset)))
+    return runs, total
+
+
+def last_metrics(session: Session, run: Run) -> dict[str, float]:
+    if not run.step:
+        return {}
+    rows = session.execute(select(RunMetric.name, RunMetric.value).where(
+        RunMetric.run_id == run.id, RunMetric.step == run.step)).all()
+    return {k: v for k, v in rows if v is not None}
+
+
+def recent_records(session: Session, run: Run, window: int = ALARM_WINDOW_STEPS) -> list[dict]:
+    """The last `window` steps as gad-style records ({step, stage, metric: value}) for the alarms."""
+    from app.db.models import RunStep
+
+    lo = max(0, run.step - window)
+    steps = dict(session.execute(select(RunStep.step, RunStep.stage).where(RunStep.run_id == run.id,
+                                                                            RunStep.step > lo)).all())
+    records = {s: {"step": s, "stage": st} for s, st in steps.items()}
+    for name, step, value in session.execute(select(RunMetric.name, RunMetric.step, RunMetric.value).where(
+            RunMetric.run_id == run.id, RunMetric.step > lo)):
+        records.setdefault(step, {"step": step, "stage": None})[name] = value
+    return [records[s] for s in sorted(records)]
+
+
+def alarms(session: Session, run: Run, heartbeat_timeout: float) -> list[Alarm]:
+    found = run_alarms(recent_records(session, run))
+    if run.status == RunStatus.running and run.heartbeat_at is not None:
+        beat = run.heartbeat_at if run.heartbeat_at.tzinfo else run.heartbeat_at.replace(tzinfo=timezone.utc)
+        silent = (utcnow() - beat).total_seconds()
+        if silent > heartbeat_timeout / 2:
+            found.append(Alarm("stalled", f"the worker has sent no heartbeat for {silent:.0f} s; the run is marked "
+                                          f"interrupted after {heartbeat_timeout:.0f} s"))
+    return found
+
+
+def run_view(session: Session, run: Run, heartbeat_timeout: float, *, full: bool = True) -> dict:
+    total = run.total_steps or 0
+    view = {
+        "id": run.id, "uid": run.uid, "name": run.name, "method": run.method, "status": run.status,
+        "stage": run.stage, "step": run.step, "total_steps": run.total_steps,
+        "progress": round(min(1.0, run.step / total), 4) if total else 0.0,
+        # An ETA only while something is running: an interrupted or finished run has none.
+        "eta_seconds": run.eta_seconds if run.status == RunStatus.running else None,
+        "error": run.error, "cancel_requested": run.cancel_requested, "parent_id": run.parent_id,
+        "parent_step": run.parent_step, "attempts": run.attempts, "created_at": run.created_at,
+        "started_at": run.started_at, "finished_at": run.finished_at, "heartbeat_at": run.heartbeat_at,
+        "last_metrics": {k: v for k, v in last_metrics(session, run).items() if k in LAST_METRICS},
+        "alarms": [a.as_dict() for a in alarms(session, run, heartbeat_timeout)],
+    }
+    if full:
+        view.update(config=run.config, worker=run.worker, output_dir=run.output_dir,
+                    checkpoints=[{"id": c.id, "step": c.step, "stage": c.stage, "created_at": c.created_at,
+                                  "model_id": checkpoint_model_id(run, c.step)} for c in run.checkpoints])
+    return view
+
+
+def checkpoint_model_id(run: Run, step: int) -> str:
+    """The stable, readable name /v1 serves a checkpoint under."""
+    return f"run-{run.id}/step-{step}"
+
+
+def metric_names(session: Session, run_id: int) -> list[str]:
+    return list(session.scalars(select(RunMetric.name).where(RunMetric.run_id == run_id).distinct()
+                                .order_by(RunMetric.name)))
+
+
+def metric_series(session: Session, run_id: int, name: str, start: int | None = None, end: int | None = None,
+                  max_points: int = 500) -> list[dict]:
+    """One metric as points {step, value, min, max, n}: raw when short, else at most `max_points` buckets
+    of consecutive steps, each with its mean and its min/max, so a one-step spike still shows as a band."""
+    if max_points < 2:
+        raise InvalidInput("max_points must be at least 2", field="max_points")
+    where = [RunMetric.run_id == run_id, RunMetric.name == name, RunMetric.value.is_not(None)]
+    if start is not None:
+        where.append(RunMetric.step >= start)
+    if end is not None:
+        where.append(RunMetric.step <= end)
+    lo, hi, n = session.execute(select(func.min(RunMetric.step), func.max(RunMetric.step), func.count())
+                                .where(*where)).one()
+    if not n:
+        return []
+    if n <= max_points:
+        return [{"step": s, "value": v, "min": v, "max": v, "n": 1}
+                for s, v in session.execute(select(RunMetric.step, RunMetric.value).where(*where)
+                                            .order_by(RunMetric.step))]
+    width = max(1, -(-(hi - lo + 1) // max_points))
+    bucket = (RunMetric.step - lo) // width  # floor division, rendered right for SQLite and PostgreSQL
+    rows = session.execute(select(func.min(RunMetric.step), func.avg(RunMetric.value), func.min(RunMetric.value),
+                                  func.max(RunMetric.value), func.count()).where(*where)
+                           .group_by(bucket).order_by(func.min(RunMetric.step)))
+    return [{"step": int(s), "value": float(v), "min": float(mn), "max": float(mx), "n": int(c)}
+            for s, v, mn, mx, c in rows]
+
+
+def stage_boundaries(session: Session, run_id: int) -> list[dict]:
+    """The first step of each stage, for the dashed lines on the charts."""
+    from app.db.models import RunStep
+
+    rows = session.execute(select(RunStep.stage, func.min(RunStep.step)).where(RunStep.run_id == run_id)
+                           .group_by(RunStep.stage).order_by(func.min(RunStep.step))).all()
+    return [{"stage": st, "step": int(s)} for st, s in rows]
+
+
+def sample_steps(session: Session, run_id: int) -> list[int]:
+    return list(session.scalars(select(Sample.step).where(Sample.run_id == run_id).distinct().order_by(Sample.step)))
+
+
+def samples_at(session: Session, run_id: int, step: int | None = None) -> list[dict]:
+    """Rollouts at `step` (default: the newest step that has some), best and worst marked by D score."""
+    if step is None:
+        step = session.scalar(select(func.max(Sample.step)).where(Sample.run_id == run_id))
+        if step is None:
+            return []
+    rows = session.scalars(select(Sample).where(Sample.run_id == run_id, Sample.step == step).order_by(Sample.id))
+    return [dict(r.payload, step=r.step, stage=r.stage) for r in rows]
+
+
+def config_diff(a: Run, b: Run) -> list[dict]:
+    """Settings that differ between two runs (output folders always do, so they are left out)."""
+    keys = sorted((set(a.config) | set(b.config)) - {"output"})
+    return [{"field": k, "a": a.config.get(k), "b": b.config.get(k)} for k in keys if a.config.get(k) != b.config.get(k)]
+
+
+def log_tail(run: Run, lines: int = 200) -> list[str]:
+    path = Path(run.output_dir) / "worker.log"
+    if not path.is_file():
+        return []
+    with path.open("rb") as fh:  # read only the end of a long log
+        fh.seek(0, 2)
+        size = fh.tell()
+        fh.seek(max(0, size - 256 * 1024))
+        text = fh.read().decode("utf-8", errors="replace")
+    return text.splitlines()[-lines:]
+
+
+def metrics_after(session: Session, run_id: int, after_step: int, limit: int = 500) -> list[dict]:
+    """New steps for the live stream: [{step, stage?, metrics: {name: value}}] with step > after_step."""
+    rows = session.execute(select(RunMetric.step, RunMetric.name, RunMetric.value)
+                           .where(RunMetric.run_id == run_id, RunMetric.step > after_step)
+                           .order_by(RunMetric.step).limit(limit * 40)).all()
+    out: dict[int, dict] = {}
+    for step, name, value in rows:
+        out.setdefault(step, {"step": step, "metrics": {}})["metrics"][name] = value
+    steps = sorted(out)[:limit]
+    return [out[s] for s in steps]
+
+
+def require_run(session: Session, run_id: int) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"no run with id {run_id}")
+    return run

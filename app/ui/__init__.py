@@ -1,0 +1,98 @@
+"""The dashboard: two Gradio apps mounted in the FastAPI app, behind the studio's login.
+
+    /ui/        the studio (researchers and admins): layout.py, one module per page in pages/
+    /annotate/  the annotator's view (anyone allowed to annotate): pages/annotate.py
+
+Annotators get an app of their own rather than a hidden tab, so their browser never receives the
+rest of the studio, not even its layout. `mount(api, ctx)` mounts both. The user comes from the
+same session cookie the REST API reads; pages call services in-process (never over HTTP) and hold
+no business logic. A browser that opens a page without a session is sent to /login?next=...; an
+annotator who opens /ui/ is sent to /annotate/.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+
+STUDIO_PATH = "/ui"
+ANNOTATE_PATH = "/annotate"
+
+
+def session_user(ctx, secret: bytes, request) -> tuple[str, str] | None:
+    """(name, role) of the user whose session cookie this request carries, or None.
+
+    Unlike the REST API, no CSRF header is asked for: Gradio's own requests cannot send one, and the
+    cookie is SameSite=Lax, so a cross-site page cannot make the browser send it with a POST."""
+    from app.auth.tokens import SESSION_COOKIE, read_session
+    from app.db.models import User
+
+    data = read_session(secret, request.cookies.get(SESSION_COOKIE))
+    if data is None:
+        return None
+    with ctx.sessions() as s:
+        user = s.get(User, data["uid"])
+        return (user.name, user.role) if user is not None and user.active else None
+
+
+def gate(ctx, secret: bytes, action: str):
+    """Gradio's auth_dependency for one app: the user's name if the policy allows `action`, else None (401)."""
+    from app.auth.policy import allowed
+
+    def dependency(request: Request) -> str | None:
+        found = session_user(ctx, secret, request)
+        return found[0] if found is not None and allowed(found[1], action) else None
+
+    return dependency
+
+
+class LoginRedirect:
+    """Pure ASGI middleware (streams pass through untouched): a browser GET of a dashboard page without
+    a session goes to the login page; an annotator's GET of the studio goes to the annotation page."""
+
+    PAGES = {STUDIO_PATH, STUDIO_PATH + "/", ANNOTATE_PATH, ANNOTATE_PATH + "/"}
+
+    def __init__(self, app, ctx, secret: bytes):
+        self.app, self.ctx, self.secret = app, ctx, secret
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] in self.PAGES:
+            from starlette.concurrency import run_in_threadpool
+            from starlette.requests import Request as StarletteRequest
+            from starlette.responses import RedirectResponse
+
+            from app.auth.policy import allowed
+
+            found = await run_in_threadpool(session_user, self.ctx, self.secret, StarletteRequest(scope))
+            target = None
+            page = ANNOTATE_PATH if scope["path"].startswith(ANNOTATE_PATH) else STUDIO_PATH
+            if found is None:
+                target = f"/login?next={page}/"
+            elif page == STUDIO_PATH and not allowed(found[1], "runs"):
+                target = f"{ANNOTATE_PATH}/"
+            elif page == ANNOTATE_PATH and not allowed(found[1], "annotate"):
+                target = "/logout"
+            if target is not None:
+                await RedirectResponse(target, status_code=303)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def mount(api: FastAPI, ctx) -> None:
+    import gradio as gr
+
+    from app.ui.common import Ui
+    from app.ui.layout import build
+    from app.ui.pages.annotate import build_app
+    from app.ui.theme import CSS, HOTKEYS_JS, theme
+
+    ui = Ui(ctx, api.state.models)
+    secret = ctx.settings.fernet_key()
+    max_size = f"{int(ctx.settings.max_upload_mb)}mb"
+    # The annotation app first: Starlette matches mounts in order, and /ui must not swallow it.
+    gr.mount_gradio_app(api, build_app(ui), path=ANNOTATE_PATH, auth_dependency=gate(ctx, secret, "annotate"),
+                        theme=theme(), css=CSS, head=HOTKEYS_JS, footer_links=[], run_history=False,
+                        max_file_size=max_size, show_error=True)
+    gr.mount_gradio_app(api, build(ui), path=STUDIO_PATH, auth_dependency=gate(ctx, secret, "runs"),
+                        theme=theme(), css=CSS, footer_links=[], run_history=False, max_file_size=max_size,
+                        show_error=True)
+    api.add_middleware(LoginRedirect, ctx=ctx, secret=secret)
