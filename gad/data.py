@@ -15,17 +15,28 @@ prompt) plus, when the file has one, the teacher's response. Recognised shapes:
   {choices: [{turns: [...]}]}        FastChat / Arena-Hard answer files (responses only, joined on id)
   {content: [messages], teacher_response}  the GAD paper's released data
 
+Field names match whatever their case (`Prompt`, `Response` from a spreadsheet). Reading bytes
+(formats, encodings, compression, CSV dialects) is gad/readers.py's part.
+
+Conversations may hold OpenAI tool use: `developer` is the newer name of `system`; an assistant
+turn that calls tools (`tool_calls`, `content: null`) and the `tool`/`function` results are kept
+as plain text turns ("[tool call] name(args)" by the assistant, "[tool result: name] ..." as a
+user turn, consecutive results merged), because the final answer depends on what the tools
+returned, and a student's chat template may know no tool role.
+
 Errors are `DataError`s naming file, line (or row/item) and field.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from gad.readers import SUPPORTED_SUFFIXES, DataError, read_rows  # noqa: F401  (re-exported: gad.data is the API)
 
 PROMPT_FIELDS = ("prompt", "question", "query", "text", "instruction")
 TEACHER_FIELDS = ("teacher_response", "response", "output", "completion", "answer", "reference")
@@ -34,21 +45,13 @@ ROLE_ALIASES = {
     "user": "user", "human": "user", "prompter": "user",
     "assistant": "assistant", "gpt": "assistant", "model": "assistant", "bot": "assistant",
     "chatgpt": "assistant", "bard": "assistant",
-    "system": "system",
+    "system": "system", "developer": "system",
 }
-SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+TOOL_ROLES = ("tool", "function", "ipython")  # results of a tool call (ipython: Llama's name)
 
 PLAIN_WRAPPER = ("Below is an instruction that describes a task. "
                  "Write a response that appropriately completes the request.\n\n"
                  "### Instruction:\n{instruction}\n\n### Response:\n")
-
-
-class DataError(ValueError):
-    """Bad input data; the message starts with `file:line` and names the field."""
-
-    def __init__(self, where: str, message: str):
-        super().__init__(f"{where}: {message}")
-        self.where = where
 
 
 @dataclass
@@ -66,103 +69,108 @@ class Example:
 
 
 # --------------------------------------------------------------------------------------------
-# Reading rows
-# --------------------------------------------------------------------------------------------
-def read_rows(path: str | Path) -> Iterator[tuple[str, Any]]:
-    """Yield (where, row) for every record of a JSONL/JSON/CSV/Parquet file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(str(path), "file not found")
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield f"{path}:{lineno}", json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{path}:{lineno}", f"not valid JSON ({err.msg} at column {err.colno})") from None
-    elif suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{err.lineno}", f"not valid JSON ({err.msg} at column {err.colno})") from None
-        if isinstance(data, dict):  # {"data": [...]}, {"instances": [...]}, ... or a single record
-            lists = [v for v in data.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
-            data = lists[0] if len(lists) == 1 else [data]
-        if not isinstance(data, list):
-            raise DataError(str(path), f"expected a JSON array of records, got {type(data).__name__}")
-        for i, row in enumerate(data):
-            yield f"{path}:item {i}", row
-    elif suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh)
-            for row in reader:
-                yield f"{path}:{reader.line_num}", _parse_json_cells(row)
-    elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(path)
-        for i, row in enumerate(table.to_pylist()):
-            yield f"{path}:row {i + 1}", row
-    else:
-        raise DataError(str(path), f"unsupported file type '{suffix}'; use one of {', '.join(SUPPORTED_SUFFIXES)}")
-
-
-def _parse_json_cells(row: dict[str, str]) -> dict[str, Any]:
-    """CSV cells holding JSON lists (messages, turns) are decoded; everything else stays text."""
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if key is None:
-            continue
-        text = (value or "").strip()
-        if text[:1] in "[{" and text[-1:] in "]}":
-            try:
-                out[key] = json.loads(text)
-                continue
-            except json.JSONDecodeError:
-                pass
-        out[key] = value
-    return out
-
-
-# --------------------------------------------------------------------------------------------
 # One row -> Example
 # --------------------------------------------------------------------------------------------
 def _text(value: Any, where: str, name: str) -> str:
     """Accept a string, a {content}/{text}/{value} dict, or a list of text parts."""
     if isinstance(value, str):
-        return value
+        return _valid_unicode(value, where, name)
     if isinstance(value, dict):
         for key in ("content", "text", "value"):
             if key in value:
                 return _text(value[key], where, f"{name}.{key}")
     if isinstance(value, list) and all(isinstance(p, (str, dict)) for p in value):
         parts = [p if isinstance(p, str) else p.get("text", "") for p in value]
-        return "".join(parts)
+        return _text("".join(p for p in parts if isinstance(p, str)), where, name)
     raise DataError(where, f"field '{name}' should be text, got {type(value).__name__}")
+
+
+def _valid_unicode(text: str, where: str, name: str) -> str:
+    """JSON's \\ud800 escapes decode to lone surrogates, which no tokenizer or API accepts."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise DataError(where, f"field '{name}' holds an invalid character at position {err.start + 1} (a lone "
+                               f"surrogate, \\u{ord(text[err.start]):04x}: half of an emoji or other character "
+                               f"that a tool cut in two); fix or drop that record") from None
+    return text
+
+
+def _lower_keys(row: dict, where: str, name: str = "") -> dict:
+    """Field names match whatever their case or spacing: 'Prompt', 'Teacher Response'."""
+    out, original = {}, {}
+    for key, value in row.items():
+        norm = str(key).strip().lower().replace(" ", "_")
+        if norm in out:
+            inside = f" of '{name}'" if name else ""
+            raise DataError(where, f"fields '{original[norm]}' and '{key}'{inside} differ only in case or spacing; "
+                                   f"keep one")
+        out[norm], original[norm] = value, key
+    return out
 
 
 def _messages(raw: Any, where: str, name: str) -> list[dict[str, str]]:
     if not isinstance(raw, list) or not raw:
         raise DataError(where, f"field '{name}' should be a non-empty list of messages")
-    out = []
+    out: list[dict[str, str]] = []
+    previous_was_tool = False
     for i, msg in enumerate(raw):
+        here = f"{name}[{i}]"
         if not isinstance(msg, dict):
-            raise DataError(where, f"field '{name}[{i}]' should be an object with role and content")
+            raise DataError(where, f"field '{here}' should be an object with role and content")
+        msg = _lower_keys(msg, where, here)
         role_raw = msg.get("role", msg.get("from"))
         if role_raw is None:
-            raise DataError(where, f"field '{name}[{i}]' has no 'role' (or ShareGPT 'from')")
-        role = ROLE_ALIASES.get(str(role_raw).lower())
+            raise DataError(where, f"field '{here}' has no 'role' (or ShareGPT 'from')")
+        role_key = str(role_raw).strip().lower()
+        if role_key in TOOL_ROLES:
+            text = _tool_result(msg, where, here)
+            if previous_was_tool:  # parallel calls answered one after another: one turn
+                out[-1]["content"] += "\n\n" + text
+            else:
+                out.append({"role": "user", "content": text})
+            previous_was_tool = True
+            continue
+        previous_was_tool = False
+        role = ROLE_ALIASES.get(role_key)
         if role is None:
-            raise DataError(where, f"field '{name}[{i}].role' is '{role_raw}'; expected one of "
-                                   f"user, assistant, system (or ShareGPT human/gpt)")
+            raise DataError(where, f"field '{here}.role' is '{role_raw}'; expected one of user, assistant, "
+                                   f"system, developer, tool (or ShareGPT human/gpt)")
         content_key = next((k for k in ("content", "value", "text") if k in msg), None)
-        if content_key is None:
-            raise DataError(where, f"field '{name}[{i}]' has no 'content' (or ShareGPT 'value')")
-        out.append({"role": role, "content": _text(msg[content_key], where, f"{name}[{i}].{content_key}")})
+        calls = _tool_calls(msg, where, here) if role == "assistant" else []
+        if content_key is None and not calls:
+            raise DataError(where, f"field '{here}' has no 'content' (or ShareGPT 'value')")
+        content = msg[content_key] if content_key else None
+        if content is None and not calls:
+            raise DataError(where, f"field '{here}.{content_key}' is null (and the turn calls no tool)")
+        text = _text(content, where, f"{here}.{content_key}") if content is not None else ""
+        out.append({"role": role, "content": "\n".join(([text] if text.strip() else []) + calls)})
     return out
+
+
+def _tool_calls(msg: dict, where: str, name: str) -> list[str]:
+    """An assistant's tool calls as text lines: '[tool call] name(arguments)'."""
+    calls = msg.get("tool_calls") or ([msg["function_call"]] if msg.get("function_call") else [])
+    if not isinstance(calls, list):
+        raise DataError(where, f"field '{name}.tool_calls' should be a list")
+    lines = []
+    for j, call in enumerate(calls):
+        fn = call.get("function", call) if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not fn.get("name"):
+            raise DataError(where, f"field '{name}.tool_calls[{j}]' should be {{function: {{name, arguments}}}}")
+        args = fn.get("arguments", "")
+        args = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
+        lines.append(_valid_unicode(f"[tool call] {fn['name']}({args})", where, f"{name}.tool_calls[{j}]"))
+    return lines
+
+
+def _tool_result(msg: dict, where: str, name: str) -> str:
+    content_key = next((k for k in ("content", "value", "text") if k in msg), None)
+    if content_key is None or msg[content_key] is None:
+        raise DataError(where, f"field '{name}' (a tool result) has no 'content'")
+    label = msg.get("name") or msg.get("tool_call_id")
+    text = _text(msg[content_key], where, f"{name}.{content_key}")
+    return f"[tool result{': ' + str(label) if label else ''}] {text}"
 
 
 def _answer_from_choices(choices: Any, where: str) -> str:
@@ -199,9 +207,11 @@ def _row_id(row: dict, where: str) -> str:
 def parse_row(row: Any, where: str) -> Example:
     if not isinstance(row, dict):
         raise DataError(where, f"expected a JSON object per record, got {type(row).__name__}")
+    row = _lower_keys(row, where)
     rid = _row_id(row, where)
     response = _teacher(row, where)
-    extra = {k: row[k] for k in ("category", "source", "dataset") if k in row}
+    # status: a collected teacher file says why a prompt has no response (refused, failed)
+    extra = {k: row[k] for k in ("category", "source", "dataset", "status") if k in row}
 
     conv_field = next((f for f in ("messages", "conversation", "conversations") if f in row), None)
     if conv_field is None and isinstance(row.get("content"), list):
@@ -270,6 +280,7 @@ def load_responses(path: str | Path) -> dict[str, str]:
     for where, row in read_rows(path):
         if not isinstance(row, dict):
             raise DataError(where, "expected a JSON object per record")
+        row = _lower_keys(row, where)
         response = _teacher(row, where)
         if response is None:
             raise DataError(where, f"no response field: expected choices or one of {', '.join(TEACHER_FIELDS)}")
@@ -281,24 +292,50 @@ def load_responses(path: str | Path) -> dict[str, str]:
 
 
 def load_examples(path: str | Path, responses: str | Path | None = None, *,
-                  require_response: bool = False, limit: int | None = None) -> list[Example]:
-    """Read a prompt set, optionally joining teacher responses from a second file on id."""
+                  require_response: bool = False, skip_missing: bool = False,
+                  limit: int | None = None) -> list[Example]:
+    """Read a prompt set, optionally joining teacher responses from a second file on id.
+
+    require_response: every example must have a teacher response (training); with skip_missing,
+    those that lack one are dropped instead (see `require_responses` to learn how many).
+    """
     examples = [parse_row(row, where) for where, row in read_rows(path)]
     if not examples:
         raise DataError(str(path), "the file holds no records")
+    first_at: dict[str, str] = {}
+    for ex in examples:
+        if ex.id in first_at:
+            raise DataError(ex.where, f"duplicate id '{ex.id}' (first at {first_at[ex.id]}): ids must be unique, "
+                                      f"responses are joined and splits made on them; renumber or drop the repeat")
+        first_at[ex.id] = ex.where
     if responses is not None:
         answers = load_responses(responses)
         for ex in examples:
             if ex.id in answers:
                 ex.response = answers[ex.id]
+    examples = examples[:limit] if limit else examples
     if require_response:
-        missing = [ex for ex in examples if not (ex.response or "").strip()]
-        if missing:
-            ex = missing[0]
-            raise DataError(ex.where, f"no teacher response for prompt id '{ex.id}' ({len(missing)} of "
-                                      f"{len(examples)} records lack one): expected a field such as "
-                                      f"{', '.join(TEACHER_FIELDS)}, or pass --teacher-responses")
-    return examples[:limit] if limit else examples
+        examples, _ = require_responses(examples, skip=skip_missing)
+    return examples
+
+
+def require_responses(examples: list[Example], *, skip: bool = False) -> tuple[list[Example], list[Example]]:
+    """(examples with a teacher response, those without); without `skip`, any missing one is an error."""
+    kept = [ex for ex in examples if (ex.response or "").strip()]
+    missing = [ex for ex in examples if not (ex.response or "").strip()]
+    if not missing or (skip and kept):
+        return kept, missing
+    ex = missing[0]
+    statuses = Counter(str(e.extra["status"]) for e in missing if e.extra.get("status") not in (None, "ok"))
+    why = (": " + ", ".join(f"{n} {s}" for s, n in statuses.most_common()) + " when collected") if statuses else ""
+    if skip:
+        raise DataError(ex.where, f"no record has a teacher response ({len(missing)} lack one{why})")
+    fixes = ["re-run `collect --retry-failed` for them"] if statuses else \
+        [f"give a field such as {', '.join(TEACHER_FIELDS[:3])}", "pass --teacher-responses"]
+    fixes.append(f"skip them and train on the {len(kept)} that have one (skip_missing_responses, "
+                 f"--skip-missing-responses)")
+    raise DataError(ex.where, f"no teacher response for prompt id '{ex.id}' ({len(missing)} of {len(examples)} "
+                              f"records lack one{why}): " + "; or ".join(fixes))
 
 
 def split_examples(examples: list[Example], test_fraction: float, seed: int) -> tuple[list[Example], list[Example]]:

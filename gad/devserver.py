@@ -8,8 +8,10 @@ scores are derived from the answers' lengths, so judge pipelines can be exercise
 
 Faults are rules matched against the last user message (substring; "*" matches all):
     {"match": "boom", "fault": "429", "times": 2, "retry_after": 0.2}
-fault is one of 429, 500, 503, 400, 401, timeout, malformed, reset, content_filter, empty.
-`times` limits how often a rule fires (None: always). Rules can be set at start or over HTTP:
+fault is one of 429, 500, 503, 400, 401, 404, timeout, malformed, reset, content_filter, empty, or
+reply (answer `text` instead, e.g. a judge that returns garbage: {"fault": "reply", "text": "dunno"}).
+`times` limits how often a rule fires (None: always). Every request is logged (`requests()` in
+process), which is how tests count what a client really sent. Rules can be set at start or over HTTP:
 `POST /_control/faults` (JSON list), `GET /_control/requests` (the log), `POST /_control/reset`.
 
     gad-studio devserver --port 8001 --latency 0.2
@@ -27,7 +29,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FAULTS = {"429", "500", "503", "400", "401", "timeout", "malformed", "reset", "content_filter", "empty"}
+FAULTS = {"429", "500", "503", "400", "401", "404", "timeout", "malformed", "reset", "content_filter", "empty",
+          "reply"}
 
 
 @dataclass
@@ -36,6 +39,7 @@ class FaultRule:
     fault: str
     times: int | None = None
     retry_after: float | None = None
+    text: str | None = None     # the answer of a 'reply' rule
     fired: int = 0
 
     def applies(self, text: str) -> bool:
@@ -57,8 +61,8 @@ class ServerState:
             if str(r.get("fault")) not in FAULTS:
                 raise ValueError(f"unknown fault {r.get('fault')!r}; expected one of {sorted(FAULTS)}")
         with self.lock:
-            self.rules = [FaultRule(str(r["match"]), str(r["fault"]), r.get("times"), r.get("retry_after"))
-                          for r in rules]
+            self.rules = [FaultRule(str(r["match"]), str(r["fault"]), r.get("times"), r.get("retry_after"),
+                                    r.get("text")) for r in rules]
 
     def pick_fault(self, text: str) -> FaultRule | None:
         with self.lock:
@@ -189,6 +193,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(400, "this prompt is not accepted", "invalid_request_error")
             if f == "401":
                 return self._error(401, "invalid API key", "authentication_error")
+            if f == "404":
+                return self._error(404, f"The model '{model}' does not exist", "not_found_error")
             if f == "timeout":
                 time.sleep(state.timeout_sleep)
                 return self._error(504, "took too long", "timeout")
@@ -198,7 +204,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 self.connection.shutdown(2)  # the client sees the connection drop mid-request
                 return None
-        answer = "" if rule is not None and rule.fault == "empty" else default_answer(messages, model)
+        answer = ("" if rule is not None and rule.fault == "empty"
+                  else str(rule.text or "") if rule is not None and rule.fault == "reply"
+                  else default_answer(messages, model))
         finish = "content_filter" if rule is not None and rule.fault == "content_filter" else "stop"
         if finish == "content_filter":
             answer = ""
@@ -283,8 +291,26 @@ class DevServer(ThreadingHTTPServer):
         self.stop()
 
 
+def load_faults(path: str) -> list[dict]:
+    """A JSON file of fault rules, checked here so a typo is a one-line error, not a traceback."""
+    from gad.config import ConfigError
+
+    try:
+        rules = json.loads(open(path, encoding="utf-8").read())
+    except FileNotFoundError:
+        raise ConfigError(f"--faults {path}: file not found") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--faults {path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    if not isinstance(rules, list) or not all(isinstance(r, dict) and "match" in r and "fault" in r for r in rules):
+        raise ConfigError(f"--faults {path}: expected a JSON list of {{\"match\": ..., \"fault\": ...}} rules")
+    bad = [r["fault"] for r in rules if str(r["fault"]) not in FAULTS]
+    if bad:
+        raise ConfigError(f"--faults {path}: unknown fault {bad[0]!r}; expected one of {', '.join(sorted(FAULTS))}")
+    return rules
+
+
 def serve(host: str, port: int, latency: float, faults_file: str | None) -> None:
-    faults = json.loads(open(faults_file).read()) if faults_file else None
+    faults = load_faults(faults_file) if faults_file else None
     server = DevServer(host, port, latency, faults)
     print(f"OpenAI-compatible dev server on {server.base_url} (latency {latency}s); Ctrl-C stops it", flush=True)
     try:

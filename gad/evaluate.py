@@ -2,13 +2,19 @@
 
 For each set and model: responses (generated from a model folder/hub id at temperature 0.8 and up
 to 1536 new tokens by default, or read from a responses file, e.g. the teacher's), the judge's
-reference answers (cached), the judge's two scores per prompt (cached; optionally in both
-orders), then per (model, set): the aggregate score with a bootstrap 95% interval, mean raw
-scores, unparsed verdicts, flip rate, mean response length (words) and, when a teacher row is
-given, n-gram F1 / ROUGE-L against the teacher.
+reference answers, the judge's two scores per prompt (optionally in both orders), then per (model,
+set): the aggregate score with a bootstrap 95% interval, mean raw scores, verdicts judged / failed
+(never obtained) / unparsed (obtained, no scores in them), flip rate, mean response length (words)
+and, when a teacher row is given, n-gram F1 / ROUGE-L against the teacher.
+
+Everything that can be checked is checked before the judge is paid: the sets load, model names are
+unique, the teacher row exists, every responses file answers every prompt, every model folder or
+hub id can be found, the output is a folder. Judge requests go through the shared response cache
+(gad/cache.py), so a verdict or reference is never bought twice.
 
 Outputs in DIR: samples.jsonl (one line per judged response), table.md, table.csv, table.json,
-table.png, and responses/<model>/<set>.jsonl.
+table.png, and responses/<model>/<set>.jsonl. `table["health"]["mostly_unusable"]` is true when
+more than half the verdicts failed or could not be parsed: the scores then mean nothing.
 """
 
 from __future__ import annotations
@@ -19,13 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from gad.api_client import ChatRunner, Endpoint, JsonlStore
-from gad.data import DataError, Example, load_examples
-from gad.judge import FORMULA_NOTE, judge_messages, parse_scores, summarise, verdict
+from gad.api_client import ChatRunner, Endpoint
+from gad.cache import ResponseStore, import_legacy_cache, open_cache
+from gad.config import ConfigError
+from gad.data import SUPPORTED_SUFFIXES, DataError, Example, load_examples
+from gad.judge import FORMULA_NOTE, judge_messages, parse_scores, summarise, verdict, verdict_health
 from gad.metrics import length_stats, overlap_report, select_checkpoint
 from gad.resources import EVAL_SETS, dataset_path
 
-RESPONSE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+RESPONSE_SUFFIXES = SUPPORTED_SUFFIXES
+
+
+def _is_data_file_name(path: str) -> bool:
+    return path.lower().endswith(RESPONSE_SUFFIXES)
 
 
 @dataclass
@@ -40,15 +52,18 @@ class ModelSpec:
         name, _, target = text.partition("=") if "=" in text else ("", "", text)
         target = target or text
         name = name or Path(target.rstrip("/")).name or target
-        if Path(target).suffix.lower() in RESPONSE_SUFFIXES and Path(target).is_file():
+        if _is_data_file_name(target) and Path(target).is_file():
             return ModelSpec(name, responses=target)
         return ModelSpec(name, path=target)
 
 
 def load_set(name: str, limit: int | None) -> tuple[str, list[Example]]:
-    path = dataset_path(name) if name in EVAL_SETS else Path(name)
-    label = name if name in EVAL_SETS else Path(name).stem
-    return label, load_examples(path, limit=limit)
+    if name in EVAL_SETS:
+        return name, load_examples(dataset_path(name), limit=limit)
+    if not Path(name).exists():
+        raise DataError(name, f"no such prompt set: not a built-in one ({', '.join(EVAL_SETS)}) and no such file")
+    label = Path(name).stem if not name.lower().endswith(".gz") else Path(Path(name).stem).stem
+    return label, load_examples(name, limit=limit)
 
 
 def responses_from_file(spec: ModelSpec, examples: list[Example]) -> list[str]:
@@ -82,39 +97,60 @@ def _sample(model: str, label: str, ex: Example, response: str, reference: str |
             "reference": reference, "orders": {}}
 
 
-def evaluate(models: list[ModelSpec], sets: list[str], judge: Endpoint, output: str | Path, *,
-             limit: int | None = None, max_new_tokens: int = 1536, temperature: float = 0.8, greedy: bool = False,
-             both_orders: bool = False, teacher: str | None = None, seed: int = 0,
-             say: Callable[[str], None] = print) -> dict:
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    loaded = [load_set(s, limit) for s in sets]
+def preflight(models: list[ModelSpec], loaded: list[tuple[str, list[Example]]], teacher: str | None,
+              out: Path) -> dict[tuple[str, str], list[str]]:
+    """Every check that needs no judge, before the judge is paid; returns the responses read from files."""
+    from gad.modeling import check_model_source
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--output {out} is a file; evaluate writes a folder of tables")
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise DataError("--model", f"model names must be unique, got {names}; name them with NAME=PATH")
-    store = JsonlStore(out / "judge_cache.jsonl")
-    try:
+    if teacher is not None and teacher not in names:
+        raise ConfigError(f"--teacher {teacher}: no --model row has that name (rows: {', '.join(names)})")
+    labels = [label for label, _ in loaded]
+    if len(set(labels)) != len(labels):
+        raise DataError("--sets", f"two sets have the same name {labels}; rename a file")
+    from_files: dict[tuple[str, str], list[str]] = {}
+    for spec in models:
+        if spec.responses:
+            for label, exs in loaded:
+                from_files[(spec.name, label)] = responses_from_file(spec, exs)
+        elif _is_data_file_name(spec.path):
+            raise DataError(spec.path, "responses file not found")
+        else:
+            check_model_source(spec.path)
+    return from_files
+
+
+def evaluate(models: list[ModelSpec], sets: list[str], judge: Endpoint, output: str | Path, *,
+             limit: int | None = None, max_new_tokens: int = 1536, temperature: float = 0.8, greedy: bool = False,
+             both_orders: bool = False, teacher: str | None = None, seed: int = 0,
+             cache: str | Path | ResponseStore | None = None, say: Callable[[str], None] = print) -> dict:
+    """Judge every model on every set; `cache`: a store, a file, or None for the shared cache."""
+    out = Path(output)
+    loaded = [load_set(s, limit) for s in sets]
+    from_files = preflight(models, loaded, teacher, out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open_cache(cache) as store:
+        import_legacy_cache(store, out / "judge_cache.jsonl")  # older versions kept one per output folder
         # 1. the judge's own reference answers
-        ref_runner = ChatRunner(judge, store)
         say(f"judge references: {sum(len(e) for _, e in loaded)} prompts")
-        refs = {label: ref_runner.run([ex.messages for ex in exs]) for label, exs in loaded}
+        refs = {label: ChatRunner(judge, store).run([ex.messages for ex in exs]) for label, exs in loaded}
 
         # 2. each model's responses
         responses: dict[tuple[str, str], list[str]] = {}
         for spec in models:
             for label, exs in loaded:
                 if spec.responses:
-                    texts = responses_from_file(spec, exs)
+                    texts = from_files[(spec.name, label)]
                 else:
                     say(f"generating: {spec.name} on {label} ({len(exs)} prompts)")
                     texts = generate_responses(spec, exs, max_new_tokens=max_new_tokens, temperature=temperature,
                                                greedy=greedy, seed=seed)
                 responses[(spec.name, label)] = texts
-                (out / "responses" / spec.name).mkdir(parents=True, exist_ok=True)
-                with (out / "responses" / spec.name / f"{label}.jsonl").open("w", encoding="utf-8") as fh:
-                    for ex, text in zip(exs, texts):
-                        fh.write(json.dumps({"id": ex.id, "messages": ex.messages, "response": text},
-                                            ensure_ascii=False) + "\n")
+                _write_responses(out / "responses" / spec.name / f"{label}.jsonl", exs, texts)
 
         # 3. judge every (model, set, prompt), in one or both orders
         jobs, requests = [], []
@@ -132,39 +168,72 @@ def evaluate(models: list[ModelSpec], sets: list[str], judge: Endpoint, output: 
                         requests.append(judge_messages(ex.prompt_text, ref, resp))
         say(f"judging: {len(requests)} verdicts")
         verdicts = ChatRunner(judge, store).run(requests)
-    finally:
-        store.close()
 
-    # 4. per-sample records and summaries
+    per = _per_sample(models, loaded, responses, refs, jobs, verdicts, both_orders)
+    rows = _rows(models, loaded, responses, per, both_orders, teacher, seed)
+    with (out / "samples.jsonl").open("w", encoding="utf-8") as fh:
+        for rec in per.values():
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    table = {"rows": rows, "sets": [l for l, _ in loaded], "models": [m.name for m in models], "note": FORMULA_NOTE,
+             "judge": {"base_url": judge.base_url, "model": judge.model}, "both_orders": both_orders,
+             "health": verdict_health(rows)}
+    if teacher:
+        table["selected"] = _select(rows, teacher)
+    (out / "table.json").write_text(json.dumps(table, indent=2))
+    write_tables(table, out)
+    return table
+
+
+def _write_responses(path: Path, exs: list[Example], texts: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for ex, text in zip(exs, texts):
+            fh.write(json.dumps({"id": ex.id, "messages": ex.messages, "response": text}, ensure_ascii=False) + "\n")
+
+
+def _verdict(v: dict, order: str) -> dict:
+    """One order's verdict: status ok with scores, 'unparsed' (an answer without scores), or 'failed'."""
+    parsed = parse_scores(v.get("response")) if v["status"] == "ok" else None
+    if parsed and order == "reference_first":
+        parsed = (parsed[1], parsed[0])
+    status = v["status"] if v["status"] != "ok" else ("ok" if parsed else "unparsed")
+    return {"model_score": parsed[0] if parsed else None, "reference_score": parsed[1] if parsed else None,
+            "judge_text": v.get("response"), "status": status, "error": v.get("error")}
+
+
+def _per_sample(models, loaded, responses, refs, jobs, verdicts, both_orders) -> dict[tuple[str, str, int], dict]:
+    by_label = dict(loaded)
     per: dict[tuple[str, str, int], dict] = {}
     for (name, label, i, order), v in zip(jobs, verdicts):
-        ex = dict(loaded)[label][i]
+        ex = by_label[label][i]
         rec = per.setdefault((name, label, i), _sample(name, label, ex, responses[(name, label)][i],
                                                         refs[label][i].get("response")))
-        parsed = parse_scores(v.get("response")) if v["status"] == "ok" else None
-        if parsed and order == "reference_first":
-            parsed = (parsed[1], parsed[0])
-        rec["orders"][order] = {"model_score": parsed[0] if parsed else None,
-                                "reference_score": parsed[1] if parsed else None,
-                                "judge_text": v.get("response"), "status": v["status"], "error": v.get("error")}
-    for spec in models:  # prompts the judge could not write a reference for are recorded, not judged
+        rec["orders"][order] = _verdict(v, order)
+    orders = ("model_first", "reference_first") if both_orders else ("model_first",)
+    for spec in models:  # prompts the judge could not write a reference for are recorded as failed, not judged
         for label, exs in loaded:
             for i, ex in enumerate(exs):
                 if (spec.name, label, i) not in per:
                     rec = _sample(spec.name, label, ex, responses[(spec.name, label)][i], None)
-                    rec["orders"]["model_first"] = {"model_score": None, "reference_score": None, "judge_text": None,
-                                                    "status": "failed",
-                                                    "error": f"no judge reference: {refs[label][i].get('error')}"}
+                    for order in orders:
+                        rec["orders"][order] = {"model_score": None, "reference_score": None, "judge_text": None,
+                                                "status": "failed",
+                                                "error": f"no judge reference: {refs[label][i].get('error')}"}
                     per[(spec.name, label, i)] = rec
-    rows, samples = [], list(per.values())
+    return per
+
+
+def _rows(models, loaded, responses, per, both_orders, teacher, seed) -> list[dict]:
+    rows = []
     teacher_texts = {label: responses.get((teacher, label)) for label, _ in loaded} if teacher else {}
     for spec in models:
         for label, exs in loaded:
-            pairs, unparsed, flips = [], 0, []
+            pairs, flips, counts = [], [], {"ok": 0, "unparsed": 0, "failed": 0}
             for i in range(len(exs)):
                 rec = per[(spec.name, label, i)]
+                for o in rec["orders"].values():
+                    counts["ok" if o["status"] == "ok" else "unparsed" if o["status"] == "unparsed" else "failed"] += 1
                 got = [o for o in rec["orders"].values() if o["model_score"] is not None]
-                unparsed += len(rec["orders"]) - len(got)
                 if got:
                     m = sum(o["model_score"] for o in got) / len(got)
                     r = sum(o["reference_score"] for o in got) / len(got)
@@ -172,32 +241,33 @@ def evaluate(models: list[ModelSpec], sets: list[str], judge: Endpoint, output: 
                     pairs.append((m, r))
                 if len(got) == 2:
                     flips.append(len({verdict(o["model_score"], o["reference_score"]) for o in got}) > 1)
-            summary = summarise(pairs, unparsed, flips if both_orders else None, seed=seed)
-            row = {"model": spec.name, "set": label, **summary.as_dict(),
+            summary = summarise(pairs, counts["unparsed"], flips if both_orders else None, seed=seed,
+                                failed=counts["failed"])
+            row = {"model": spec.name, "set": label, **summary.as_dict(), "verdicts": sum(counts.values()),
                    "length": length_stats(responses[(spec.name, label)])["mean"]}
             if teacher_texts.get(label) and spec.name != teacher:
                 row.update(overlap_report(responses[(spec.name, label)], teacher_texts[label]))
             rows.append(row)
+    return rows
 
-    with (out / "samples.jsonl").open("w", encoding="utf-8") as fh:
-        for rec in samples:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    table = {"rows": rows, "sets": [l for l, _ in loaded], "models": names, "note": FORMULA_NOTE,
-             "judge": {"base_url": judge.base_url, "model": judge.model}, "both_orders": both_orders}
-    if teacher:
-        others = [r for r in rows if r["model"] != teacher]
-        t_rows = [r for r in rows if r["model"] == teacher]
-        if t_rows:
-            t_len = sum(r["length"] for r in t_rows) / len(t_rows)
-            by_model = {}
-            for r in others:
-                by_model.setdefault(r["model"], []).append(r)
-            means = [{"model": m, "score": sum(x["score"] for x in rs) / len(rs),
-                      "length": sum(x["length"] for x in rs) / len(rs)} for m, rs in by_model.items()]
-            table["selected"] = select_checkpoint(means, t_len)
-    (out / "table.json").write_text(json.dumps(table, indent=2))
-    write_tables(table, out)
-    return table
+
+def _select(rows: list[dict], teacher: str) -> dict | None:
+    others = [r for r in rows if r["model"] != teacher and r["score"] == r["score"]]  # NaN: nothing judged
+    t_rows = [r for r in rows if r["model"] == teacher]
+    if not t_rows or not others:
+        return None
+    t_len = sum(r["length"] for r in t_rows) / len(t_rows)
+    by_model: dict[str, list[dict]] = {}
+    for r in others:
+        by_model.setdefault(r["model"], []).append(r)
+    means = [{"model": m, "score": sum(x["score"] for x in rs) / len(rs),
+              "length": sum(x["length"] for x in rs) / len(rs)} for m, rs in by_model.items()]
+    return select_checkpoint(means, t_len)
+
+
+def _num(x: float, fmt: str = ".1f") -> str:
+    """NaN (nothing usable to average) shows as n/a, never as 'nan'."""
+    return "n/a" if x != x else format(x, fmt)
 
 
 def write_tables(table: dict, out: Path) -> None:
@@ -211,19 +281,28 @@ def write_tables(table: dict, out: Path) -> None:
         for m in models:
             scores = [cell[(m, s)]["score"] for s in sets]
             avg = sum(scores) / len(scores)
-            md = [m] + [f"{cell[(m, s)]['score']:.1f} [{cell[(m, s)]['ci_low']:.1f}, {cell[(m, s)]['ci_high']:.1f}]"
-                        for s in sets] + [f"{cell[(m, s)]['length']:.0f}" for s in sets] + [f"{avg:.1f}"]
+            md = [m] + [f"{_num(cell[(m, s)]['score'])} [{_num(cell[(m, s)]['ci_low'])}, "
+                        f"{_num(cell[(m, s)]['ci_high'])}]" for s in sets] \
+                + [f"{cell[(m, s)]['length']:.0f}" for s in sets] + [_num(avg)]
             lines.append("| " + " | ".join(md) + " |")
             w.writerow([m] + [round(x, 2) for x in scores] + [round(cell[(m, s)]["length"], 1) for s in sets]
                        + [round(avg, 2)] + [f"{cell[(m, s)]['ci_low']:.2f}-{cell[(m, s)]['ci_high']:.2f}" for s in sets])
     lines += ["", f"Scores with bootstrap 95% intervals; length = mean words per response. {table['note']}", "",
-              "| model | set | mean model score | mean reference score | judged | unparsed | flip rate | ROUGE-L vs teacher |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| model | set | mean model score | mean reference score | judged | failed | unparsed | flip rate "
+              "| ROUGE-L vs teacher |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in table["rows"]:
         flip = "" if r.get("flip_rate") is None else f"{r['flip_rate']:.0%}"
         rouge = "" if r.get("rouge_l") is None else f"{r['rouge_l']:.3f}"
-        lines.append(f"| {r['model']} | {r['set']} | {r['mean_model']:.2f} | {r['mean_reference']:.2f} | "
-                     f"{r['judged']} | {r['unparsed']} | {flip} | {rouge} |")
+        lines.append(f"| {r['model']} | {r['set']} | {_num(r['mean_model'], '.2f')} | "
+                     f"{_num(r['mean_reference'], '.2f')} | {r['judged']} | {r.get('failed', 0)} | {r['unparsed']} | "
+                     f"{flip} | {rouge} |")
+    lines.append("judged: prompts with a usable verdict; failed: verdicts never obtained (request failed, or no "
+                 "judge reference); unparsed: the judge answered without two scores.")
+    health = table.get("health")
+    if health and health["mostly_unusable"]:
+        lines += ["", f"**WARNING: {health['failed'] + health['unparsed']} of {health['total']} verdicts are unusable "
+                      f"({health['failed']} failed, {health['unparsed']} unparsed): these scores mean nothing.**"]
     if table.get("selected"):
         lines.append(f"Selected (best score with length within 1.5x of the teacher's): {table['selected']['model']}")
     (out / "table.md").write_text("\n".join(lines) + "\n")

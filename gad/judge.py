@@ -117,16 +117,17 @@ class JudgeSummary:
     ci_high: float
     mean_model: float
     mean_reference: float
-    judged: int
-    unparsed: int
+    judged: int                 # prompts with a usable verdict
+    unparsed: int               # verdicts the judge gave but with no two scores in them
     flip_rate: float | None = None
+    failed: int = 0             # verdicts never obtained: the request failed, or no judge reference
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
 
 def summarise(pairs: list[tuple[float, float]], unparsed: int, flips: list[bool] | None = None,
-              seed: int = 0) -> JudgeSummary:
+              seed: int = 0, failed: int = 0) -> JudgeSummary:
     m = [p[0] for p in pairs]
     r = [p[1] for p in pairs]
     lo, hi = bootstrap_interval(m, r, seed=seed)
@@ -134,4 +135,20 @@ def summarise(pairs: list[tuple[float, float]], unparsed: int, flips: list[bool]
                         mean_model=sum(m) / len(m) if m else float("nan"),
                         mean_reference=sum(r) / len(r) if r else float("nan"),
                         judged=len(pairs), unparsed=unparsed,
-                        flip_rate=(sum(flips) / len(flips)) if flips else None)
+                        flip_rate=(sum(flips) / len(flips)) if flips else None, failed=failed)
+
+
+# More unusable verdicts than this share make a table whose scores mean nothing: say so, loudly.
+UNUSABLE_LIMIT = 0.5
+
+
+def verdict_health(rows: list[dict]) -> dict:
+    """Counts over a whole table: usable, failed and unparsed verdicts, and whether most are unusable."""
+    failed = sum(r.get("failed", 0) for r in rows)
+    unparsed = sum(r["unparsed"] for r in rows)
+    # verdicts asked (both orders count twice); `judged` counts prompts, so it is not used here
+    total = sum(r.get("verdicts", r["judged"] + r.get("failed", 0) + r["unparsed"]) for r in rows)
+    usable = total - failed - unparsed
+    share = (failed + unparsed) / total if total else 1.0
+    return {"usable": usable, "failed": failed, "unparsed": unparsed, "total": total,
+            "unusable_share": share, "mostly_unusable": share > UNUSABLE_LIMIT}

@@ -8,10 +8,16 @@ cannot tell them apart by formatting artefacts (a stray space, a second end-of-t
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
+
+from gad.config import ConfigError
+
+HUB_PROBE_TIMEOUT_S = 3.0  # transformers' own retries take about a minute to say the hub is unreachable
 
 
 @dataclass(frozen=True)
@@ -46,18 +52,90 @@ def process_device() -> torch.device:
     return torch.device("cpu")
 
 
+# --------------------------------------------------------------------------------------------
+# Where a model comes from: a folder or a hub id, checked before anything slow happens
+# --------------------------------------------------------------------------------------------
+def check_model_source(path: str) -> dict:
+    """Fail fast, as a ConfigError, on a model that cannot be loaded; returns extra from_pretrained kwargs.
+
+    A folder must exist and hold a config. A hub id must be well formed, and be either in the local
+    Hugging Face cache or on a hub that answers within seconds; a cached model is loaded from the
+    cache alone when the hub cannot be reached.
+    """
+    folder = Path(path).expanduser()
+    if folder.is_dir():
+        if not any((folder / f).is_file() for f in ("config.json", "adapter_config.json")):
+            raise ConfigError(f"{path}: this folder holds no config.json, so it is not a saved model (a run's "
+                              f"checkpoints keep theirs in checkpoints/step-N/student)")
+        return {}
+    if folder.exists():
+        raise ConfigError(f"{path} is a file; a model is a folder (config.json, weights, tokenizer) or a hub id "
+                          f"such as Qwen/Qwen2.5-0.5B-Instruct")
+    if path.startswith(("/", ".", "~")) or "\\" in path or path.count("/") > 1 or path.endswith("/"):
+        raise ConfigError(f"model folder not found: {path}")
+    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(path)
+    except HFValidationError:
+        raise ConfigError(f"model '{path}' is neither an existing folder nor a hub id "
+                          f"(such as Qwen/Qwen2.5-0.5B-Instruct)") from None
+    cached = isinstance(try_to_load_from_cache(path, "config.json"), str)
+    not_here = f"there is no folder {path} here, and the model is not in the local Hugging Face cache ({constants.HF_HUB_CACHE})"
+    if constants.HF_HUB_OFFLINE:
+        if cached:
+            return {}
+        raise ConfigError(f"{not_here}, and offline mode is on (HF_HUB_OFFLINE): download it first "
+                          f"(hf download {path}) or give a local folder")
+    problem = _hub_unreachable()
+    if problem is None:
+        return {}
+    if cached:
+        return {"local_files_only": True}
+    raise ConfigError(f"{not_here}, and the hub ({constants.ENDPOINT}) cannot be reached ({problem}): download it "
+                      f"where there is network (hf download {path}) or give a local folder")
+
+
+def _hub_unreachable() -> str | None:
+    """Why the hub cannot be reached within HUB_PROBE_TIMEOUT_S seconds, or None if it answers."""
+    import httpx
+    from huggingface_hub import constants
+
+    try:
+        httpx.head(constants.ENDPOINT, timeout=HUB_PROBE_TIMEOUT_S)
+    except httpx.HTTPError as err:  # DNS failure, refused, timed out, proxy trouble
+        return str(err) or type(err).__name__
+    return None
+
+
+@contextmanager
+def _loading(path: str) -> Iterator[None]:
+    """The hub's and transformers' 'cannot load' errors (OSError family) as one clear ConfigError."""
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        yield
+    except (OSError, HFValidationError) as err:
+        detail = " ".join(str(err).split())[:400]
+        raise ConfigError(f"cannot load the model {path}: {detail}") from err
+
+
 def load_tokenizer(path: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    extra = check_model_source(path)
+    with _loading(path):
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **extra)
     if tok.eos_token_id is None:
-        raise ValueError(f"{path}: the tokenizer has no eos token; GAD needs an end-of-turn token")
+        raise ConfigError(f"{path}: the tokenizer has no eos token; GAD needs an end-of-turn token")
     if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
         # Pad must differ from end-of-turn; prefer a reserved token the model already has.
         spare = next((t for t in ("<|finetune_right_pad_id|>", "<|endoftext|>", "<pad>", "<|pad|>")
                       if t in tok.get_vocab() and tok.convert_tokens_to_ids(t) != tok.eos_token_id), None)
         if spare is None:
-            raise ValueError(f"{path}: no pad token distinct from the end-of-turn token was found")
+            raise ConfigError(f"{path}: no pad token distinct from the end-of-turn token was found")
         tok.pad_token = spare
     tok.padding_side = "left"  # for generation; sequence batches are padded by `pad_sequences`
     return tok
@@ -142,10 +220,16 @@ def load_student(path: str, cfg, *, base: str | None = None):
     if is_adapter_folder(path):
         from peft import PeftModel
 
-        model = AutoModelForCausalLM.from_pretrained(base or cfg.student, dtype=dtype,
-                                                     trust_remote_code=cfg.trust_remote_code)
+        base = base or cfg.student
+        extra = check_model_source(base)
+        with _loading(base):
+            model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, trust_remote_code=cfg.trust_remote_code,
+                                                         **extra)
         return PeftModel.from_pretrained(model, path, is_trainable=True)
-    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+    extra = check_model_source(path)
+    with _loading(path):
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=cfg.trust_remote_code,
+                                                    **extra)
 
 
 def load_discriminator(path: str, cfg, pad_id: int, *, fresh_head_seed: int | None = None):
@@ -156,15 +240,19 @@ def load_discriminator(path: str, cfg, pad_id: int, *, fresh_head_seed: int | No
     if is_adapter_folder(path):
         from peft import PeftModel
 
-        base = AutoModelForSequenceClassification.from_pretrained(
-            cfg.student, num_labels=1, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+        with _loading(cfg.student):
+            base = AutoModelForSequenceClassification.from_pretrained(
+                cfg.student, num_labels=1, dtype=dtype, trust_remote_code=cfg.trust_remote_code,
+                **check_model_source(cfg.student))
         base.config.pad_token_id = pad_id
         return PeftModel.from_pretrained(base, path, is_trainable=True)
     if fresh_head_seed is not None:
         # Same seed on every rank -> the same fresh head everywhere (it is also broadcast later).
         torch.manual_seed(fresh_head_seed)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=1, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+    extra = check_model_source(path)
+    with _loading(path):
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=1, dtype=dtype, trust_remote_code=cfg.trust_remote_code, **extra)
     model.config.pad_token_id = pad_id
     if cfg.lora and fresh_head_seed is not None:
         from peft import get_peft_model

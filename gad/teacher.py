@@ -3,8 +3,9 @@
 The output JSONL has one line per prompt, in input order: `id`, `messages` (the prompt
 conversation), `response`, `status` (ok | refused | failed), `finish_reason`, `usage`, `cost`,
 `error`. Lines with status ok are ready as training data (`gad-studio train --data OUTPUT`).
-The output is written to a temporary file and renamed at the end, so it is never half-written;
-the cache beside it (`OUTPUT.cache.jsonl` by default) is what makes a killed run resumable.
+The output is written to a temporary file and renamed at the end, so it is never half-written.
+What makes a killed run resumable, and a second collection of the same prompts free whatever its
+output is called, is the shared response cache (gad/cache.py; `--cache PATH` to choose another).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from gad.api_client import ChatRunner, Endpoint, JsonlStore, Ledger, ResponseStore
+from gad.api_client import ChatRunner, Endpoint, Ledger
+from gad.cache import ResponseStore, import_legacy_cache, open_cache
+from gad.config import ConfigError
 from gad.data import Example
 
 
@@ -44,18 +47,25 @@ def _record(ex: Example, result: dict) -> dict:
             "cached": result.get("cached", False)}
 
 
-def collect_api(examples: list[Example], endpoint: Endpoint, output: str | Path, *,
-                store: ResponseStore | None = None, retry_final: bool = False,
-                on_result: Callable[[dict, Ledger], None] | None = None) -> CollectResult:
+def check_output_file(output: str | Path) -> Path:
+    """The output must be creatable as a file: checked before anything is paid for."""
     output = Path(output)
-    own_store = store is None
-    store = store if store is not None else JsonlStore(output.with_name(output.name + ".cache.jsonl"))
-    runner = ChatRunner(endpoint, store, on_result=on_result, retry_final=retry_final)
-    try:
+    if output.is_dir():
+        raise ConfigError(f"--output {output} is a folder; give a file name, e.g. {output / 'teacher.jsonl'}")
+    if output.parent.exists() and not output.parent.is_dir():
+        raise ConfigError(f"--output {output}: {output.parent} is a file, not a folder")
+    return output
+
+
+def collect_api(examples: list[Example], endpoint: Endpoint, output: str | Path, *,
+                cache: str | Path | ResponseStore | None = None, retry_final: bool = False,
+                on_result: Callable[[dict, Ledger], None] | None = None) -> CollectResult:
+    """Ask `endpoint` for every prompt, never paying twice for an answer in `cache` (None: the shared one)."""
+    output = check_output_file(output)
+    with open_cache(cache) as store:
+        import_legacy_cache(store, output.with_name(output.name + ".cache.jsonl"))  # older versions' per-output cache
+        runner = ChatRunner(endpoint, store, on_result=on_result, retry_final=retry_final)
         results = runner.run([ex.messages for ex in examples])
-    finally:
-        if own_store:
-            store.close()
     records = [_record(ex, r) for ex, r in zip(examples, results)]
     write_jsonl_atomic(output, records)
     return CollectResult(output, records, runner.ledger.as_dict())
@@ -68,6 +78,7 @@ def collect_local(examples: list[Example], model_path: str, output: str | Path, 
     """An open model as the teacher (the paper's Table 5): batched generation, same output format."""
     from gad.generation import generate_for_messages
 
+    output = check_output_file(output)
     ledger = Ledger()
     records = []
     answers = generate_for_messages(model_path, [ex.messages for ex in examples], max_new_tokens=max_new_tokens,
@@ -82,6 +93,5 @@ def collect_local(examples: list[Example], model_path: str, output: str | Path, 
         records.append(_record(ex, result))
         if on_result:
             on_result(result, ledger)
-    output = Path(output)
     write_jsonl_atomic(output, records)
     return CollectResult(output, records, ledger.as_dict())

@@ -14,6 +14,11 @@ from gad.metrics import length_stats, ngram_f1, overlap_report, rouge_l, select_
 from tests.conftest import REPO, read_jsonl
 
 
+@pytest.fixture(autouse=True)
+def data_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("GAD_DATA_DIR", str(tmp_path / "data"))  # the shared judge cache lives in the test's folder
+
+
 @pytest.mark.parametrize("text, expected", [
     ("8 7\nAssistant 1 was more detailed.", (8, 7)),
     ("8/10 7/10\nexplanation", (8, 7)),
@@ -140,6 +145,6 @@ def test_prompts_without_a_reference_are_recorded_not_judged(tmp_path, monkeypat
         judged = [r for r in srv.requests() if "Assistant 1" in r["prompt"]]
     assert len(judged) == 2                                   # no verdict paid for against nothing
     row = table["rows"][0]
-    assert row["judged"] == 2 and row["unparsed"] == 1
+    assert row["judged"] == 2 and row["failed"] == 1 and row["unparsed"] == 0   # table and samples agree
     failed = [s for s in read_jsonl(tmp_path / "out" / "samples.jsonl") if s["orders"]["model_first"]["status"] == "failed"]
     assert len(failed) == 1 and "no judge reference" in failed[0]["orders"]["model_first"]["error"]

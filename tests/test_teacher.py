@@ -12,6 +12,7 @@ import time
 import pytest
 
 from gad.api_client import ChatRunner, Endpoint, EndpointError, JsonlStore, cache_key
+from gad.cache import default_cache_path, is_answer
 from gad.data import Example, load_examples
 from gad.devserver import DevServer
 from gad.teacher import collect_api, collect_local
@@ -25,8 +26,9 @@ def ep(server, **kw) -> Endpoint:
 
 
 @pytest.fixture(autouse=True)
-def test_key(monkeypatch):
+def test_key(monkeypatch, tmp_path):
     monkeypatch.setenv("GAD_TEST_KEY", "sk-test-secret-value")
+    monkeypatch.setenv("GAD_DATA_DIR", str(tmp_path / "data"))  # the shared cache lives in the test's folder
 
 
 def ask(text: str) -> list[dict]:
@@ -58,7 +60,9 @@ def test_exhausted_retries_are_recorded_and_not_cached(tmp_path):
         res = ChatRunner(ep(srv, max_retries=2), store).run([ask("down again"), ask("fine")])
         assert res[0]["status"] == "failed" and "gave up after 3 attempts" in res[0]["error"]
         assert res[1]["status"] == "ok"
-        assert store.get(cache_key(ep(srv, max_retries=2), ask("down again"))) is None  # retried next run
+        assert not is_answer(store.get(cache_key(ep(srv, max_retries=2), ask("down again"))))
+        ChatRunner(ep(srv, max_retries=0), store).run([ask("down again"), ask("fine")])
+        assert [r["prompt"] for r in srv.requests()[4:]] == ["down again"]  # retried next run, "fine" is not
 
 
 def test_final_errors_do_not_stop_the_others_and_are_not_retried(tmp_path):
@@ -142,49 +146,62 @@ def test_collect_writes_training_ready_jsonl_and_never_the_key(tmp_path):
     assert [r["id"] for r in rows] == [f"p{i}" for i in range(5)] and rows[3]["status"] == "failed"
     ok = [e for e in load_examples(tmp_path / "out.jsonl") if e.response]
     assert len(ok) == 4 and ok[0].messages == ask("question 0")
-    for path in (tmp_path / "out.jsonl", tmp_path / "out.jsonl.cache.jsonl"):
+    for path in (tmp_path / "out.jsonl", default_cache_path()):
         assert "sk-test-secret-value" not in path.read_text()
     assert res.ledger["requests"] == 5
 
 
 COLLECT_SCRIPT = """
-import sys
+import json, sys
 from gad.api_client import Endpoint
 from gad.data import Example
 from gad.teacher import collect_api
 exs = [Example(f"p{i}", [{"role": "user", "content": f"prompt number {i}"}]) for i in range(int(sys.argv[3]))]
-collect_api(exs, Endpoint(base_url=sys.argv[1], model="dev", api_key_env=None, concurrency=4), sys.argv[2])
+res = collect_api(exs, Endpoint(base_url=sys.argv[1], model="dev", api_key_env=None, concurrency=4), sys.argv[2],
+                  cache=sys.argv[4])
+print(json.dumps(res.ledger))
 """
 
 
-def test_kill_mid_collection_then_rerun_asks_nothing_twice(tmp_path):
+def _journal(path) -> dict[str, dict]:
+    store = JsonlStore(path)
+    try:
+        return dict(store.items())
+    finally:
+        store.close()
+
+
+def test_kill_mid_collection_then_rerun_asks_nothing_twice_and_counts_requests_in_flight(tmp_path):
     n = 60
-    out = tmp_path / "out.jsonl"
-    with DevServer(latency=0.05) as srv:
-        proc = subprocess.Popen([sys.executable, "-c", COLLECT_SCRIPT, srv.base_url, str(out), str(n)],
-                                cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-        cache = tmp_path / "out.jsonl.cache.jsonl"
+    out, cache = tmp_path / "out.jsonl", tmp_path / "cache.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with DevServer(latency=0.3) as srv:
+        cmd = [sys.executable, "-c", COLLECT_SCRIPT, srv.base_url, str(out), str(n), str(cache)]
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
         deadline = time.time() + 60
-        while not cache.exists() or len(cache.read_text().splitlines()) < 20:
+        while sum(r["status"] == "ok" for r in _journal(cache).values()) < 12 if cache.exists() else True:
             assert proc.poll() is None and time.time() < deadline
-            time.sleep(0.02)
+            time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert not out.exists()                                   # never half-written
-        answered_before = {json.loads(l)["record"]["response"] for l in cache.read_text().splitlines()}
-        asked_before = len(srv.requests())
-        subprocess.run([sys.executable, "-c", COLLECT_SCRIPT, srv.base_url, str(out), str(n)], cwd=REPO,
-                       env={**os.environ, "PYTHONPATH": str(REPO)}, check=True, timeout=120)
-        second = [r["prompt"] for r in srv.requests()[asked_before:]]
-        cached_prompts = {f"prompt number {i}" for i in range(n)
-                          if any(f"prompt number {i}." in a for a in answered_before)}
-        assert cached_prompts and not cached_prompts & set(second)   # nothing answered is asked again
-        # at most the requests in flight at the kill (concurrency 4) were lost and re-sent
-        assert asked_before + len(second) <= n + 4
+        received = len(srv.requests())
+        journal = _journal(cache)
+        answered = [r["response"] for r in journal.values() if r["status"] == "ok"]
+        in_flight = [r for r in journal.values() if r["status"] == "pending"]
+        # every request the server received was journalled before it was sent: answered, or pending
+        assert in_flight and len(answered) <= received <= len(answered) + len(in_flight)
+        second_run = subprocess.run(cmd, cwd=REPO, env=env, check=True, timeout=120, capture_output=True, text=True)
+        ledger = json.loads(second_run.stdout)
+        assert ledger["lost_earlier"] == len(in_flight)            # the killed run's in-flight requests are counted
+        second = [r["prompt"] for r in srv.requests()[received:]]
+        answered_prompts = {f"prompt number {i}" for i in range(n) if any(f"prompt number {i}." in a for a in answered)}
+        assert len(answered_prompts) == len(answered) and not answered_prompts & set(second)  # none asked twice
+        assert len(second) == n - len(answered) == ledger["requests"]
         assert len(read_jsonl(out)) == n and all(r["status"] == "ok" for r in read_jsonl(out))
+        assert not [r for r in _journal(cache).values() if r["status"] != "ok"]  # nothing left pending
         total = len(srv.requests())
-        subprocess.run([sys.executable, "-c", COLLECT_SCRIPT, srv.base_url, str(out), str(n)], cwd=REPO,
-                       env={**os.environ, "PYTHONPATH": str(REPO)}, check=True, timeout=120)
+        subprocess.run(cmd, cwd=REPO, env=env, check=True, timeout=120, capture_output=True)
         assert len(srv.requests()) == total                      # an identical third run sends nothing
 
 

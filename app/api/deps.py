@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Iterator
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from app.auth.policy import require
@@ -16,6 +16,10 @@ from app.errors import Forbidden, Unauthenticated
 from app.services import users as user_service
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+MAX_ID = 2**31 - 1  # ids are 32-bit integers in every database the studio runs on
+
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="A row id.")]
+IdQuery = Annotated[int, Query(ge=1, le=MAX_ID, description="A row id.")]
 
 
 def get_ctx(request: Request) -> StudioContext:

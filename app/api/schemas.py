@@ -6,12 +6,15 @@ so the API, the CLI and the dashboard's form cannot drift apart."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from app.enums import JobKind, Role, RunStatus, Side, StudyStatus
 from gad.config import RunConfig
+
+
+DbId = Annotated[int, Field(ge=1, le=2**31 - 1)]  # a row id (32-bit in every supported database)
 
 
 class Problem(BaseModel):
@@ -22,7 +25,8 @@ class Problem(BaseModel):
     errors: list[dict[str, str]] | None = None
 
 
-ERRORS = {code: {"model": Problem} for code in (400, 401, 403, 404, 409, 413, 422, 429)}
+# Errors are JSON whatever the route's own media type (CSV exports, event streams).
+ERRORS = {code: {"model": Problem, "content": {"application/json": {}}} for code in (400, 401, 403, 404, 409, 413, 422, 429)}
 
 
 def _run_settings_model() -> type[BaseModel]:
@@ -168,8 +172,8 @@ class ConnectionTest(BaseModel):
 # --- jobs -----------------------------------------------------------------------------------
 class CollectCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    dataset_id: int
-    endpoint_id: int
+    dataset_id: DbId
+    endpoint_id: DbId
     retry_failed: bool = Field(False, description="Ask again the prompts that were refused or failed before.")
 
 
@@ -195,13 +199,13 @@ class JobOut(BaseModel):
 class RunCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(None, max_length=200)
-    dataset_id: int | None = Field(None, description="Train on this dataset's teacher responses (instead of data).")
+    dataset_id: DbId | None = Field(None, description="Train on this dataset's teacher responses (instead of data).")
     config: RunSettings  # type: ignore[valid-type]
 
 
 class RunFork(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    step: int | None = Field(None, description="Checkpoint step to start from (default: the newest).")
+    step: int | None = Field(None, ge=0, le=2**31 - 1, description="Checkpoint step to start from (default: the newest).")
     name: str | None = Field(None, max_length=200)
     overrides: dict[str, Any] = Field(default_factory=dict, description="Edited settings (RunSettings fields).")
 
@@ -292,7 +296,7 @@ class LogOut(BaseModel):
 class EvalModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(..., min_length=1, max_length=100)
-    checkpoint_id: int | None = None
+    checkpoint_id: DbId | None = None
     path: str | None = Field(None, description="A model folder or hub id.")
     responses: str | None = Field(None, description="A file of responses to judge as they are.")
 
@@ -301,7 +305,7 @@ class EvaluationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     models: list[EvalModel] = Field(..., min_length=1, max_length=20)
     sets: list[str] = Field(..., min_length=1, description="vicuna, selfinst, dolly, lmsys, or dataset:<id>")
-    judge_endpoint_id: int
+    judge_endpoint_id: DbId
     limit: int | None = Field(None, gt=0, description="At most this many prompts per set.")
     max_new_tokens: int = Field(1536, gt=0, le=32768)
     greedy: bool = False
@@ -334,7 +338,7 @@ class JudgeSample(BaseModel):
 class StudyModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     label: str | None = Field(None, max_length=100, description="Shown to researchers only, never to annotators.")
-    checkpoint_id: int | None = None
+    checkpoint_id: DbId | None = None
     path: str | None = None
     responses: str | None = None
 
@@ -344,19 +348,19 @@ class StudyCreate(BaseModel):
     name: str = Field(..., min_length=1, max_length=200)
     model_a: StudyModel
     model_b: StudyModel
-    dataset_id: int
+    dataset_id: DbId
     n_items: int | None = Field(None, gt=0, le=10000)
     annotators_per_item: int = Field(1, ge=1, le=20)
     guidelines: str = Field("", max_length=20000)
     max_new_tokens: int = Field(256, gt=0, le=8192)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**31 - 1)
 
 
 class StudyOut(BaseModel):
     id: int
     name: str
     status: StudyStatus
-    dataset_id: int | None
+    dataset_id: DbId | None
     model_a: str
     model_b: str
     items: int
@@ -390,7 +394,7 @@ class AnnotatorStudy(BaseModel):
 
 class BlindItem(BaseModel):
     """All an annotator ever sees of an item: no model names, no ids of runs."""
-    item_id: int
+    item_id: DbId
     study_id: int
     prompt: str
     left: str
@@ -401,12 +405,12 @@ class BlindItem(BaseModel):
 
 class VoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    item_id: int
+    item_id: DbId
     side: Side
 
 
 class VoteOut(BaseModel):
-    item_id: int
+    item_id: DbId
     recorded: bool = True
 
 

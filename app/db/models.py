@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
                         MetaData, String, Text, UniqueConstraint)
+from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from app.enums import JobKind, Role, RunStatus, StudyStatus, VoteChoice
@@ -31,6 +32,16 @@ def one_of(column: str, enum) -> CheckConstraint:
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp that always comes back timezone-aware (UTC). SQLite stores no offset, so without
+    this the API would send '2026-01-01T10:00:00' there and '...+00:00' on PostgreSQL."""
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value, dialect):
+        return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
 
 class Base(DeclarativeBase):
@@ -53,8 +64,8 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(200))  # argon2; None: cannot log in
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)   # consecutive; slows the next try
-    last_failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ApiToken(Base):
@@ -65,8 +76,8 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(120), default="token")
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(12))                  # shown in lists to tell tokens apart
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Preset(Base):
@@ -77,7 +88,7 @@ class Preset(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(120))
     config: Mapped[dict] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Dataset(Base):
@@ -88,7 +99,7 @@ class Dataset(Base):
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
     n_prompts: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     prompts: Mapped[list["Prompt"]] = relationship(back_populates="dataset", cascade="all, delete-orphan")
 
 
@@ -116,7 +127,7 @@ class Endpoint(Base):
     key_env_var: Mapped[str | None] = mapped_column(String(120))
     key_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     params: Mapped[dict] = mapped_column(JSON, default=dict)      # sampling, limits, prices
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def __repr__(self) -> str:  # never print the key material
         return f"Endpoint(id={self.id}, name={self.name!r}, model={self.model!r})"
@@ -134,7 +145,7 @@ class TeacherResponse(Base):
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost: Mapped[float] = mapped_column(Float, default=0.0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Run(Base):
@@ -158,11 +169,11 @@ class Run(Base):
     worker: Mapped[str | None] = mapped_column(String(200))          # host:pid holding the run
     claim: Mapped[str | None] = mapped_column(String(64))            # the attempt that holds it
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     checkpoints: Mapped[list["Checkpoint"]] = relationship(order_by="Checkpoint.step", cascade="all, delete-orphan")
 
 
@@ -171,7 +182,7 @@ class RunStep(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     step: Mapped[int] = mapped_column(Integer, primary_key=True)
     stage: Mapped[str] = mapped_column(String(32))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class RunMetric(Base):
@@ -201,7 +212,7 @@ class Checkpoint(Base):
     step: Mapped[int] = mapped_column(Integer)
     stage: Mapped[str | None] = mapped_column(String(32))
     path: Mapped[str] = mapped_column(String(500))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Job(Base):
@@ -218,14 +229,14 @@ class Job(Base):
     stats: Mapped[dict | None] = mapped_column(JSON)                  # live: ok/failed/refused/cached, tokens, reasons
     eta_seconds: Mapped[float | None] = mapped_column(Float)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     result: Mapped[dict | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(200))
     claim: Mapped[str | None] = mapped_column(String(64))
-    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Evaluation(Base):
@@ -240,7 +251,7 @@ class Evaluation(Base):
     ci_high: Mapped[float | None] = mapped_column(Float)
     length: Mapped[float | None] = mapped_column(Float)
     summary: Mapped[dict] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class JudgeScore(Base):
@@ -269,7 +280,7 @@ class Study(Base):
     guidelines: Mapped[str] = mapped_column(Text, default="")
     settings: Mapped[dict] = mapped_column(JSON, default=dict)          # generation settings, seed
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class StudyItem(Base):
@@ -294,4 +305,4 @@ class Vote(Base):
     annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     choice: Mapped[str] = mapped_column(String(8))                    # a | b | tie | skip
     both_bad: Mapped[bool] = mapped_column(Boolean, default=False)    # a tie the annotator flagged
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -16,10 +16,9 @@ from app.db.models import Endpoint as EndpointRow
 from app.errors import Conflict, InvalidInput, NotFound
 from app.security import decrypt_secret, encrypt_secret
 from app.settings import Settings
+from gad.api_client import ENDPOINT_PARAM_FIELDS as PARAM_FIELDS  # sampling, limits, prices: gad's one list
 from gad.api_client import Endpoint
 
-FIXED = {"base_url", "model", "api_key_env", "api_key_value"}
-PARAM_FIELDS = tuple(f for f in Endpoint.model_fields if f not in FIXED)  # sampling, limits, prices: gad's one list
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,119}$")
 
 

@@ -146,10 +146,12 @@ class JobHeartbeat:
 
 
 class DbResponseStore:
-    """gad's ResponseStore on the teacher_responses table: the cache and the cost ledger.
+    """gad's ResponseStore on the teacher_responses table: the cache, the journal and the cost ledger.
 
-    Rows are keyed by gad's content-addressed cache key (endpoint, model, sampling, messages), so
-    one answer serves every collection and judgement that asks the same question."""
+    Rows are keyed by gad's content-addressed cache key (gad.cache.cache_key: endpoint, model,
+    sampling, messages), so one answer serves every collection and judgement that asks the same
+    question. gad writes a `pending` record before each attempt and the outcome after it (one row,
+    replaced), so a request in flight when a worker dies stays on the books."""
 
     def __init__(self, sessions, endpoint_id: int | None = None):
         self.sessions, self.endpoint_id = sessions, endpoint_id
@@ -167,9 +169,21 @@ class DbResponseStore:
         try:
             with session_scope(self.sessions) as s:
                 s.add(TeacherResponse(cache_key=key, **values))
-        except IntegrityError:  # stored before (a retried failure, or another worker first): newest wins
+        except IntegrityError:  # stored before (pending, then the outcome; or a retried failure): newest wins
             with session_scope(self.sessions) as s:
                 s.execute(update(TeacherResponse).where(TeacherResponse.cache_key == key).values(**values))
+
+    def put_if(self, key: str, record: dict, allowed) -> dict | None:
+        """Write `record` only if `allowed(current)`; else return the current record. The row is locked
+        for the check (SELECT ... FOR UPDATE on PostgreSQL; SQLite serialises writers), so two workers
+        reaching the same prompt at once do not both pay for it."""
+        with session_scope(self.sessions) as s:
+            row = s.scalar(select(TeacherResponse).where(TeacherResponse.cache_key == key).with_for_update())
+            current = dict(row.record) if row is not None else None
+            if not allowed(current):
+                return current
+        self.put(key, record)
+        return None
 
 
 class CollectProgress:
@@ -255,7 +269,7 @@ def run_evaluation(ctx, job_id: int, claim: str) -> dict:
     table = evaluate(specs, sets, judge, out, limit=params.get("limit"),
                      max_new_tokens=params.get("max_new_tokens", 1536), greedy=params.get("greedy", False),
                      both_orders=params.get("both_orders", False), teacher=params.get("teacher"),
-                     say=lambda text: None)
+                     cache=DbResponseStore(ctx.sessions, params["judge_endpoint_id"]), say=lambda text: None)
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines() if line.strip()]
     with session_scope(ctx.sessions) as s:
         for row in table["rows"]:
@@ -268,7 +282,15 @@ def run_evaluation(ctx, job_id: int, claim: str) -> dict:
                                  model_score=x.get("model_score"), reference_score=x.get("reference_score"),
                                  verdicts=x["orders"])
                       for x in samples if x["model"] == row["model"] and x["set"] == row["set"])
-    return {"output": str(out), "selected": table.get("selected"), "rows": len(table["rows"])}
+    health = table.get("health") or {}
+    if health.get("mostly_unusable"):
+        # The scores are stored for inspection, but a run of unusable verdicts must not look like a result.
+        raise JudgeUnusable(f"most judge verdicts were unusable ({health}); check the judge endpoint and model")
+    return {"output": str(out), "selected": table.get("selected"), "rows": len(table["rows"]), "health": health}
+
+
+class JudgeUnusable(RuntimeError):
+    """An evaluation whose judge answered mostly garbage or failures: the job fails, loudly."""
 
 
 def run_study_generation(ctx, job_id: int, claim: str) -> dict:

@@ -56,8 +56,12 @@ def list_users(session: Session) -> list[User]:
     return list(session.scalars(select(User).order_by(User.id)))
 
 
-def update_user(session: Session, user_id: int, *, role: str | None = None, active: bool | None = None) -> User:
+def update_user(session: Session, user_id: int, *, role: str | None = None, active: bool | None = None,
+                actor: User | None = None) -> User:
     user = get_user(session, user_id)
+    if actor is not None and actor.id == user.id and (active is False or (role is not None and role != user.role)):
+        # An admin locking themselves out (or demoting the last admin) is never what they meant.
+        raise Conflict("you cannot deactivate your own account or change your own role; ask another admin")
     if role is not None:
         if role not in Role.__members__:
             raise InvalidInput(f"role must be one of {', '.join(Role)}, got {role!r}", field="role")

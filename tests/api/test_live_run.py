@@ -113,3 +113,82 @@ def test_chat_with_the_checkpoint_through_the_openai_sdk(live_studio, finished_r
     annotator = openai.OpenAI(base_url=f"{live_studio.url}/v1", api_key=live_studio.tokens["annotator"])
     with pytest.raises(openai.PermissionDeniedError):
         annotator.models.list()
+
+
+def _wait_job(c, job_id: int) -> dict:
+    return wait_for(lambda: (j := c.get(f"/api/jobs/{job_id}").json())["status"] in ("succeeded", "failed") and j,
+                    what=f"job {job_id}")
+
+
+def test_a_blind_study_between_two_checkpoints(live_studio, finished_run):
+    run, _ = finished_run
+    with live_studio.client("researcher") as c:
+        ckpts = {k["step"]: k["id"] for k in c.get(f"/api/runs/{run['id']}").json()["checkpoints"]}
+        ds = c.get("/api/datasets").json()[0]
+        made = c.post("/api/studies", json={"name": "early vs late", "dataset_id": ds["id"], "n_items": 3,
+                                            "annotators_per_item": 2, "guidelines": "Prefer the more helpful answer.",
+                                            "max_new_tokens": 6,
+                                            "model_a": {"checkpoint_id": ckpts[2], "label": "step 2"},
+                                            "model_b": {"checkpoint_id": ckpts[6], "label": "step 6"}})
+        assert made.status_code == 202, made.text
+        study_id = made.json()["study"]["id"]
+        assert _wait_job(c, made.json()["job_id"])["status"] == "succeeded"
+        study = c.get(f"/api/studies/{study_id}").json()
+        if study["status"] == "review":      # a tiny random model may by chance write a vendor name
+            c.post(f"/api/studies/{study_id}/review", json={"drop": False})
+        assert c.get(f"/api/studies/{study_id}").json()["status"] == "open"
+    with live_studio.client("annotator") as a:
+        assert [s["id"] for s in a.get("/api/annotate").json()] == [study_id]
+        first = a.get(f"/api/annotate/{study_id}/next").json()
+        assert set(first) == {"item_id", "study_id", "prompt", "left", "right", "progress", "guidelines"}
+        blob = json.dumps(first)
+        assert "step 2" not in blob and "step 6" not in blob and "run-" not in blob   # nothing names a model
+        assert a.get(f"/api/studies/{study_id}").status_code == 403                 # nor any other page
+        assert a.post(f"/api/annotate/{study_id}/votes", json={"item_id": first["item_id"], "side": "left"}).status_code == 200
+        undone = a.post(f"/api/annotate/{study_id}/undo").json()
+        assert undone["item_id"] == first["item_id"] and undone["progress"]["done"] == 0
+        seen = []
+        while (r := a.get(f"/api/annotate/{study_id}/next")).status_code == 200:
+            item = r.json()
+            seen.append(item["item_id"])
+            side = "skip" if len(seen) == 3 else ("both_bad" if len(seen) == 2 else "left")
+            a.post(f"/api/annotate/{study_id}/votes", json={"item_id": item["item_id"], "side": side})
+        assert r.status_code == 204 and len(seen) == 3 == len(set(seen))
+        bad = a.post(f"/api/annotate/{study_id}/votes", json={"item_id": seen[0], "side": "middle"})
+        assert bad.status_code == 422 and bad.json()["field"] == "side"
+    with live_studio.client("researcher") as c:
+        res = c.get(f"/api/studies/{study_id}/results").json()
+        assert res["votes"] == 2 and res["skipped"] == 1 and res["both_bad"] == 1 and res["tie"] == 1
+        assert res["win_ci"][0] <= res["win_rate"] <= res["win_ci"][1]
+        assert res["annotators"] == [{"annotator": "annotator", "win": res["win"], "tie": 1, "loss": res["loss"],
+                                      "skipped": 1}]
+        csv_text = c.get(f"/api/studies/{study_id}/export", params={"format": "csv"}).text
+        assert csv_text.count("\n") == 4 and "step 6" in csv_text        # researchers see the models
+
+
+def test_an_evaluation_against_a_local_judge(live_studio, finished_run):
+    from gad.devserver import DevServer
+
+    run, _ = finished_run
+    with DevServer() as judge:
+        with live_studio.client("admin") as admin:
+            ep = admin.post("/api/endpoints", json={"name": "judge", "base_url": judge.base_url, "model": "judge-1",
+                                                    "api_key": "local-key"}).json()
+            tested = admin.post(f"/api/endpoints/{ep['id']}/test").json()
+            assert tested["ok"] and tested["latency_ms"] > 0
+        with live_studio.client("researcher") as c:
+            ck = c.get(f"/api/runs/{run['id']}").json()["checkpoints"][-1]
+            job = c.post("/api/evaluations", json={"models": [{"name": "late", "checkpoint_id": ck["id"]}],
+                                                   "sets": ["vicuna"], "judge_endpoint_id": ep["id"], "limit": 2,
+                                                   "max_new_tokens": 6})
+            assert job.status_code == 202, job.text
+            done = _wait_job(c, job.json()["id"])
+            assert done["status"] == "succeeded", done["error"]
+            rows = c.get("/api/evaluations", params={"job_id": done["id"]}).json()
+            assert [(r["model"], r["set"], r["checkpoint_id"]) for r in rows] == [("late", "vicuna", ck["id"])]
+            assert rows[0]["score"] is not None and rows[0]["ci_low"] <= rows[0]["score"] <= rows[0]["ci_high"]
+            per = c.get(f"/api/evaluations/{rows[0]['id']}/samples").json()
+            assert len(per) == 2 and all(s["model_score"] is not None for s in per)
+            wrong = c.post("/api/evaluations", json={"models": [{"name": "x", "checkpoint_id": 999}], "sets": ["vicuna"],
+                                                     "judge_endpoint_id": ep["id"]})
+            assert wrong.status_code == 404 and "checkpoint" in wrong.json()["message"]

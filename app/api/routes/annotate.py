@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from app.api.deps import DB, Can
+from app.api.deps import DB, Can, IdPath
 from app.api.schemas import ERRORS, AnnotatorStudy, BlindItem, VoteIn, VoteOut
 from app.services import studies as svc
 
@@ -21,13 +21,13 @@ def my_studies(user: Annotator, session: DB) -> list[AnnotatorStudy]:
 
 @router.get("/{study_id}/next", response_model=BlindItem, responses={204: {"description": "Nothing left to vote on"}},
             summary="My next item (blind)")
-def next_item(study_id: int, user: Annotator, session: DB):
+def next_item(study_id: IdPath, user: Annotator, session: DB):
     item = svc.next_item(session, study_id, user.id)
     return Response(status_code=204) if item is None else BlindItem(**item)
 
 
 @router.post("/{study_id}/votes", response_model=VoteOut, summary="Vote left/right/tie/both_bad, or skip")
-def vote(study_id: int, body: VoteIn, user: Annotator, session: DB) -> VoteOut:
+def vote(study_id: IdPath, body: VoteIn, user: Annotator, session: DB) -> VoteOut:
     item = session.get(svc.StudyItem, body.item_id)
     if item is None or item.study_id != study_id:
         from app.errors import NotFound
@@ -40,7 +40,7 @@ def vote(study_id: int, body: VoteIn, user: Annotator, session: DB) -> VoteOut:
 
 @router.post("/{study_id}/undo", response_model=BlindItem, responses={204: {"description": "No vote to undo"}},
              summary="Take back my last vote; returns that item")
-def undo(study_id: int, user: Annotator, session: DB):
+def undo(study_id: IdPath, user: Annotator, session: DB):
     svc.get_study(session, study_id)
     item = svc.undo_last(session, study_id, user.id)
     session.commit()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from app.api.deps import DB, Ctx, CurrentUser
+from app.api.deps import DB, Ctx, CurrentUser, IdPath
 from app.api.schemas import ERRORS, LoginIn, LoginOut, TokenCreate, TokenOut, UserOut
 from app.auth.tokens import SESSION_COOKIE, SESSION_MAX_AGE, make_session, read_session
 from app.errors import StudioError
@@ -62,7 +62,7 @@ def create_token(body: TokenCreate, user: CurrentUser, session: DB) -> TokenOut:
 
 
 @router.delete("/api/auth/tokens/{token_id}", status_code=204, summary="Revoke one of my tokens")
-def revoke_token(token_id: int, user: CurrentUser, session: DB) -> Response:
+def revoke_token(token_id: IdPath, user: CurrentUser, session: DB) -> Response:
     user_service.revoke_token(session, user, token_id)
     session.commit()
     return Response(status_code=204)

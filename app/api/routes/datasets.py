@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
-from app.api.deps import DB, Can, Ctx
+from app.api.deps import DB, Can, Ctx, IdPath
 from app.api.schemas import ERRORS, DatasetOut, DatasetStats, PromptPage, PromptRow
 from app.errors import TooLarge
 from app.services import datasets as svc
@@ -37,12 +37,12 @@ async def upload(ctx: Ctx, user: Researcher, session: DB, file: UploadFile = Fil
 
 
 @router.get("/{dataset_id}", response_model=DatasetStats, summary="A dataset with counts and length histograms")
-def detail(dataset_id: int, _: Researcher, session: DB) -> DatasetStats:
+def detail(dataset_id: IdPath, _: Researcher, session: DB) -> DatasetStats:
     return DatasetStats(**svc.statistics(session, dataset_id))
 
 
 @router.get("/{dataset_id}/prompts", response_model=PromptPage, summary="A page of its prompts")
-def prompts(dataset_id: int, _: Researcher, session: DB, offset: int = Query(0, ge=0, le=10**9),
+def prompts(dataset_id: IdPath, _: Researcher, session: DB, offset: int = Query(0, ge=0, le=10**9),
             limit: int = Query(20, ge=1, le=200), split: str | None = Query(None, pattern="^(train|test)$")
             ) -> PromptPage:
     rows, total = svc.preview(session, dataset_id, offset=offset, limit=limit, split=split)
@@ -50,7 +50,7 @@ def prompts(dataset_id: int, _: Researcher, session: DB, offset: int = Query(0, 
 
 
 @router.delete("/{dataset_id}", status_code=204, summary="Delete a dataset and its prompts")
-def delete(dataset_id: int, _: Researcher, session: DB) -> Response:
+def delete(dataset_id: IdPath, _: Researcher, session: DB) -> Response:
     svc.delete_dataset(session, dataset_id)
     session.commit()
     return Response(status_code=204)

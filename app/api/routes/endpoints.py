@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 
-from app.api.deps import DB, Can, Ctx
+from app.api.deps import DB, Can, Ctx, IdPath
 from app.api.schemas import ERRORS, ConnectionTest, EndpointCreate, EndpointOut
 from app.services import endpoints as svc
 
@@ -27,18 +27,18 @@ def create(body: EndpointCreate, ctx: Ctx, _: Can("endpoints.write"), session: D
 
 
 @router.get("/{endpoint_id}", response_model=EndpointOut, summary="One endpoint (never its key)")
-def detail(endpoint_id: int, _: Can("endpoints.read"), session: DB) -> EndpointOut:
+def detail(endpoint_id: IdPath, _: Can("endpoints.read"), session: DB) -> EndpointOut:
     return EndpointOut(**svc.public_view(svc.get_endpoint(session, endpoint_id)))
 
 
 @router.delete("/{endpoint_id}", status_code=204, summary="Delete an endpoint (admin)")
-def delete(endpoint_id: int, _: Can("endpoints.write"), session: DB) -> Response:
+def delete(endpoint_id: IdPath, _: Can("endpoints.write"), session: DB) -> Response:
     svc.delete_endpoint(session, endpoint_id)
     session.commit()
     return Response(status_code=204)
 
 
 @router.post("/{endpoint_id}/test", response_model=ConnectionTest, summary="Send one tiny request and report")
-async def test(endpoint_id: int, ctx: Ctx, _: Can("endpoints.test"), session: DB) -> ConnectionTest:
+async def test(endpoint_id: IdPath, ctx: Ctx, _: Can("endpoints.test"), session: DB) -> ConnectionTest:
     row = svc.get_endpoint(session, endpoint_id)
     return ConnectionTest(**await run_in_threadpool(svc.test_connection, row, ctx.settings))

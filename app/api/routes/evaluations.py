@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from app.api.deps import DB, Can, Ctx
+from app.api.deps import DB, Can, Ctx, IdPath, IdQuery
 from app.api.schemas import ERRORS, EvaluationCreate, EvaluationRow, JobOut, JudgeSample
 from app.db.models import Evaluation, JudgeScore
 from app.enums import JobKind
@@ -34,7 +34,7 @@ def create(body: EvaluationCreate, ctx: Ctx, user: Researcher, session: DB) -> J
 
 
 @router.get("", response_model=list[EvaluationRow], summary="Score rows (model x set), newest first")
-def list_rows(_: Researcher, session: DB, job_id: int | None = None, checkpoint_id: int | None = None,
+def list_rows(_: Researcher, session: DB, job_id: IdQuery | None = None, checkpoint_id: IdQuery | None = None,
               limit: int = Query(200, ge=1, le=2000)) -> list[EvaluationRow]:
     q = select(Evaluation).order_by(Evaluation.id.desc()).limit(limit)
     if job_id is not None:
@@ -45,7 +45,7 @@ def list_rows(_: Researcher, session: DB, job_id: int | None = None, checkpoint_
 
 
 @router.get("/{evaluation_id}/samples", response_model=list[JudgeSample], summary="Per-sample judge answers")
-def samples(evaluation_id: int, _: Researcher, session: DB, offset: int = Query(0, ge=0, le=10**9),
+def samples(evaluation_id: IdPath, _: Researcher, session: DB, offset: int = Query(0, ge=0, le=10**9),
             limit: int = Query(50, ge=1, le=500)) -> list[JudgeSample]:
     if session.get(Evaluation, evaluation_id) is None:
         raise NotFound(f"no evaluation with id {evaluation_id}")

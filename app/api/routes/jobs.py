@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import DB, Can, Ctx
+from app.api.deps import DB, Can, Ctx, IdPath
 from app.api.schemas import ERRORS, CollectCreate, JobOut
 from app.enums import JobKind
 from app.services import jobs as svc
@@ -30,12 +30,12 @@ def collect(body: CollectCreate, ctx: Ctx, user: Researcher, session: DB) -> Job
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="A job's live progress and result")
-def detail(job_id: int, _: Researcher, session: DB) -> JobOut:
+def detail(job_id: IdPath, _: Researcher, session: DB) -> JobOut:
     return JobOut(**svc.job_view(svc.get_job(session, job_id)))
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, summary="Cancel a queued job")
-def cancel(job_id: int, _: Researcher, session: DB) -> JobOut:
+def cancel(job_id: IdPath, _: Researcher, session: DB) -> JobOut:
     job = svc.cancel_job(session, job_id)
     session.commit()
     return JobOut(**svc.job_view(job))

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import DB, Can, Ctx
+from app.api.deps import DB, Can, Ctx, IdPath, IdQuery
 from app.api.schemas import (ERRORS, DiffRow, LogOut, MetricsOut, RunCreate, RunDetail, RunFork, RunOut, RunPage,
                              SamplesOut, SeriesPoint)
 from app.enums import RunStatus
@@ -62,25 +62,25 @@ def create(body: RunCreate, ctx: Ctx, user: Researcher, session: DB) -> RunDetai
 
 
 @router.get("/diff", response_model=list[DiffRow], summary="Settings that differ between two runs")
-def diff(a: int, b: int, _: Researcher, session: DB) -> list[DiffRow]:
+def diff(a: IdQuery, b: IdQuery, _: Researcher, session: DB) -> list[DiffRow]:
     return [DiffRow(**d) for d in views.config_diff(svc.get_run(session, a), svc.get_run(session, b))]
 
 
 @router.get("/{run_id}", response_model=RunDetail, summary="A run: progress, ETA, alarms, checkpoints")
-def detail(run_id: int, ctx: Ctx, _: Researcher, session: DB) -> RunDetail:
+def detail(run_id: IdPath, ctx: Ctx, _: Researcher, session: DB) -> RunDetail:
     svc.reconcile(session, ctx.settings.heartbeat_timeout)
     return _detail(session, ctx, svc.get_run(session, run_id))
 
 
 @router.post("/{run_id}/cancel", response_model=RunDetail, summary="Cancel (a running run stops after its step)")
-def cancel(run_id: int, ctx: Ctx, _: Researcher, session: DB) -> RunDetail:
+def cancel(run_id: IdPath, ctx: Ctx, _: Researcher, session: DB) -> RunDetail:
     run = svc.cancel_run(session, run_id)
     session.commit()
     return _detail(session, ctx, run)
 
 
 @router.post("/{run_id}/resume", response_model=RunDetail, summary="Resume from the last checkpoint")
-def resume(run_id: int, ctx: Ctx, _: Researcher, session: DB) -> RunDetail:
+def resume(run_id: IdPath, ctx: Ctx, _: Researcher, session: DB) -> RunDetail:
     svc.reconcile(session, ctx.settings.heartbeat_timeout)
     run = svc.resume_run(session, run_id)
     session.commit()
@@ -90,7 +90,7 @@ def resume(run_id: int, ctx: Ctx, _: Researcher, session: DB) -> RunDetail:
 
 @router.post("/{run_id}/fork", response_model=RunDetail, status_code=201,
              summary="A new run from a checkpoint, with edited settings")
-def fork(run_id: int, body: RunFork, ctx: Ctx, _: Researcher, session: DB) -> RunDetail:
+def fork(run_id: IdPath, body: RunFork, ctx: Ctx, _: Researcher, session: DB) -> RunDetail:
     unknown = set(body.overrides) - svc.config_fields()
     if unknown:
         raise InvalidInput(f"overrides: unknown setting(s) {', '.join(sorted(unknown))}", field="overrides")
@@ -102,7 +102,7 @@ def fork(run_id: int, body: RunFork, ctx: Ctx, _: Researcher, session: DB) -> Ru
 
 @router.get("/{run_id}/metrics", response_model=MetricsOut,
             summary="Metric series, downsampled to at most max_points per series (min/max kept per bucket)")
-def metrics(run_id: int, _: Researcher, session: DB,
+def metrics(run_id: IdPath, _: Researcher, session: DB,
             names: str | None = Query(None, description="Comma-separated; default: all"),
             start: int | None = Query(None, ge=0, le=10**9), end: int | None = Query(None, ge=0, le=10**9),
             max_points: int = Query(500, ge=2, le=5000)) -> MetricsOut:
@@ -115,7 +115,7 @@ def metrics(run_id: int, _: Researcher, session: DB,
 
 
 @router.get("/{run_id}/samples", response_model=SamplesOut, summary="Rollouts at a step (default: the newest)")
-def samples(run_id: int, _: Researcher, session: DB, step: int | None = Query(None, ge=0, le=10**9)) -> SamplesOut:
+def samples(run_id: IdPath, _: Researcher, session: DB, step: int | None = Query(None, ge=0, le=10**9)) -> SamplesOut:
     svc.get_run(session, run_id)
     steps = views.sample_steps(session, run_id)
     chosen = step if step is not None else (steps[-1] if steps else None)
@@ -124,14 +124,14 @@ def samples(run_id: int, _: Researcher, session: DB, step: int | None = Query(No
 
 
 @router.get("/{run_id}/log", response_model=LogOut, summary="The tail of the worker's log for this run")
-def log(run_id: int, _: Researcher, session: DB, lines: int = Query(200, ge=1, le=5000)) -> LogOut:
+def log(run_id: IdPath, _: Researcher, session: DB, lines: int = Query(200, ge=1, le=5000)) -> LogOut:
     return LogOut(run_id=run_id, lines=views.log_tail(svc.get_run(session, run_id), lines))
 
 
 @router.get("/{run_id}/events", summary="Live metrics and status (text/event-stream; resumes with Last-Event-ID)",
             response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}})
-async def events(run_id: int, request: Request, ctx: Ctx, _: Researcher, session: DB,
+async def events(run_id: IdPath, request: Request, ctx: Ctx, _: Researcher, session: DB,
                  last_event_id: str | None = Header(None, alias="Last-Event-ID"),
                  poll: float = Query(0.5, ge=0.1, le=10.0)) -> StreamingResponse:
     """Each new step is one event (`id` = its step, `event: metrics`); `event: status` when the run's

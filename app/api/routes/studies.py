@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
-from app.api.deps import DB, Can, Ctx
+from app.api.deps import DB, Can, Ctx, IdPath
 from app.api.schemas import ERRORS, LeakReview, StudyCreate, StudyCreated, StudyOut, StudyResults, StudyStatusIn
 from app.enums import JobKind
 from app.services import studies as svc
@@ -32,25 +32,25 @@ def create(body: StudyCreate, ctx: Ctx, user: Researcher, session: DB) -> StudyC
 
 
 @router.get("/{study_id}", response_model=StudyOut, summary="A study")
-def detail(study_id: int, _: Researcher, session: DB) -> StudyOut:
+def detail(study_id: IdPath, _: Researcher, session: DB) -> StudyOut:
     return StudyOut(**svc.study_view(session, svc.get_study(session, study_id)))
 
 
 @router.get("/{study_id}/flagged", summary="Items whose responses give their model away")
-def flagged(study_id: int, _: Researcher, session: DB) -> list[dict]:
+def flagged(study_id: IdPath, _: Researcher, session: DB) -> list[dict]:
     svc.get_study(session, study_id)
     return svc.flagged_items(session, study_id)
 
 
 @router.post("/{study_id}/review", response_model=StudyOut, summary="Drop or keep the flagged items; opens the study")
-def review(study_id: int, body: LeakReview, _: Researcher, session: DB) -> StudyOut:
+def review(study_id: IdPath, body: LeakReview, _: Researcher, session: DB) -> StudyOut:
     study = svc.review_leaks(session, study_id, body.drop)
     session.commit()
     return StudyOut(**svc.study_view(session, study))
 
 
 @router.post("/{study_id}/status", response_model=StudyOut, summary="Open or close a study")
-def set_status(study_id: int, body: StudyStatusIn, _: Researcher, session: DB) -> StudyOut:
+def set_status(study_id: IdPath, body: StudyStatusIn, _: Researcher, session: DB) -> StudyOut:
     study = svc.set_status(session, study_id, body.status)
     session.commit()
     return StudyOut(**svc.study_view(session, study))
@@ -58,12 +58,12 @@ def set_status(study_id: int, body: StudyStatusIn, _: Researcher, session: DB) -
 
 @router.get("/{study_id}/results", response_model=StudyResults,
             summary="Win/tie/loss with 95% intervals, per-annotator counts, Fleiss' kappa")
-def results(study_id: int, _: Researcher, session: DB) -> StudyResults:
+def results(study_id: IdPath, _: Researcher, session: DB) -> StudyResults:
     return StudyResults(**svc.study_results(session, study_id))
 
 
 @router.get("/{study_id}/export", response_class=PlainTextResponse, summary="Every vote, as CSV or JSONL")
-def export(study_id: int, _: Researcher, session: DB, format: str = Query("csv", pattern="^(csv|jsonl)$")):
+def export(study_id: IdPath, _: Researcher, session: DB, format: str = Query("csv", pattern="^(csv|jsonl)$")):
     text = svc.export_votes(session, study_id, format)
     media = "text/csv" if format == "csv" else "application/x-ndjson"
     return PlainTextResponse(text, media_type=media, headers={

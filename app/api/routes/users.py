@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.deps import DB, Can
+from app.api.deps import DB, Can, IdPath
 from app.api.schemas import ERRORS, UserCreate, UserOut, UserUpdate
 from app.services import users as svc
 
@@ -25,8 +25,8 @@ def create_user(body: UserCreate, _: Admin, session: DB) -> UserOut:
 
 
 @router.patch("/{user_id}", response_model=UserOut, summary="Change a user's role, active flag or password")
-def update_user(user_id: int, body: UserUpdate, _: Admin, session: DB) -> UserOut:
-    user = svc.update_user(session, user_id, role=body.role, active=body.active)
+def update_user(user_id: IdPath, body: UserUpdate, admin: Admin, session: DB) -> UserOut:
+    user = svc.update_user(session, user_id, role=body.role, active=body.active, actor=admin)
     if body.password is not None:
         svc.set_password(session, user, body.password)
     session.commit()
