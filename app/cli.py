@@ -1,5 +1,6 @@
 """`gad-studio` = gad's commands (train, collect, evaluate, toy, ...) + the studio's:
 
+    up                    everything on one machine: database, first admin, demo, a worker, the web server
     serve                 the web server (REST API, /v1, dashboard) on uvicorn
     worker                a Celery worker for the studio's queues
     db upgrade|downgrade|current
@@ -58,6 +59,12 @@ def cmd_serve(ns) -> int:
           flush=True)
     uvicorn.run(app, host=ns.host, port=ns.port, log_level=ns.log_level, lifespan="on")
     return 0
+
+
+def cmd_up(ns) -> int:
+    from app.up import up
+
+    return up(ns.host, ns.port, demo=not ns.no_demo, worker=not ns.no_worker)
 
 
 def cmd_worker(ns) -> int:
@@ -183,6 +190,14 @@ FORK_HELP = ("New run from run ID's checkpoint with edited settings; prints its 
 def build_parser() -> argparse.ArgumentParser:
     parser = gad_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+    p = sub.add_parser("up", help="The whole studio in one terminal: database, first admin, demo, worker and web "
+                                  "server (SQLite and an embedded broker by default). Ctrl-C stops everything.")
+    p.add_argument("--host", default="127.0.0.1", help="Interface to listen on (0.0.0.0: every interface).")
+    p.add_argument("--port", type=int, default=8000, help="TCP port.")
+    p.add_argument("--no-demo", action="store_true", help="Do not prepare the tiny demo model and prompt set.")
+    p.add_argument("--no-worker", action="store_true", help="Web server only (workers run elsewhere).")
+    p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("serve", help="Run the web server: REST API, OpenAI-compatible /v1, dashboard at /ui.")
     p.add_argument("--host", default="127.0.0.1", help="Interface to listen on (0.0.0.0: every interface).")

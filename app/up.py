@@ -1,0 +1,106 @@
+"""`gad-studio up`: the whole studio on one machine, in one terminal, with no servers to install.
+
+    1. migrate the embedded SQLite database (or whatever DATABASE_URL names)
+    2. create the first admin if there is none (a random password, printed once)
+    3. make the demo ready: a tiny offline student and the bundled prompt set with teacher responses
+    4. start one worker process (both queues) and the web server; Ctrl-C stops both, in that order
+Running it again keeps everything from last time. A run that was training when the studio stopped
+is marked interrupted at the next start and resumes from its last checkpoint on request.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+
+WORKER_GRACE_SECONDS = 10  # a training step in flight gets this long to finish before the worker is killed
+
+
+def ensure_admin(session) -> tuple[str, str | None]:
+    """(admin name, the new password if one was just made). GAD_ADMIN_PASSWORD sets it for scripts."""
+    from app.enums import Role
+    from app.services import users as svc
+
+    if svc.has_admin(session):
+        return "", None
+    password = os.environ.get("GAD_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+    svc.create_user(session, "admin", Role.admin, password)
+    return "admin", None if os.environ.get("GAD_ADMIN_PASSWORD") else password
+
+
+def start_worker(log_path, log_level: str = "INFO") -> subprocess.Popen:
+    # Its own process group: the terminal's Ctrl-C reaches `up` only, which then stops the worker in order.
+    # Its chatter (Celery's banner, task lines) goes to a log file; the terminal keeps the studio's own lines.
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "worker", "--queues", "gpu,io", "--loglevel", log_level],
+                                start_new_session=True, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_worker(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)   # Celery's warm shutdown: finish the step in flight
+    try:
+        proc.wait(timeout=WORKER_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the run resumes from its last checkpoint next time
+        proc.wait()
+
+
+def _watch(proc: subprocess.Popen, stopping: threading.Event) -> None:
+    code = proc.wait()
+    if not stopping.is_set():
+        print(f"warning: the worker exited (code {code}); runs will wait in the queue. Restart `gad-studio up`.",
+              file=sys.stderr, flush=True)
+
+
+def up(host: str = "127.0.0.1", port: int = 8000, *, demo: bool = True, worker: bool = True) -> int:
+    import uvicorn
+
+    from app.api import create_app
+    from app.context import make_context
+    from app.db.session import session_scope
+    from app.services.demo import ensure_demo
+    from gad.progress import quiet_libraries
+
+    quiet_libraries()
+    ctx = make_context()
+    with session_scope(ctx.sessions) as s:
+        admin, password = ensure_admin(s)
+        ready = ensure_demo(s, ctx.settings) if demo else None
+    if ready is not None and str(ready.model_path) not in ctx.settings.base_models:
+        ctx.settings.base_models_csv = ",".join([*ctx.settings.base_models, str(ready.model_path)])
+    app = create_app(context=ctx)
+    url = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}/ui/"
+    print(f"\n  GAD Studio  {url}", flush=True)
+    if password:
+        print(f"  first admin: user 'admin', password {password}  (shown once; change it under Users)", flush=True)
+    elif admin:
+        print("  first admin: user 'admin', password from GAD_ADMIN_PASSWORD", flush=True)
+    if ready is not None:
+        print(f"  demo: dataset #{ready.dataset_id} and the tiny student {ready.model_path} are ready; "
+              f"New run -> preset 'quick CPU smoke test'", flush=True)
+    worker_log = ctx.settings.data_dir / "logs" / "worker.log"
+    print(f"  data: {ctx.settings.data_dir.resolve()}  ·  worker log: {worker_log.resolve()}", flush=True)
+    print(f"  API docs: {url.replace('/ui/', '/docs')}  ·  Ctrl-C stops\n", flush=True)
+
+    proc, stopping = (start_worker(worker_log), threading.Event()) if worker else (None, threading.Event())
+    if proc is not None:
+        threading.Thread(target=_watch, args=(proc, stopping), name="worker-watch", daemon=True).start()
+    try:
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")).run()
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; here it is the normal way to stop
+        pass
+    finally:
+        stopping.set()
+        if proc is not None:
+            print("stopping the worker ...", flush=True)
+            stop_worker(proc)
+        ctx.close()
+        print("stopped.", flush=True)
+    return 0
