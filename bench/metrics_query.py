@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, insert, select, text  # noqa: E402
 from app.db.migrate import upgrade  # noqa: E402
 from app.db.models import Run, RunMetric  # noqa: E402
 from app.db.session import make_engine, make_sessionmaker  # noqa: E402
-from app.services.runs import metric_series  # noqa: E402
+from app.services.run_views import metric_series  # noqa: E402
 
 METRICS = [f"metric_{i:02d}" for i in range(29)] + ["disc_loss"]
 

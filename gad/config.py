@@ -10,6 +10,7 @@ clip 0.2, 256 prompts per step, 10 discriminator-only steps, a checkpoint every 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +21,12 @@ Method = Literal["gad", "seqkd", "offpolicy"]
 
 
 class ConfigError(ValueError):
-    """A configuration problem a user can fix; the message says which field and how."""
+    """A configuration problem a user can fix; the message says which field and how, and `field`
+    names it (the first one, when several are wrong) so forms and the REST API can point at it."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class RunConfig(BaseModel):
@@ -105,10 +111,10 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "RunConfig":
-        if self.method == "gad" and not (self.generator_warmup or self.discriminator_warmup) \
-                and (self.warmup_steps or 0) > 0:
-            raise ValueError("generator_warmup and discriminator_warmup are both off, so the "
-                             "warmup stage would do nothing: set warmup_steps to 0 instead")
+        problems = method_errors(self)
+        if problems:
+            # One message per problem, each starting with the field it is about (see _format_errors).
+            raise ValueError("\n".join(f"{field}: {text}" for field, text in problems))
         return self
 
     # Derived ---------------------------------------------------------------------------------
@@ -120,6 +126,10 @@ class RunConfig(BaseModel):
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"invalid configuration ({source}):"]
     for e in err.errors():
+        if e["type"] == "value_error" and not e["loc"]:
+            # Our cross-field checks: the message already names its field, one problem a line.
+            lines += [f"  - {line}" for line in str(e["ctx"]["error"]).splitlines()]
+            continue
         field = ".".join(str(p) for p in e["loc"]) or "(config)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
@@ -143,7 +153,15 @@ def build_config(values: dict[str, Any], source: str = "arguments") -> RunConfig
     try:
         return RunConfig(**values)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, source)) from None
+        raise ConfigError(_format_errors(err, source), field=_first_field(err)) from None
+
+
+def _first_field(err: ValidationError) -> str | None:
+    first = err.errors()[0]
+    if first["loc"]:
+        return ".".join(str(p) for p in first["loc"])
+    # a cross-field check: its message starts with the field (see RunConfig._check)
+    return str(first.get("ctx", {}).get("error", "")).split(":", 1)[0] or None
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -166,3 +184,124 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     values = load_yaml(path) if path else {}
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return build_config(values, source=str(path) if path else "arguments")
+
+
+# ----------------------------------------------------------------------------------------------
+# Settings checked against the method
+# ----------------------------------------------------------------------------------------------
+# Settings that change how a run executes or what it writes, not what it learns. They are never
+# compared on resume and never reported as ignored.
+OPERATIONAL = frozenset({"output", "save_steps", "sample_every", "trust_remote_code", "use_vllm"})
+
+# Settings every method trains with. The three paths are compared on resume by content (see
+# gad/identity.py), the rest by value.
+_COMMON = frozenset({"method", "student", "data", "teacher_responses", "seed", "prompt_format", "test_fraction",
+                     "max_prompt_length", "max_new_tokens", "max_examples", "batch_size",
+                     "gradient_accumulation_steps", "weight_decay", "grad_clip", "dtype", "lora"})
+_LORA = frozenset({"lora_r", "lora_alpha", "lora_dropout"})
+_ADVERSARIAL = frozenset({"steps", "group_size", "lr", "disc_lr", "disc_grad_clip", "kl_coef", "clip_range",
+                          "temperature", "top_p"})
+# seqkd draws a group of samples now and then so a user can watch the student; these settings
+# shape that sample log and nothing the student learns.
+_SAMPLE_LOG_ONLY = frozenset({"group_size", "temperature", "top_p"})
+
+
+def method_fields(cfg: RunConfig) -> frozenset[str]:
+    """The settings `cfg.method` trains with (given the other settings). Resume compares these only."""
+    used = set(_COMMON) | (_LORA if cfg.lora else set())
+    if cfg.method == "seqkd":
+        used |= {"steps", "seqkd_lr"}
+    elif cfg.method == "offpolicy":
+        used |= _ADVERSARIAL | {"warmup_steps", "offpolicy_disc_steps", "seqkd_lr"}
+    else:
+        used |= _ADVERSARIAL | {"warmup_steps"}
+        if cfg.warmup_steps != 0:  # None means one epoch of warmup
+            used |= {"generator_warmup", "discriminator_warmup"}
+            if cfg.generator_warmup:
+                used.add("warmup_lr")
+                if cfg.discriminator_warmup:
+                    used.add("disc_only_steps")
+    return frozenset(used)
+
+
+def method_warnings(cfg: RunConfig) -> list[str]:
+    """One line per setting the method ignores although it was changed from its default.
+
+    Pure: the CLI prints these, the REST API returns them and the UI shows them next to the form.
+    """
+    used = method_fields(cfg)
+    out = []
+    for name, field in RunConfig.model_fields.items():
+        if name in used or name in OPERATIONAL:
+            continue
+        value = getattr(cfg, name)
+        if value == field.default:
+            continue
+        why = ("only sets the samples shown in the sample log" if cfg.method == "seqkd" and name in _SAMPLE_LOG_ONLY
+               else _ignored_reason(cfg, name))
+        out.append(f"{name}={value!r} is ignored: {why}")
+    return out
+
+
+def _ignored_reason(cfg: RunConfig, name: str) -> str:
+    if name in _LORA:
+        return "lora is off"
+    if cfg.method == "gad" and cfg.warmup_steps == 0 and name in {"generator_warmup", "discriminator_warmup",
+                                                                  "warmup_lr", "disc_only_steps"}:
+        return "warmup_steps is 0, so there is no warmup stage"
+    if name == "warmup_lr" and cfg.method == "gad":
+        return "generator_warmup is off"
+    if name == "disc_only_steps" and cfg.method == "gad":
+        return "the warmup does not train both models (generator_warmup or discriminator_warmup is off)"
+    return f"method {cfg.method!r} does not use it"
+
+
+def planned_steps(cfg: RunConfig, n_train: int) -> dict[str, int]:
+    """Steps per stage, before dropping empty stages: the same arithmetic as pipeline.plan_stages."""
+    epoch = max(1, math.ceil(n_train / cfg.batch_size))
+    warm = epoch if cfg.warmup_steps is None else cfg.warmup_steps
+    main = epoch if cfg.steps is None else cfg.steps
+    if cfg.method == "seqkd":
+        return {"seqkd": main}
+    if cfg.method == "offpolicy":
+        return {"seqkd": warm, "disc": warm if cfg.offpolicy_disc_steps is None else cfg.offpolicy_disc_steps,
+                "adversarial": main}
+    return {"warmup": warm, "adversarial": main}
+
+
+def method_errors(cfg: RunConfig, n_train: int | None = None) -> list[tuple[str, str]]:
+    """(field, problem) for combinations of settings that cannot work.
+
+    Without `n_train`, only what the settings decide alone is checked (a step count left unset
+    means one epoch, at least one step); `check_plan` repeats this once the data is known.
+    """
+    problems = []
+    if cfg.method == "gad" and not (cfg.generator_warmup or cfg.discriminator_warmup) and (cfg.warmup_steps or 0) > 0:
+        problems.append(("warmup_steps", "generator_warmup and discriminator_warmup are both off, so the warmup "
+                                         "stage would do nothing: set warmup_steps to 0 instead"))
+    # An unset step count is one epoch: at least 1 step whatever the data.
+    steps = planned_steps(cfg, n_train if n_train is not None else 1)
+    if sum(steps.values()) == 0:
+        zero = [f for f in ("warmup_steps", "offpolicy_disc_steps", "steps")
+                if f in method_fields(cfg) and getattr(cfg, f) == 0]
+        verb = "leaves" if len(zero) == 1 else "leave"
+        problems.append(("steps", f"{' and '.join(f'{f} 0' for f in zero)} {verb} method {cfg.method!r} nothing "
+                                  f"to train; give steps at least 1 (or leave it unset for one epoch)"))
+    warm = steps.get("warmup", 0)
+    if cfg.method == "gad" and cfg.generator_warmup and cfg.discriminator_warmup and 0 < warm <= cfg.disc_only_steps \
+            and (cfg.warmup_steps is not None or n_train is not None):
+        source = f"warmup_steps {warm}" if cfg.warmup_steps is not None else \
+            f"the warmup of one epoch ({warm} steps of {cfg.batch_size} prompts)"
+        problems.append(("disc_only_steps", f"{cfg.disc_only_steps} discriminator-only steps leave no step of "
+                                            f"{source} to the generator, so its warmup would be skipped; lower "
+                                            f"disc_only_steps below {warm}, lengthen the warmup, or set "
+                                            f"generator_warmup to false if that is the ablation you want"))
+    return problems
+
+
+def check_plan(cfg: RunConfig, n_train: int) -> None:
+    """Raise ConfigError when the settings cannot work with `n_train` training prompts."""
+    problems = method_errors(cfg, n_train)
+    if problems:
+        raise ConfigError("invalid configuration for this data:\n" +
+                          "\n".join(f"  - {field}: {text}" for field, text in problems), field=problems[0][0])

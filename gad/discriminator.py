@@ -16,6 +16,7 @@ import torch.distributed as dist
 
 from gad.losses import bradley_terry_loss, discriminator_accuracy
 from gad.modeling import TokenInfo, build_sequence, pad_sequences, score_sequences
+from gad.optim import keep_settings
 
 
 @dataclass
@@ -159,9 +160,11 @@ class Discriminator:
             torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
 
     def load_optimizer(self, folder: Path) -> None:
+        """AdamW moments from a checkpoint; lr and weight decay stay this object's (the settings')."""
         path = folder / "optimizer.pt"
         if self.optimizer is not None and path.is_file():
-            self.optimizer.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+            with keep_settings(self.optimizer):
+                self.optimizer.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
 
     def checksum(self) -> float:
         """Cheap fingerprint of the weights, to check that ranks agree."""

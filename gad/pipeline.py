@@ -8,22 +8,27 @@ Ablations turn off the generator or the discriminator part of gad's warmup.
 
 Each stage starts from the previous stage's final checkpoint (student and discriminator), and
 its KL reference is that starting student. Resuming finds the newest complete checkpoint, drops
-metrics logged after it, skips finished stages and continues the interrupted one from there.
+metrics logged after it, skips finished stages and continues the interrupted one from there with
+everything that decides the next step: weights, optimizer moments, RNG state, the position in the
+stage's data order (which is a pure function of seed and epoch, see trainers.EpochRepeatSampler).
+A resume with other inputs or settings is refused (gad/identity.py).
+
+A checkpoint may also come from another plan: a fork (gad/fork.py) copies a parent's checkpoint
+into a new folder whose settings differ. `stage_start` decides what such a checkpoint gives the
+stage that contains it; learning rates and weight decay always come from the settings.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from gad.config import ConfigError, RunConfig
+from gad.config import ConfigError, RunConfig, check_plan, method_warnings, planned_steps
 from gad.data import DataError, load_examples, render_prompt, split_examples
+from gad.identity import check_resume, input_identity, write_records
 from gad.progress import JsonlProgress, MultiProgress, Progress
 
 
@@ -39,24 +44,20 @@ class Stage:
 
 
 def plan_stages(cfg: RunConfig, n_train: int) -> list[Stage]:
-    epoch = max(1, math.ceil(n_train / cfg.batch_size))
-    warm = epoch if cfg.warmup_steps is None else cfg.warmup_steps
-    main = epoch if cfg.steps is None else cfg.steps
+    """The method's stages with their step counts; a stage of 0 steps is left out (a Trainer
+    given max_steps=0 would fall back to a whole epoch)."""
+    steps = planned_steps(cfg, n_train)
     if cfg.method == "seqkd":
-        return [Stage("seqkd", main, cfg.seqkd_lr, True, False)]
-    if cfg.method == "offpolicy":
-        disc_steps = warm if cfg.offpolicy_disc_steps is None else cfg.offpolicy_disc_steps
-        stages = [Stage("seqkd", warm, cfg.seqkd_lr, True, False),
-                  Stage("disc", disc_steps, cfg.seqkd_lr, False, True),
-                  Stage("adversarial", main, cfg.lr, True, True, update_discriminator=False)]
-        return [s for s in stages if s.steps > 0]
-    stages = []
-    if warm > 0:
-        stages.append(Stage("warmup", warm, cfg.warmup_lr, cfg.generator_warmup, cfg.discriminator_warmup,
-                            disc_only_steps=cfg.disc_only_steps if cfg.discriminator_warmup else 0))
-    if main > 0:
-        stages.append(Stage("adversarial", main, cfg.lr, True, True))
-    return stages
+        stages = [Stage("seqkd", steps["seqkd"], cfg.seqkd_lr, True, False)]
+    elif cfg.method == "offpolicy":
+        stages = [Stage("seqkd", steps["seqkd"], cfg.seqkd_lr, True, False),
+                  Stage("disc", steps["disc"], cfg.seqkd_lr, False, True),
+                  Stage("adversarial", steps["adversarial"], cfg.lr, True, True, update_discriminator=False)]
+    else:
+        stages = [Stage("warmup", steps["warmup"], cfg.warmup_lr, cfg.generator_warmup, cfg.discriminator_warmup,
+                        disc_only_steps=cfg.disc_only_steps if cfg.discriminator_warmup else 0),
+                  Stage("adversarial", steps["adversarial"], cfg.lr, True, True)]
+    return [s for s in stages if s.steps > 0]
 
 
 @dataclass
@@ -92,18 +93,92 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path, dict]]:
     return sorted(found, key=lambda x: x[0])
 
 
-def _check_same_run(run_dir: Path, cfg: RunConfig) -> None:
-    saved = run_dir / "config.yaml"
-    if not saved.is_file():
-        return
-    old = yaml.safe_load(saved.read_text()) or {}
-    new = cfg.model_dump()
-    ignore = {"output"}  # the folder may have moved
-    diff = [k for k in new if k not in ignore and old.get(k) != new[k]]
-    if diff and list_checkpoints(run_dir):
-        changes = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in diff)
-        raise ConfigError(f"{run_dir} already holds a run with other settings ({changes}); "
-                          f"resume with the same settings or choose a new --output")
+@dataclass(frozen=True)
+class StageStart:
+    """Where a stage begins, given the run folder's checkpoints (see `stage_start`)."""
+    resume: tuple[int, Path, dict] | None  # checkpoint inside the stage to continue from; None: a fresh stage
+    stage_step: int                        # steps of this stage already done
+    continues: bool                        # `resume` was written by this same kind of stage
+    reference: Path | None                 # checkpoint whose student is the KL reference; None: cfg.student
+    reference_step: int                    # its global step (0: the original student)
+    note: str | None = None                # what the user should know about this start
+
+
+def stage_start(stage: Stage, offset: int, ckpts: list[tuple[int, Path, dict]]) -> StageStart:
+    """Decide how `stage` (global steps offset+1 .. offset+steps) begins. Pure.
+
+    - No checkpoint inside the stage: a fresh stage from the checkpoint at `offset`, which is also
+      its KL reference.
+    - The newest checkpoint lies inside the stage and was written by the same kind of stage: the
+      stage continues it (optimizer moments, RNG, data position) and keeps the reference that
+      checkpoint recorded, which for a fork is the parent's stage start.
+    - It was written by another kind of stage (a fork that changed the method or the stage
+      lengths): weights and RNG carry over; optimizer moments start fresh, as at any stage
+      boundary, since they belong to another loss; the KL reference is the student at that step.
+    """
+    by_step = {s: p for s, p, _ in ckpts}
+    newest = ckpts[-1] if ckpts else None
+    if newest is None or not offset < newest[0] < offset + stage.steps:
+        if offset == 0:
+            return StageStart(None, 0, False, None, 0)
+        if offset in by_step:
+            return StageStart(None, 0, False, by_step[offset], offset)
+        return StageStart(None, 0, False, None, 0, note=f"no checkpoint at step {offset} (start of {stage.name}): "
+                                                         f"its KL reference is the original student")
+    step, path, meta = newest
+    g = step - offset
+    if meta.get("stage") != stage.name:
+        return StageStart(newest, g, False, path, step, note=(
+            f"{stage.name} starts at step {step} from a {meta.get('stage')} checkpoint: weights and RNG carry "
+            f"over, optimizer moments start fresh, and the KL reference is the student at step {step}"))
+    ref = meta.get("reference_step", step - meta.get("stage_step", g))
+    if ref == 0:
+        return StageStart(newest, g, True, None, 0)
+    if ref in by_step:
+        return StageStart(newest, g, True, by_step[ref], ref)
+    return StageStart(newest, g, True, None, 0, note=f"no checkpoint at step {ref} (start of {stage.name}): "
+                                                     f"its KL reference is the original student")
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Checkpoints are write-once (written under .partial, then renamed), so a hard link is a safe,
+    free copy; across file systems linking fails with OSError and the file is copied instead."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def resume_folder(start: StageStart, stage: Stage, run_dir: Path) -> Path | None:
+    """The folder handed to Trainer.train(resume_from_checkpoint=...), or None for a fresh stage.
+
+    A checkpoint of this very stage at this very stage step is used as it is. Otherwise (a fork's
+    checkpoint from another plan) the checkpoint's student folder is linked into a scratch folder
+    whose trainer state says `stage_step`, so the Trainer restores weights and RNG and skips to
+    that position of this stage's data order; optimizer and scheduler files are left out unless
+    the stage continues, so moments start fresh.
+    """
+    if start.resume is None:
+        return None
+    step, path, meta = start.resume
+    src = path / "student"
+    if start.continues and meta.get("stage_step") == start.stage_step:
+        return src
+    from transformers.trainer_callback import TrainerState
+
+    rank = int(os.environ.get("RANK", "0"))  # one folder per process: no rank waits for another's files
+    dest = run_dir / ".trl" / stage.name / f"entry-{step}-rank{rank}"
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    fresh_moments = {"optimizer.pt", "scheduler.pt"} if not start.continues else set()
+    for f in src.iterdir():
+        if f.is_file() and f.name != "trainer_state.json" and f.name not in fresh_moments:
+            link_or_copy(f, dest / f.name)
+    state = TrainerState.load_from_json(str(src / "trainer_state.json")) \
+        if (src / "trainer_state.json").is_file() else TrainerState()
+    state.global_step, state.log_history = start.stage_step, []
+    state.save_to_json(str(dest / "trainer_state.json"))
+    return dest
 
 
 @dataclass
@@ -121,16 +196,19 @@ def run(cfg: RunConfig, progress: Progress | None = None) -> RunResult:
     import torch
     from datasets import Dataset
 
+    from gad.fork import fork_message, read_fork
     from gad.modeling import load_tokenizer, token_info
 
     run_dir = cfg.output_dir
     is_main = int(os.environ.get("RANK", "0")) == 0
-    _check_same_run(run_dir, cfg)
+    ckpts = list_checkpoints(run_dir)
 
     try:
         examples = load_examples(cfg.data, cfg.teacher_responses, require_response=True, limit=cfg.max_examples)
     except FileNotFoundError as err:
         raise DataError(cfg.data, str(err)) from None
+    # Before anything in the folder is touched: a resume must see the inputs and settings it started with.
+    identity = check_resume(run_dir, cfg) if ckpts else input_identity(cfg)
     train, test = split_examples(examples, cfg.test_fraction, cfg.seed)
     tokenizer = load_tokenizer(cfg.student, cfg.trust_remote_code)
     info = token_info(tokenizer, cfg.student if Path(cfg.student).exists() else None)
@@ -138,22 +216,32 @@ def run(cfg: RunConfig, progress: Progress | None = None) -> RunResult:
     if cfg.batch_size > len(data):
         raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {len(data)} training prompts in "
                           f"{cfg.data}: lower --batch-size (a step needs a full batch of prompts)")
+    check_plan(cfg, len(data))
     stages = plan_stages(cfg, len(data))
     total = sum(s.steps for s in stages)
+    resume_step = ckpts[-1][0] if ckpts else 0
+    fork = read_fork(run_dir)
+    if resume_step > total or (fork is not None and resume_step == fork["step"] >= total):
+        plan = " + ".join(f"{s.name} {s.steps}" for s in stages)
+        raise ConfigError(f"steps: {run_dir} continues from checkpoint step-{resume_step}, but these settings plan "
+                          f"{total} steps ({plan}), so nothing is left to train; plan more steps than {resume_step}",
+                          field="steps")
+    warnings = method_warnings(cfg)
 
     jsonl = JsonlProgress(run_dir)
     progress = MultiProgress(jsonl, progress) if progress is not None else jsonl
-    ckpts = list_checkpoints(run_dir)
-    resume_step = ckpts[-1][0] if ckpts else 0
     if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+        write_records(run_dir, cfg, identity)
         (run_dir / "split.json").write_text(json.dumps({"train": [e.id for e in train],
                                                          "test": [e.id for e in test]}))
         jsonl.truncate_after(resume_step)
         for path in (jsonl.metrics_path, jsonl.samples_path):
             path.touch()  # both files exist from the start, even before the first record
-        if resume_step:
+        for w in warnings:
+            progress.message(f"warning: {w}")
+        if fork is not None and resume_step == fork["step"]:
+            progress.message(fork_message(fork))
+        elif resume_step:
             progress.message(f"resuming {run_dir} from checkpoint step-{resume_step}")
 
     torch.manual_seed(cfg.seed)
@@ -165,17 +253,16 @@ def run(cfg: RunConfig, progress: Progress | None = None) -> RunResult:
             last_ckpt = next((p for s, p, _ in reversed(done)), ckpts[-1][1])
             offset = end
             continue
-        start_ckpt = next((p for s, p, _ in reversed(done) if s == offset), None) if offset else None
-        resume = next((p for s, p, _ in reversed(done) if offset < s < end), None)
-        if offset and start_ckpt is None and is_main:
-            # e.g. a folder seeded with one mid-stage checkpoint: the KL reference falls back
-            progress.message(f"no checkpoint at step {offset} (start of {stage.name}): its KL reference "
-                             f"is the original student")
+        start = stage_start(stage, offset, ckpts)
+        if is_main and start.note:
+            progress.message(start.note)
         if is_main:
             progress.stage_started(stage.name, offset + 1, end, total)
-        trainer = _build_stage(cfg, stage, data, tokenizer, info, run_dir, offset, start_ckpt, resume,
-                               progress, Dataset)
-        trainer.train(resume_from_checkpoint=str(resume / "student") if resume else None)
+        trainer = _build_stage(cfg, stage, data, tokenizer, info, run_dir, offset, start.reference,
+                               start.resume[1] if start.resume else None, progress, Dataset,
+                               continues=start.continues, reference_step=start.reference_step)
+        folder = resume_folder(start, stage, run_dir)
+        trainer.train(resume_from_checkpoint=str(folder) if folder else None)
         stopped = trainer.stopped
         if not stopped and trainer.state.global_step < stage.steps:
             raise RuntimeError(f"stage {stage.name} ended after {trainer.state.global_step} of {stage.steps} steps "
@@ -190,13 +277,13 @@ def run(cfg: RunConfig, progress: Progress | None = None) -> RunResult:
             break
         offset = end
     final_step = ckpts[-1][0] if ckpts else 0
-    warnings = []
     if is_main:
         from gad.plots import health_warnings, plot_run, read_metrics
 
-        warnings = health_warnings(read_metrics(run_dir))
-        for w in warnings:
+        health = health_warnings(read_metrics(run_dir))
+        for w in health:
             progress.message(f"warning: {w}")
+        warnings += health
         plot_run(run_dir)
         (run_dir / "result.json").write_text(json.dumps({
             "status": status, "global_step": final_step, "total_steps": total,
@@ -247,13 +334,19 @@ def _common_args(cfg: RunConfig, stage: Stage, run_dir: Path) -> dict:
         output_dir=str(run_dir / ".trl" / stage.name), max_steps=stage.steps, learning_rate=stage.lr,
         lr_scheduler_type="constant", warmup_steps=0, weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.grad_clip, logging_steps=1, save_strategy="no",  # our callback decides saves
-        report_to=[], seed=cfg.seed, bf16=compute == torch.bfloat16, fp16=compute == torch.float16,
+        # data_seed: the supervised stages' order is accelerate's seedable sampler, seed data_seed + epoch,
+        # so a resume in any epoch sees the same batches (GRPO: trainers.EpochRepeatSampler).
+        report_to=[], seed=cfg.seed, data_seed=cfg.seed, bf16=compute == torch.bfloat16, fp16=compute == torch.float16,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, save_only_model=False,
     )
 
 
-def _build_stage(cfg, stage, data, tokenizer, info, run_dir, offset, start_ckpt, resume, progress, Dataset):
+def _build_stage(cfg, stage, data, tokenizer, info, run_dir, offset, start_ckpt, resume, progress, Dataset, *,
+                 continues: bool = True, reference_step: int | None = None):
+    """The stage's trainer. `start_ckpt`: the KL reference (the policy is loaded from it; the Trainer's
+    resume then loads `resume`'s weights over it). `continues`: `resume` is this stage's own, so the
+    discriminator's optimizer moments carry over too."""
     from trl import GRPOConfig, SFTConfig
 
     from gad.discriminator import Discriminator
@@ -278,11 +371,13 @@ def _build_stage(cfg, stage, data, tokenizer, info, run_dir, offset, start_ckpt,
         disc = Discriminator(disc_model, info, lr=cfg.disc_lr, weight_decay=cfg.weight_decay,
                              grad_clip=cfg.disc_grad_clip, trainable=stage.update_discriminator,
                              autocast=autocast_dtype(cfg.dtype))
-        if resume is not None and disc_dir == resume / "discriminator":
+        if continues and resume is not None and disc_dir == resume / "discriminator":
             disc.load_optimizer(disc_dir)
 
+    if reference_step is None:
+        reference_step = offset if start_ckpt else 0
     ctx = StageContext(stage.name, run_dir, offset, progress, info, tokenizer, disc,
-                       stage.update_discriminator, cfg.sample_every, cfg.save_steps)
+                       stage.update_discriminator, cfg.sample_every, cfg.save_steps, reference_step)
     common = _common_args(cfg, stage, run_dir)
 
     if stage.name == "adversarial":

@@ -13,6 +13,12 @@
 Both share `StageMixin`: global step numbering across stages, metrics to a `Progress`, and
 checkpoints moved to `run/checkpoints/step-G/{student,discriminator}` (the student folder is
 also a complete TRL resume folder: weights + optimizer + scheduler + RNG + trainer state).
+
+Resume is exact at any step of any epoch: the data order of every epoch is a pure function of
+(seed, epoch) (the Trainer's seedable sampler for the supervised stages, `EpochRepeatSampler` for
+GRPO), so the Trainer's skip to the checkpoint's position lands on the same batch. Optimizer
+*state* (moments) comes from a checkpoint; its hyperparameters (lr, weight decay) always come
+from the settings, so a fork's edited settings take effect (`keep_settings`).
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 from trl import GRPOTrainer, SFTTrainer
+from trl.trainer.utils import RepeatSampler
 
 from gad.discriminator import Discriminator, Group
 from gad.generation import sample_responses
 from gad.modeling import TokenInfo, split_response
+from gad.optim import keep_settings
 from gad.progress import Progress
 
 # TRL's log keys -> ours (everything else passes through with '/' turned into '_').
@@ -52,6 +60,7 @@ class StageContext:
     update_discriminator: bool = True
     sample_every: int = 10
     save_steps: int = 50
+    reference_step: int = 0   # global step of the checkpoint whose student is the KL reference (0: original)
 
 
 class _StageCallback(TrainerCallback):
@@ -137,11 +146,16 @@ class StageMixin:
             # meta.json is written last: a folder without it is an interrupted save.
             (partial / "meta.json").write_text(json.dumps({
                 "global_step": self.global_step, "stage": self.ctx.name,
-                "stage_step": self.state.global_step, "stage_max_steps": self.state.max_steps}))
+                "stage_step": self.state.global_step, "stage_max_steps": self.state.max_steps,
+                "reference_step": self.ctx.reference_step}))
             shutil.rmtree(dest, ignore_errors=True)  # same step saved again after a resume
             partial.rename(dest)
             self.ctx.progress.checkpoint(self.global_step, str(dest))
         self.accelerator.wait_for_everyone()
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        with keep_settings(self.optimizer, self.lr_scheduler):
+            super()._load_optimizer_and_scheduler(checkpoint)
 
     @staticmethod
     def _split_batch(inputs) -> tuple[list[list[int]], list[list[int]]]:
@@ -284,6 +298,27 @@ class DiscriminatorReward:
         return [s for group in scores for s in group]
 
 
+class EpochRepeatSampler(RepeatSampler):
+    """TRL's RepeatSampler, with each epoch's order a pure function of (seed, epoch).
+
+    TRL's sampler draws every epoch's permutation from one generator seeded once, so a resume in
+    epoch k (a new sampler) replays epoch 0's order: prompts repeat or are skipped. The Trainer
+    calls `set_epoch` before every epoch, including the one it resumes in.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        if self.shuffle:
+            self.generator.manual_seed((self.seed or 0) + self.epoch)
+        yield from super().__iter__()
+
+
 class AdversarialTrainer(StageMixin, GRPOTrainer):
     def __init__(self, *args, ctx: StageContext, prompt_lookup: dict[str, list[int]], **kwargs):
         self.reward = DiscriminatorReward()
@@ -291,6 +326,12 @@ class AdversarialTrainer(StageMixin, GRPOTrainer):
         self.reward.trainer = self
         self._prompt_lookup = prompt_lookup
         self._init_stage(ctx)
+
+    def _get_train_sampler(self, dataset=None):
+        base = super()._get_train_sampler(dataset)
+        return EpochRepeatSampler(base.data_source, mini_repeat_count=base.mini_repeat_count,
+                                  batch_size=base.batch_size, repeat_count=base.repeat_count,
+                                  shuffle=base.shuffle, seed=base.seed)
 
     def _tokenize_prompts(self, prompts: list):
         # The exact ids the data pipeline built (left-truncated), so D sees what the policy saw.

@@ -74,3 +74,62 @@ def test_cli_missing_data_file_exits_2(tmp_path, tiny_model):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "none.jsonl: file not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- issue 11, item 4: settings checked against the method --------------------------------------
+@pytest.mark.parametrize("values, pattern", [
+    (dict(REQUIRED, method="seqkd", steps=0), r"\n  - steps: steps 0 leaves method 'seqkd' nothing to train"),
+    (dict(REQUIRED, warmup_steps=0, steps=0), r"\n  - steps: warmup_steps 0 and steps 0 leave method 'gad'"),
+    (dict(REQUIRED, method="offpolicy", warmup_steps=0, steps=0), r"\n  - steps: .* leave method 'offpolicy'"),
+    (dict(REQUIRED, warmup_steps=2), r"\n  - disc_only_steps: 10 discriminator-only steps leave no step of "
+                                     r"warmup_steps 2 to the generator"),
+    (dict(REQUIRED, warmup_steps=4, disc_only_steps=4), r"\n  - disc_only_steps: 4 discriminator-only"),
+])
+def test_settings_that_cannot_work_for_the_method_are_errors_naming_the_field(values, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(None, values)
+
+
+@pytest.mark.parametrize("values", [
+    dict(REQUIRED, warmup_steps=3, steps=0, disc_only_steps=1),        # a warmup-only GAD run
+    dict(REQUIRED, warmup_steps=3, disc_only_steps=2),
+    dict(REQUIRED, warmup_steps=2, generator_warmup=False),            # the ablation: D-only warmup
+    dict(REQUIRED, warmup_steps=0, steps=5),
+])
+def test_settings_that_work_are_accepted(values):
+    load_config(None, values)
+
+
+def test_the_plan_has_no_empty_stage():
+    from gad.pipeline import plan_stages
+
+    cfg = load_config(None, dict(REQUIRED, warmup_steps=3, steps=0, disc_only_steps=1))
+    assert [(s.name, s.steps) for s in plan_stages(cfg, 16)] == [("warmup", 3)]
+
+
+def test_a_default_one_epoch_warmup_shorter_than_disc_only_steps_is_refused_once_the_data_is_known():
+    from gad.config import check_plan
+
+    cfg = load_config(None, dict(REQUIRED, batch_size=2))   # warmup: one epoch; disc_only_steps 10
+    check_plan(cfg, 40)                                       # 20 warmup steps: fine
+    with pytest.raises(ConfigError, match=r"disc_only_steps: .*one epoch \(8 steps of 2 prompts\)"):
+        check_plan(cfg, 16)
+
+
+def test_method_warnings_name_settings_the_method_ignores():
+    from gad.config import method_warnings
+
+    seqkd = load_config(None, dict(REQUIRED, method="seqkd", group_size=4, warmup_steps=3, lr=1e-5, save_steps=5))
+    named = {w.split("=")[0] for w in method_warnings(seqkd)}
+    assert named == {"group_size", "warmup_steps", "lr"}     # save_steps is not a training setting
+    assert method_warnings(load_config(None, dict(REQUIRED, method="seqkd", seqkd_lr=1e-5))) == []
+    gad = load_config(None, dict(REQUIRED, generator_warmup=False, warmup_lr=1e-5, seqkd_lr=1e-5, lora_r=4))
+    assert {w.split("=")[0] for w in method_warnings(gad)} == {"warmup_lr", "seqkd_lr", "lora_r"}
+    assert all("ignored" in w for w in method_warnings(gad))
+
+
+def test_cli_steps_0_exits_2_naming_steps(tmp_path, capsys):
+    assert main(["train", "--method", "seqkd", "--student", "s", "--data", str(tmp_path / "d.jsonl"), "--output",
+                 str(tmp_path / "o"), "--steps", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "steps: steps 0 leaves method 'seqkd' nothing to train" in err and "Traceback" not in err

@@ -156,8 +156,8 @@ def test_changed_settings_on_an_existing_run_are_refused(tiny_model, pairs_file,
     from gad.config import ConfigError
 
     run(small(tiny_model, pairs_file, tmp_path / "run", method="seqkd", steps=1))
-    with pytest.raises(ConfigError, match=r"other settings \(group_size: 4 -> 6\)"):
-        run(small(tiny_model, pairs_file, tmp_path / "run", method="seqkd", steps=1, group_size=6))
+    with pytest.raises(ConfigError, match=r"other settings or inputs \(seqkd_lr: 0.0001 -> 0.0002\)"):
+        run(small(tiny_model, pairs_file, tmp_path / "run", method="seqkd", steps=1, seqkd_lr=2e-4))
 
 
 def _cli(tiny_model, pairs_file, out) -> list[str]:
@@ -197,7 +197,8 @@ def test_two_processes_keep_the_discriminator_identical(tiny_model, pairs_file, 
 
     out = tmp_path / "ddp"
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
-    cmd = [torchrun, "--nproc_per_node", "2", "--master_port", "29533", "-m", "gad.cli"] + \
+    # --standalone picks a free rendezvous port: a fixed one collides with a concurrent suite.
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "gad.cli"] + \
         _cli(tiny_model, pairs_file, out)[3:]
     cmd[cmd.index("--steps") + 1] = "2"
     cmd[cmd.index("--warmup-steps") + 1] = "2"
@@ -247,3 +248,14 @@ def test_resume_from_a_lone_mid_stage_checkpoint(tiny_model, pairs_file, tmp_pat
     assert result.status == "succeeded" and result.global_step == 6
     assert any("KL reference is the original student" in line for line in note.lines)
     assert [s for s, _, _ in list_checkpoints(seeded)] == [4, 6]
+
+
+def test_a_warmup_of_one_epoch_no_longer_than_disc_only_steps_is_refused_before_training(tiny_model, pairs_file,
+                                                                                        tmp_path):
+    from gad.config import ConfigError
+
+    # 16 prompts, batch 2: the default warmup is one epoch of 8 steps, all of them discriminator-only
+    with pytest.raises(ConfigError, match=r"disc_only_steps: 10 discriminator-only steps leave no step"):
+        run(small(tiny_model, pairs_file, tmp_path / "run", warmup_steps=None, disc_only_steps=10))
+    assert not list_checkpoints(tmp_path / "run")
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()

@@ -20,6 +20,30 @@ from app.settings import Settings
 VERSION = "0.2.0"
 
 
+class LruCache:
+    """A small thread-safe LRU map (request handlers run on a thread pool)."""
+
+    def __init__(self, size: int):
+        import threading
+        from collections import OrderedDict
+
+        self.size, self._data, self._lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+        return None
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+
 def create_app(settings: Settings | None = None, *, context: StudioContext | None = None, ui: bool = True) -> FastAPI:
     from app.api import errors
     from app.api.routes import (annotate, auth, datasets, endpoints, evaluations, health, jobs, runs, studies,
@@ -40,6 +64,7 @@ def create_app(settings: Settings | None = None, *, context: StudioContext | Non
                               "(`gad-studio users token NAME`).")
     app.state.ctx = ctx
     app.state.models = ModelCache(int(ctx.settings.serve_memory_mb * 2**20), ctx.settings.allow_remote_code)
+    app.state.metrics_cache = LruCache(128)
     errors.install(app)
     for module in (health, auth, users, datasets, endpoints, jobs, runs, evaluations, studies, annotate):
         app.include_router(module.router)

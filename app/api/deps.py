@@ -29,6 +29,20 @@ def get_ctx(request: Request) -> StudioContext:
 Ctx = Annotated[StudioContext, Depends(get_ctx)]
 
 
+def reconcile_now_and_then(ctx: StudioContext, session: Session) -> None:
+    """Mark runs of dead workers interrupted before showing runs. Workers do this too; the API does it
+    at most once per half heartbeat timeout, so a page load is not a database write."""
+    import time
+
+    from app.services.runs import reconcile
+
+    now = time.monotonic()
+    last = getattr(ctx, "_last_reconcile", 0.0)
+    if now - last >= ctx.settings.heartbeat_timeout / 2:
+        ctx._last_reconcile = now
+        reconcile(session, ctx.settings.heartbeat_timeout)
+
+
 def get_session(ctx: Ctx) -> Iterator[Session]:
     """A session per request. Handlers that write commit explicitly (then enqueue); anything not
     committed is rolled back when the request ends."""
@@ -50,7 +64,8 @@ def user_from_request(request: Request, session: Session, ctx: StudioContext) ->
         user = user_service.user_for_token(session, auth[7:].strip())
         if user is None:
             raise Unauthenticated("the bearer token is not valid (revoked, or never issued)")
-        session.commit()  # last_used_at
+        if session.dirty:
+            session.commit()  # last_used_at, touched at most once a minute
         return user
     data = read_session(ctx.settings.fernet_key(), request.cookies.get(SESSION_COOKIE))
     if data is None:

@@ -259,18 +259,20 @@ class RunPage(Page):
     items: list[RunOut]
 
 
-class SeriesPoint(BaseModel):
-    step: int
-    value: float
-    min: float
-    max: float
-    n: int
+class Series(BaseModel):
+    """One metric as columns (compact JSON): bucket start step, mean, min, max and steps per bucket."""
+    step: list[int]
+    value: list[float]
+    min: list[float]
+    max: list[float]
+    n: list[int]
 
 
 class MetricsOut(BaseModel):
     run_id: int
     names: list[str]
-    series: dict[str, list[SeriesPoint]]
+    bucket_steps: int = Field(..., description="Steps per point (1: raw values).")
+    series: dict[str, Series]
     stages: list[dict[str, Any]]
 
 

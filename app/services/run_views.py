@@ -92,6 +92,17 @@ def run_view(session: Session, run: Run, heartbeat_timeout: float, *, full: bool
     return view
 
 
+def config_warnings(run: Run) -> list[str]:
+    """Settings the run's method ignores, and the like (gad's per-method checks)."""
+    from gad.config import ConfigError, build_config, method_warnings
+
+    try:
+        cfg = build_config(run.config, source=f"run {run.id}")
+    except ConfigError as err:  # a row written by an older studio: say so rather than fail the page
+        return [f"the stored settings no longer validate: {str(err).splitlines()[-1].strip()}"]
+    return method_warnings(cfg)
+
+
 def checkpoint_model_id(run: Run, step: int) -> str:
     """The stable, readable name /v1 serves a checkpoint under."""
     return f"run-{run.id}/step-{step}"
@@ -128,6 +139,41 @@ def metric_series(session: Session, run_id: int, name: str, start: int | None = 
                            .group_by(bucket).order_by(func.min(RunMetric.step)))
     return [{"step": int(s), "value": float(v), "min": float(mn), "max": float(mx), "n": int(c)}
             for s, v, mn, mx, c in rows]
+
+
+def metric_table(session: Session, run_id: int, names: list[str] | None = None, start: int | None = None,
+                 end: int | None = None, max_points: int = 500) -> dict[str, dict[str, list]]:
+    """Several metrics at once, in one query, as columns {name: {step, value, min, max, n}}.
+
+    Every series is cut into the same buckets of steps (the run's step range / max_points), so the
+    charts line up; a bucket keeps its mean and its min/max, so a one-step spike still shows."""
+    if max_points < 2:
+        raise InvalidInput("max_points must be at least 2", field="max_points")
+    where = [RunMetric.run_id == run_id, RunMetric.value.is_not(None)]
+    if names is not None:
+        where.append(RunMetric.name.in_(names))
+    if start is not None:
+        where.append(RunMetric.step >= start)
+    if end is not None:
+        where.append(RunMetric.step <= end)
+    lo, hi = session.execute(select(func.min(RunMetric.step), func.max(RunMetric.step)).where(*where)).one()
+    if lo is None:
+        return {}
+    width = max(1, -(-(hi - lo + 1) // max_points))
+    bucket = (RunMetric.step - lo) // width
+    rows = session.execute(select(RunMetric.name, func.min(RunMetric.step), func.avg(RunMetric.value),
+                                  func.min(RunMetric.value), func.max(RunMetric.value), func.count())
+                           .where(*where).group_by(RunMetric.name, bucket)
+                           .order_by(RunMetric.name, func.min(RunMetric.step)))
+    out: dict[str, dict[str, list]] = {}
+    for name, step, mean, mn, mx, n in rows:
+        col = out.setdefault(name, {"step": [], "value": [], "min": [], "max": [], "n": []})
+        col["step"].append(int(step))
+        col["value"].append(float(mean))
+        col["min"].append(float(mn))
+        col["max"].append(float(mx))
+        col["n"].append(int(n))
+    return out
 
 
 def stage_boundaries(session: Session, run_id: int) -> list[dict]:

@@ -7,7 +7,6 @@ A worker *claims* a run with one conditional UPDATE, so a task delivered twice r
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from datetime import timedelta
 from pathlib import Path

@@ -34,12 +34,13 @@ def _broker(ctx) -> str:
 
             redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping()
         elif url.startswith("sqla+"):
-            from sqlalchemy import create_engine
+            engine = getattr(ctx, "_broker_engine", None)
+            if engine is None:  # one small engine per process, not one per probe
+                from sqlalchemy import create_engine
 
-            engine = create_engine(url[5:])
+                engine = ctx._broker_engine = create_engine(url[5:], pool_size=1, max_overflow=0)
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-            engine.dispose()
         return "ok"
     except Exception as err:  # reported, not raised (see above)
         return f"unreachable: {type(err).__name__}"

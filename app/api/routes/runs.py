@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import DB, Can, Ctx, IdPath, IdQuery
+from app.api.deps import DB, Can, Ctx, IdPath, IdQuery, reconcile_now_and_then
 from app.api.schemas import (ERRORS, DiffRow, LogOut, MetricsOut, RunCreate, RunDetail, RunFork, RunOut, RunPage,
-                             SamplesOut, SeriesPoint)
+                             SamplesOut)
 from app.enums import RunStatus
 from app.errors import InvalidInput
 from app.services import run_views as views
@@ -23,25 +23,15 @@ Researcher = Can("runs")
 
 
 def _detail(session, ctx, run) -> RunDetail:
-    from gad.config import RunConfig
-
     view = views.run_view(session, run, ctx.settings.heartbeat_timeout)
-    return RunDetail(**view, warnings=_method_warnings(RunConfig(**run.config)))
-
-
-def _method_warnings(cfg) -> list[str]:
-    try:
-        from gad.config import method_warnings
-    except ImportError:  # older gad without per-method checks
-        return []
-    return method_warnings(cfg)
+    return RunDetail(**view, warnings=views.config_warnings(run))
 
 
 @router.get("", response_model=RunPage, summary="Runs, newest first, with filters")
 def list_runs(_: Researcher, session: DB, ctx: Ctx, status: str | None = Query(None, description="e.g. running,queued"),
               method: str | None = None, q: str | None = Query(None, max_length=200),
               limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=10**9)) -> RunPage:
-    svc.reconcile(session, ctx.settings.heartbeat_timeout)
+    reconcile_now_and_then(ctx, session)
     runs, total = views.list_runs(session, status=status, method=method, q=q, limit=limit, offset=offset)
     items = [RunOut(**views.run_view(session, r, ctx.settings.heartbeat_timeout, full=False)) for r in runs]
     return RunPage(total=total, offset=offset, limit=limit, items=items)
@@ -68,7 +58,7 @@ def diff(a: IdQuery, b: IdQuery, _: Researcher, session: DB) -> list[DiffRow]:
 
 @router.get("/{run_id}", response_model=RunDetail, summary="A run: progress, ETA, alarms, checkpoints")
 def detail(run_id: IdPath, ctx: Ctx, _: Researcher, session: DB) -> RunDetail:
-    svc.reconcile(session, ctx.settings.heartbeat_timeout)
+    reconcile_now_and_then(ctx, session)
     return _detail(session, ctx, svc.get_run(session, run_id))
 
 
@@ -81,7 +71,7 @@ def cancel(run_id: IdPath, ctx: Ctx, _: Researcher, session: DB) -> RunDetail:
 
 @router.post("/{run_id}/resume", response_model=RunDetail, summary="Resume from the last checkpoint")
 def resume(run_id: IdPath, ctx: Ctx, _: Researcher, session: DB) -> RunDetail:
-    svc.reconcile(session, ctx.settings.heartbeat_timeout)
+    reconcile_now_and_then(ctx, session)
     run = svc.resume_run(session, run_id)
     session.commit()
     ctx.enqueue("train", run.id)
@@ -101,17 +91,26 @@ def fork(run_id: IdPath, body: RunFork, ctx: Ctx, _: Researcher, session: DB) ->
 
 
 @router.get("/{run_id}/metrics", response_model=MetricsOut,
-            summary="Metric series, downsampled to at most max_points per series (min/max kept per bucket)")
-def metrics(run_id: IdPath, _: Researcher, session: DB,
-            names: str | None = Query(None, description="Comma-separated; default: all"),
+            summary="Metric series as columns, at most max_points per series (min/max kept per bucket)")
+def metrics(run_id: IdPath, request: Request, _: Researcher, session: DB,
+            names: str | None = Query(None, max_length=4000, description="Comma-separated; default: all"),
             start: int | None = Query(None, ge=0, le=10**9), end: int | None = Query(None, ge=0, le=10**9),
-            max_points: int = Query(500, ge=2, le=5000)) -> MetricsOut:
-    svc.get_run(session, run_id)
-    available = views.metric_names(session, run_id)
-    wanted = [n.strip() for n in names.split(",") if n.strip()] if names else available
-    series = {n: [SeriesPoint(**p) for p in views.metric_series(session, run_id, n, start, end, max_points)]
-              for n in wanted if n in available}
-    return MetricsOut(run_id=run_id, names=available, series=series, stages=views.stage_boundaries(session, run_id))
+            max_points: int = Query(500, ge=2, le=5000)) -> Response:
+    run = svc.get_run(session, run_id)
+    wanted = tuple(sorted({n.strip() for n in names.split(",") if n.strip()})) if names else None
+    # A run's metrics change only when its step does (resume and fork rewrite the step too), so the
+    # answer is cached by it: several people watching one run cost one query per step.
+    key = (run_id, run.step, run.status, wanted, start, end, max_points)
+    cache = request.app.state.metrics_cache
+    body = cache.get(key)
+    if body is None:
+        table = views.metric_table(session, run_id, list(wanted) if wanted else None, start, end, max_points)
+        width = max((max(c["n"]) for c in table.values()), default=1)
+        # Plain numbers straight to JSON: re-validating ~15,000 floats per request would dominate the route.
+        body = json.dumps({"run_id": run_id, "names": views.metric_names(session, run_id), "bucket_steps": width,
+                           "series": table, "stages": views.stage_boundaries(session, run_id)}).encode()
+        cache.put(key, body)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{run_id}/samples", response_model=SamplesOut, summary="Rollouts at a step (default: the newest)")
