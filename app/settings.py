@@ -13,11 +13,15 @@
 | GAD_MAX_UPLOAD_MB | 200 | largest prompt-set upload |
 | GAD_SERVE_MEMORY_MB | 4096 | memory budget of the chat server's loaded-model cache |
 | GAD_BASE_MODELS | (none) | comma-separated model folders or hub ids offered for chat beside the runs' students |
+| GAD_PROCESSES_PER_RUN | 0 | processes a GPU worker trains one run with (0: one per visible GPU; 1: in the worker) |
+| GAD_LAUNCH_STRATEGY | ddp | how a run spans processes: ddp, zero2, zero3, fsdp (configs/accelerate/) |
+| GAD_LAUNCH_CPU | false | run the group on CPU processes (tests, CI) |
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +41,17 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(200.0, alias="GAD_MAX_UPLOAD_MB", gt=0)
     serve_memory_mb: float = Field(4096.0, alias="GAD_SERVE_MEMORY_MB", gt=0)
     base_models_csv: str = Field("", alias="GAD_BASE_MODELS")
+    processes_per_run: int = Field(0, alias="GAD_PROCESSES_PER_RUN", ge=0)
+    launch_strategy: Literal["ddp", "zero2", "zero3", "fsdp"] = Field("ddp", alias="GAD_LAUNCH_STRATEGY")
+    launch_cpu: bool = Field(False, alias="GAD_LAUNCH_CPU")
+
+    def run_processes(self) -> int:
+        """How many processes one run trains with on this worker (1: in the worker process itself)."""
+        if self.processes_per_run:
+            return self.processes_per_run
+        import torch
+
+        return max(1, torch.cuda.device_count())
 
     @property
     def base_models(self) -> list[str]:

@@ -110,13 +110,15 @@ def cmd_train(ns: argparse.Namespace) -> int:
     from gad.distributed import shutdown
     from gad.pipeline import list_checkpoints, run  # heavy imports only when training
 
+    from gad.progress import MultiProgress, StopFile
+
     quiet_libraries()
-    bar = None
+    progress = StopFile(cfg.output_dir)
     if not ns.no_progress:
         done = list_checkpoints(Path(cfg.output))
-        bar = _LazyBar(done[-1][0] if done else 0)
+        progress = MultiProgress(_LazyBar(done[-1][0] if done else 0), progress)
     try:
-        result = run(cfg, bar)
+        result = run(cfg, progress)
     except BaseException:
         shutdown(barrier=False)  # a failing rank must not wait for peers that may never arrive
         raise

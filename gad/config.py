@@ -55,6 +55,9 @@ class RunConfig(BaseModel):
     max_new_tokens: int = Field(1536, gt=0, description="Maximum response length in tokens, for "
                                 "student samples and (truncation of) teacher responses.")
     max_examples: int | None = Field(None, gt=0, description="Use at most this many prompts.")
+    skip_missing_responses: bool = Field(False, description="Train on the prompts that have a teacher "
+                                         "response and skip the rest (refused or failed in collection); "
+                                         "off: a missing response is an error that says how many lack one.")
 
     # --- schedule ----------------------------------------------------------------------------
     batch_size: int = Field(256, gt=0, description="Prompts per optimiser step (over all processes).")
@@ -107,7 +110,19 @@ class RunConfig(BaseModel):
     lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
     trust_remote_code: bool = Field(False, description="Allow model code from the hub. Off unless "
                                     "an admin turns it on: it runs arbitrary code.")
-    use_vllm: bool = Field(False, description="Generate rollouts with vLLM (GPU, optional extra).")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass, for "
+                                         "the student and the discriminator: slower steps (about a third), "
+                                         "far less memory; what lets a 1.5B-7B run fit (see docs/deployment.md).")
+    use_vllm: bool = Field(False, description="Sample from the student with vLLM (GPU, the optional extra): GRPO "
+                           "rollouts and the warmup's fresh samples for the discriminator alike.")
+    vllm_mode: Literal["colocate", "server"] = Field(
+        "colocate", description="vLLM beside training in each process ('colocate'), or a separate "
+        "`trl vllm-serve` server ('server', see vllm_server_url).")
+    vllm_server_url: str | None = Field(None, description="Base URL of the `trl vllm-serve` server in "
+                                        "server mode, e.g. http://gpu-node-2:8000.")
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, lt=1, description="Share of each GPU vLLM may take "
+                                               "in colocate mode (vLLM's own default, 0.9, leaves nothing "
+                                               "for training).")
 
     @model_validator(mode="after")
     def _check(self) -> "RunConfig":
@@ -191,11 +206,14 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 # ----------------------------------------------------------------------------------------------
 # Settings that change how a run executes or what it writes, not what it learns. They are never
 # compared on resume and never reported as ignored.
-OPERATIONAL = frozenset({"output", "save_steps", "sample_every", "trust_remote_code", "use_vllm"})
+OPERATIONAL = frozenset({"output", "save_steps", "sample_every", "trust_remote_code", "gradient_checkpointing",
+                         "use_vllm", "vllm_mode",
+                         "vllm_server_url", "vllm_gpu_memory_utilization"})
 
 # Settings every method trains with. The three paths are compared on resume by content (see
 # gad/identity.py), the rest by value.
 _COMMON = frozenset({"method", "student", "data", "teacher_responses", "seed", "prompt_format", "test_fraction",
+                     "skip_missing_responses",
                      "max_prompt_length", "max_new_tokens", "max_examples", "batch_size",
                      "gradient_accumulation_steps", "weight_decay", "grad_clip", "dtype", "lora"})
 _LORA = frozenset({"lora_r", "lora_alpha", "lora_dropout"})
@@ -296,6 +314,8 @@ def method_errors(cfg: RunConfig, n_train: int | None = None) -> list[tuple[str,
                                             f"{source} to the generator, so its warmup would be skipped; lower "
                                             f"disc_only_steps below {warm}, lengthen the warmup, or set "
                                             f"generator_warmup to false if that is the ablation you want"))
+    if cfg.use_vllm and cfg.vllm_mode == "server" and not cfg.vllm_server_url:
+        problems.append(("vllm_server_url", "vllm_mode 'server' needs the URL of the `trl vllm-serve` server"))
     return problems
 
 

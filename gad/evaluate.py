@@ -83,12 +83,16 @@ def responses_from_file(spec: ModelSpec, examples: list[Example]) -> list[str]:
 
 
 def generate_responses(spec: ModelSpec, examples: list[Example], *, max_new_tokens: int, temperature: float,
-                       greedy: bool, seed: int, batch_size: int = 16, trust_remote_code: bool = False) -> list[str]:
-    from gad.generation import generate_for_messages
+                       greedy: bool, seed: int, batch_size: int = 16, trust_remote_code: bool = False,
+                       use_vllm: bool = False) -> list[str]:
+    """The model's answers to the examples: transformers, or vLLM's offline engine with use_vllm."""
+    from gad.generation import generate_for_messages, vllm_generate
 
-    return [text for text, *_ in generate_for_messages(
+    generate = vllm_generate if use_vllm else generate_for_messages
+    extra = {} if use_vllm else {"batch_size": batch_size}
+    return [text for text, *_ in generate(
         spec.path, [ex.messages for ex in examples], max_new_tokens=max_new_tokens, temperature=temperature,
-        greedy=greedy, seed=seed, batch_size=batch_size, trust_remote_code=trust_remote_code)]
+        greedy=greedy, seed=seed, trust_remote_code=trust_remote_code, **extra)]
 
 
 def _sample(model: str, label: str, ex: Example, response: str, reference: str | None) -> dict:
@@ -127,7 +131,8 @@ def preflight(models: list[ModelSpec], loaded: list[tuple[str, list[Example]]], 
 def evaluate(models: list[ModelSpec], sets: list[str], judge: Endpoint, output: str | Path, *,
              limit: int | None = None, max_new_tokens: int = 1536, temperature: float = 0.8, greedy: bool = False,
              both_orders: bool = False, teacher: str | None = None, seed: int = 0,
-             cache: str | Path | ResponseStore | None = None, say: Callable[[str], None] = print) -> dict:
+             cache: str | Path | ResponseStore | None = None, say: Callable[[str], None] = print,
+             use_vllm: bool = False) -> dict:
     """Judge every model on every set; `cache`: a store, a file, or None for the shared cache."""
     out = Path(output)
     loaded = [load_set(s, limit) for s in sets]
@@ -142,13 +147,15 @@ def evaluate(models: list[ModelSpec], sets: list[str], judge: Endpoint, output: 
         # 2. each model's responses
         responses: dict[tuple[str, str], list[str]] = {}
         for spec in models:
+            generated = iter(())
+            if not spec.responses:  # one pass over every set: the model (or vLLM engine) loads once
+                every = [ex for _, exs in loaded for ex in exs]
+                say(f"generating: {spec.name} on {len(every)} prompts ({', '.join(label for label, _ in loaded)})")
+                generated = iter(generate_responses(spec, every, max_new_tokens=max_new_tokens,
+                                                    temperature=temperature, greedy=greedy, seed=seed,
+                                                    use_vllm=use_vllm))
             for label, exs in loaded:
-                if spec.responses:
-                    texts = from_files[(spec.name, label)]
-                else:
-                    say(f"generating: {spec.name} on {label} ({len(exs)} prompts)")
-                    texts = generate_responses(spec, exs, max_new_tokens=max_new_tokens, temperature=temperature,
-                                               greedy=greedy, seed=seed)
+                texts = from_files[(spec.name, label)] if spec.responses else [next(generated) for _ in exs]
                 responses[(spec.name, label)] = texts
                 _write_responses(out / "responses" / spec.name / f"{label}.jsonl", exs, texts)
 

@@ -48,6 +48,96 @@ def sample_responses(model, prompts: list[list[int]], *, n: int, max_new_tokens:
     return out
 
 
+# ----------------------------------------------------------------------------------------------
+# Samplers: where the training loop's student samples come from
+# ----------------------------------------------------------------------------------------------
+class TransformersSampler:
+    """`sample_responses` on the live training model: no copy, no weight sync; slow at long lengths."""
+
+    def __init__(self, info: TokenInfo, **sampling):
+        self.info, self.sampling = info, sampling
+
+    def __call__(self, model, prompts: list[list[int]], **overrides) -> list[list[tuple[list[int], bool]]]:
+        return sample_responses(model, prompts, info=self.info, **{**self.sampling, **overrides})
+
+
+class VllmSampler:
+    """vLLM on the GPU through TRL's own VLLMGeneration (the engine GRPO uses), for the samples the
+    warmup's discriminator trains on: at 1,536-token responses transformers' generate would
+    dominate a GPU run. The engine's weights are re-synced from the training model whenever the
+    optimizer has stepped since the last sync (the generator trains during warmup)."""
+
+    def __init__(self, trainer, info: TokenInfo, *, n: int, max_new_tokens: int, temperature: float, top_p: float,
+                 mode: str, server_url: str | None, gpu_memory_utilization: float, max_model_length: int):
+        require_vllm()
+        from trl.generation.vllm_generation import VLLMGeneration
+
+        self.trainer, self.info, self.n = trainer, info, n
+        self._synced_step = -1
+        self.engine = VLLMGeneration(
+            model=trainer.model, accelerator=trainer.accelerator, processing_class=trainer.processing_class,
+            mode=mode, server_base_url=server_url, gpu_memory_utilization=gpu_memory_utilization,
+            max_model_length=max_model_length, temperature=temperature, top_p=top_p,
+            max_completion_length=max_new_tokens, logprobs=None)
+
+    def __call__(self, model, prompts: list[list[int]], **overrides) -> list[list[tuple[list[int], bool]]]:
+        from gad.modeling import split_response
+
+        step = self.trainer.state.global_step
+        if step != self._synced_step:
+            self.engine.sync_weights()
+            self._synced_step = step
+        n = overrides.get("n", self.n)
+        _, completions, _, _ = self.engine.generate(prompts, None, n)
+        # vLLM returns the group's n completions for each prompt, in prompt order
+        groups = [completions[i * n:(i + 1) * n] for i in range(len(prompts))]
+        return [[_finish(split_response(ids, self.info), ids, self.info) for ids in g] for g in groups]
+
+
+def _finish(split: tuple[list[int], bool], raw: list[int], info: TokenInfo) -> tuple[list[int], bool]:
+    # vLLM strips nothing and pads nothing: a completion ends at a stop token or at the length limit.
+    ids, finished = split
+    return ids, finished or (bool(raw) and raw[-1] in info.stop_ids)
+
+
+def vllm_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def require_vllm() -> None:
+    from gad.config import ConfigError
+
+    if not vllm_available():
+        raise ConfigError("use_vllm: vLLM is not installed here; on a GPU machine install the extra "
+                          "(pip install -e '.[vllm]') or turn use_vllm off")
+
+
+def vllm_generate(model_path: str, conversations: list[list[dict]], *, max_new_tokens: int, temperature: float,
+                  top_p: float = 1.0, greedy: bool = False, seed: int | None = None,
+                  trust_remote_code: bool = False, gpu_memory_utilization: float = 0.85):
+    """Evaluation and study generation with vLLM's offline engine: same prompts (rendered by the same
+    chat template), same outputs as generate_for_messages, many times faster on a GPU."""
+    require_vllm()
+    from vllm import LLM, SamplingParams
+
+    from gad.modeling import load_tokenizer
+
+    tok = load_tokenizer(model_path, trust_remote_code)
+    llm = LLM(model=model_path, tokenizer=model_path, trust_remote_code=trust_remote_code, seed=seed or 0,
+              gpu_memory_utilization=gpu_memory_utilization)
+    params = SamplingParams(n=1, max_tokens=max_new_tokens, temperature=0.0 if greedy else temperature,
+                            top_p=1.0 if greedy else top_p, seed=seed)
+    from gad.data import render_prompt
+
+    prompts = [{"prompt_token_ids": tok(render_prompt(m, tok, "chat"), add_special_tokens=False)["input_ids"]}
+               for m in conversations]
+    for request in llm.generate(prompts, params):
+        out = request.outputs[0]
+        yield out.text, len(request.prompt_token_ids), len(out.token_ids), out.finish_reason == "stop"
+
+
 @dataclass
 class LoadedModel:
     """A causal LM loaded once and kept: serving, the local teacher and evaluation generate with it."""

@@ -202,9 +202,14 @@ def run(cfg: RunConfig, progress: Progress | None = None) -> RunResult:
     run_dir = cfg.output_dir
     is_main = int(os.environ.get("RANK", "0")) == 0
     ckpts = list_checkpoints(run_dir)
+    if cfg.use_vllm:  # say it now, not after the first stage has trained
+        from gad.generation import require_vllm
+
+        require_vllm()
 
     try:
-        examples = load_examples(cfg.data, cfg.teacher_responses, require_response=True, limit=cfg.max_examples)
+        examples = load_examples(cfg.data, cfg.teacher_responses, require_response=True,
+                                 skip_missing=cfg.skip_missing_responses, limit=cfg.max_examples)
     except FileNotFoundError as err:
         raise DataError(cfg.data, str(err)) from None
     # Before anything in the folder is touched: a resume must see the inputs and settings it started with.
@@ -366,6 +371,9 @@ def _build_stage(cfg, stage, data, tokenizer, info, run_dir, offset, start_ckpt,
                 break
         disc_model = load_discriminator(str(disc_dir) if disc_dir else cfg.student, cfg, info.pad_id,
                                         fresh_head_seed=None if disc_dir else cfg.seed)
+        if cfg.gradient_checkpointing:
+            disc_model.config.use_cache = False
+            disc_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         # The trainer moves the student to this process's accelerator later; D goes there now.
         disc_model.to(process_device())
         disc = Discriminator(disc_model, info, lr=cfg.disc_lr, weight_decay=cfg.weight_decay,
@@ -388,8 +396,8 @@ def _build_stage(cfg, stage, data, tokenizer, info, run_dir, offset, start_ckpt,
             **common, per_device_train_batch_size=per_device_prompts * cfg.group_size,
             num_generations=cfg.group_size, max_completion_length=cfg.max_new_tokens,
             temperature=cfg.temperature, top_p=cfg.top_p, beta=cfg.kl_coef, epsilon=cfg.clip_range,
-            scale_rewards="group", use_vllm=cfg.use_vllm, remove_unused_columns=False,
-            gradient_checkpointing=False)
+            scale_rewards="group", remove_unused_columns=False, gradient_checkpointing=cfg.gradient_checkpointing,
+            **_vllm_grpo_args(cfg))
         return AdversarialTrainer(model=student, args=args, train_dataset=Dataset.from_list(rows),
                                   processing_class=tokenizer, peft_config=peft, ctx=ctx,
                                   prompt_lookup={d.prompt_text: d.prompt_ids for d in data})
@@ -398,12 +406,38 @@ def _build_stage(cfg, stage, data, tokenizer, info, run_dir, offset, start_ckpt,
              "completion_mask": [0] * len(d.prompt_ids) + [1] * len(d.teacher_ids)} for d in data]
     args = SFTConfig(**common, per_device_train_batch_size=_per_device(cfg, cfg.batch_size),
                      max_length=cfg.max_prompt_length + cfg.max_new_tokens + 1, completion_only_loss=True,
-                     packing=False, gradient_checkpointing=False, dataset_num_proc=None)
+                     packing=False, gradient_checkpointing=cfg.gradient_checkpointing, dataset_num_proc=None)
     kwargs = dict(model=student, args=args, train_dataset=Dataset.from_list(rows),
                   processing_class=tokenizer, peft_config=peft, ctx=ctx)
     sampling = dict(n=cfg.group_size, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                     top_p=cfg.top_p)
+    vllm = _vllm_sampler_args(cfg)
     if disc is None and stage.train_generator:
-        return SeqKDTrainer(**kwargs, sampling=sampling)
+        return SeqKDTrainer(**kwargs, sampling=sampling, vllm=vllm)
     return WarmupTrainer(**kwargs, train_generator=stage.train_generator,
-                         disc_only_steps=stage.disc_only_steps, sampling=sampling)
+                         disc_only_steps=stage.disc_only_steps, sampling=sampling, vllm=vllm)
+
+
+def _vllm_grpo_args(cfg: RunConfig) -> dict:
+    """TRL's GRPO settings for vLLM rollouts (colocated, or a `trl vllm-serve` server)."""
+    if not cfg.use_vllm:
+        return {"use_vllm": False}
+    from gad.generation import require_vllm
+
+    require_vllm()
+    args = {"use_vllm": True, "vllm_mode": cfg.vllm_mode,
+            "vllm_max_model_length": cfg.max_prompt_length + cfg.max_new_tokens + 1}
+    if cfg.vllm_mode == "server":
+        args["vllm_server_base_url"] = cfg.vllm_server_url
+    else:
+        args["vllm_gpu_memory_utilization"] = cfg.vllm_gpu_memory_utilization
+    return args
+
+
+def _vllm_sampler_args(cfg: RunConfig) -> dict | None:
+    """The same engine settings for the supervised stages' samples (None: transformers)."""
+    if not cfg.use_vllm:
+        return None
+    return {"mode": cfg.vllm_mode, "server_url": cfg.vllm_server_url,
+            "gpu_memory_utilization": cfg.vllm_gpu_memory_utilization,
+            "max_model_length": cfg.max_prompt_length + cfg.max_new_tokens + 1}

@@ -49,12 +49,33 @@ def _clean(value: Any) -> Any:
 
 
 class JsonlProgress(Progress):
-    """Appends one JSON object per step / sample; `truncate_after` drops records past a checkpoint."""
+    """Appends one JSON object per step / sample; `truncate_after` drops records past a checkpoint.
+
+    Stage starts, checkpoints and messages go to events.jsonl (rank 0 only), so a supervisor in
+    another process (the studio's worker, when a run is a group of processes) can follow a run from
+    its files alone."""
 
     def __init__(self, run_dir: str | Path):
+        import os
+
         self.run_dir = Path(run_dir)
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.samples_path = self.run_dir / "samples.jsonl"
+        self.events_path = self.run_dir / "events.jsonl"
+        self.main = int(os.environ.get("RANK", "0")) == 0
+
+    def stage_started(self, stage: str, first_step: int, last_step: int, total_steps: int) -> None:
+        if self.main:
+            self._append(self.events_path, {"event": "stage", "stage": stage, "first_step": first_step,
+                                            "last_step": last_step, "total_steps": total_steps})
+
+    def checkpoint(self, step: int, path: str) -> None:
+        if self.main:
+            self._append(self.events_path, {"event": "checkpoint", "step": step, "path": str(path)})
+
+    def message(self, text: str) -> None:
+        if self.main:
+            self._append(self.events_path, {"event": "message", "text": text})
 
     def _append(self, path: Path, record: dict[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,6 +104,21 @@ class JsonlProgress(Progress):
             tmp = path.with_suffix(".tmp")
             tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
             tmp.replace(path)
+
+
+STOP_FILE = "STOP"
+
+
+class StopFile(Progress):
+    """Stop when the run folder holds a file named STOP: how a supervisor in another process (the
+    studio's worker) cancels a run that is a group of processes. Rank 0 decides; the trainers
+    broadcast the decision, so every rank stops after the same step and a checkpoint is kept."""
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / STOP_FILE
+
+    def should_stop(self) -> bool:
+        return self.path.exists()
 
 
 class BarProgress(Progress):

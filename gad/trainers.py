@@ -36,7 +36,6 @@ from trl import GRPOTrainer, SFTTrainer
 from trl.trainer.utils import RepeatSampler
 
 from gad.discriminator import Discriminator, Group
-from gad.generation import sample_responses
 from gad.modeling import TokenInfo, split_response
 from gad.optim import keep_settings
 from gad.progress import Progress
@@ -201,14 +200,30 @@ class StageMixin:
 # ----------------------------------------------------------------------------------------------
 # Supervised stages: GAD warmup, SeqKD, offpolicy discriminator training
 # ----------------------------------------------------------------------------------------------
-class WarmupTrainer(StageMixin, SFTTrainer):
+class SamplingMixin:
+    """Where a supervised stage's student samples come from: transformers on the live model, or vLLM
+    (TRL's engine, weights synced after each optimizer step) when the run sets use_vllm."""
+
+    def _init_sampling(self, sampling: dict | None, vllm: dict | None) -> None:
+        self.sampling, self._vllm_options, self._sampler = sampling or {}, vllm, None
+
+    def sample(self, prompts: list[list[int]], **overrides):
+        if self._sampler is None:
+            from gad.generation import TransformersSampler, VllmSampler
+
+            self._sampler = VllmSampler(self, self.ctx.info, **self.sampling, **self._vllm_options) \
+                if self._vllm_options is not None else TransformersSampler(self.ctx.info, **self.sampling)
+        return self._sampler(self.accelerator.unwrap_model(self.model), prompts, **overrides)
+
+
+class WarmupTrainer(SamplingMixin, StageMixin, SFTTrainer):
     def __init__(self, *args, ctx: StageContext, train_generator: bool = True, disc_only_steps: int = 0,
-                 sampling: dict | None = None, **kwargs):
+                 sampling: dict | None = None, vllm: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._init_stage(ctx)
         self.train_generator = train_generator
         self.disc_only_steps = disc_only_steps
-        self.sampling = sampling or {}
+        self._init_sampling(sampling, vllm)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         model.train()  # metrics are filed under the mode the model is in
@@ -223,8 +238,7 @@ class WarmupTrainer(StageMixin, SFTTrainer):
     def _discriminator_step(self, inputs) -> None:
         """Fresh student samples for this batch's prompts, then one Bradley-Terry step."""
         prompt_ids, teacher_ids = self._split_batch(inputs)
-        model = self.accelerator.unwrap_model(self.model)
-        students = sample_responses(model, prompt_ids, info=self.ctx.info, **self.sampling)
+        students = self.sample(prompt_ids)
         groups = self._teacher_groups(prompt_ids, teacher_ids, students)
         scores, metrics = self.ctx.discriminator.step(groups, update=self.ctx.update_discriminator)
         for k, v in metrics.items():
@@ -235,17 +249,17 @@ class WarmupTrainer(StageMixin, SFTTrainer):
         self._write_sample(groups, scores)
 
 
-class SeqKDTrainer(StageMixin, SFTTrainer):
+class SeqKDTrainer(SamplingMixin, StageMixin, SFTTrainer):
     """Plain supervised fine-tuning on teacher responses, with the stage plumbing.
 
     Every `sample_every` steps it also samples the group for one prompt of the batch, so a user
     can watch what the student writes (no discriminator: scores and advantages are null).
     """
 
-    def __init__(self, *args, ctx: StageContext, sampling: dict | None = None, **kwargs):
+    def __init__(self, *args, ctx: StageContext, sampling: dict | None = None, vllm: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._init_stage(ctx)
-        self.sampling = sampling or {}
+        self._init_sampling(sampling, vllm)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         labels = inputs["labels"]
@@ -253,8 +267,7 @@ class SeqKDTrainer(StageMixin, SFTTrainer):
         if self.sampling and self.accelerator.is_main_process and self._sample_due():
             prompts, teachers = self._split_batch({k: inputs[k][:1] for k in ("input_ids", "attention_mask", "labels")})
             prompt, teacher = prompts[0], teachers[0]
-            students = sample_responses(self.accelerator.unwrap_model(self.model), [prompt], info=self.ctx.info,
-                                        **self.sampling)
+            students = self.sample([prompt])
             self._write_sample(self._teacher_groups([prompt], [teacher], students), [])
         return super().training_step(model, inputs, num_items_in_batch)
 

@@ -259,3 +259,14 @@ def test_a_warmup_of_one_epoch_no_longer_than_disc_only_steps_is_refused_before_
         run(small(tiny_model, pairs_file, tmp_path / "run", warmup_steps=None, disc_only_steps=10))
     assert not list_checkpoints(tmp_path / "run")
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_gradient_checkpointing_trains_the_same_weights(tiny_model, pairs_file, tmp_path):
+    """Recomputing activations saves memory, not learning: both models end bit-for-bit (close) equal."""
+    plain = run(small(tiny_model, pairs_file, tmp_path / "plain", warmup_steps=2, steps=2))
+    ckpt = run(small(tiny_model, pairs_file, tmp_path / "ckpt", warmup_steps=2, steps=2, gradient_checkpointing=True))
+    assert plain.status == ckpt.status == "succeeded"
+    for sub in ("student", "discriminator"):
+        a, b = weights(plain.final_checkpoint / sub), weights(ckpt.final_checkpoint / sub)
+        assert a.keys() == b.keys()
+        assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), sub

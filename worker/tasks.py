@@ -19,6 +19,7 @@ from app.services import jobs as job_service
 from app.services import runs as run_service
 from app.services.progress import DbProgress, Heartbeat, RunLog
 from worker.celery_app import studio
+from worker.group_run import run_group
 
 
 def worker_name() -> str:
@@ -57,14 +58,21 @@ def train_run(self, run_id: int, studio_id: str | None = None) -> str:
             run_service.forget_after(s, run_id, done[-1][0] if done else 0)
         if done:
             log.write(f"resuming from checkpoint step {done[-1][0]}")
+        progress = DbProgress(ctx.sessions, run_id, claim, log=log)
+        processes = ctx.settings.run_processes()
         with Heartbeat(ctx.sessions, run_id, claim, ctx.settings.heartbeat_seconds):
-            result = run_pipeline(cfg, DbProgress(ctx.sessions, run_id, claim, log=log))
+            if processes > 1:  # a group of processes (accelerate launch), followed through the run folder
+                status = run_group(cfg, progress, log, processes=processes, strategy=ctx.settings.launch_strategy,
+                                   cpu=ctx.settings.launch_cpu, after_step=done[-1][0] if done else 0)
+            else:
+                result = run_pipeline(cfg, progress)
+                status = result.status
+                for w in result.warnings:
+                    log.write(f"warning: {w}")
         with ctx.sessions() as s:
-            run_service.finish_run(s, run_id, claim, RunStatus(result.status))
-        for w in result.warnings:
-            log.write(f"warning: {w}")
-        log.write(f"{result.status}: {result.global_step}/{result.total_steps} steps")
-        return result.status
+            run_service.finish_run(s, run_id, claim, RunStatus(status))
+        log.write(f"{status}")
+        return status
     except Exception as err:
         log.write(f"failed: {type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}")
         with ctx.sessions() as s:

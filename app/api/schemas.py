@@ -313,6 +313,7 @@ class EvaluationCreate(BaseModel):
     greedy: bool = False
     both_orders: bool = Field(False, description="Judge each pair in both presentation orders (position bias).")
     teacher: str | None = Field(None, description="Name of the model whose responses are the teacher's.")
+    use_vllm: bool = Field(False, description="Generate with vLLM (a GPU worker with the vllm extra).")
 
 
 class EvaluationRow(BaseModel):

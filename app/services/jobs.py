@@ -71,7 +71,7 @@ def create_collect_job(session: Session, *, dataset_id: int, endpoint_id: int, r
 
 def create_evaluation_job(session: Session, *, models: list[dict], sets: list[str], judge_endpoint_id: int,
                           limit: int | None = None, max_new_tokens: int = 1536, greedy: bool = False,
-                          both_orders: bool = False, teacher: str | None = None,
+                          both_orders: bool = False, teacher: str | None = None, use_vllm: bool = False,
                           user_id: int | None = None) -> Job:
     """models: [{name, checkpoint_id | path | responses}]; sets: built-in names or 'dataset:<id>'."""
     get_endpoint(session, judge_endpoint_id)
@@ -99,7 +99,8 @@ def create_evaluation_job(session: Session, *, models: list[dict], sets: list[st
         raise InvalidInput(f"teacher {teacher!r} is not one of the models", field="teacher")
     return create_job(session, JobKind.evaluate, {
         "models": models, "sets": sets, "judge_endpoint_id": judge_endpoint_id, "limit": limit,
-        "max_new_tokens": max_new_tokens, "greedy": greedy, "both_orders": both_orders, "teacher": teacher}, user_id)
+        "max_new_tokens": max_new_tokens, "greedy": greedy, "both_orders": both_orders, "teacher": teacher,
+        "use_vllm": use_vllm}, user_id)
 
 
 def claim_job(session: Session, job_id: int, worker: str, stale_after: float) -> str | None:
@@ -269,7 +270,8 @@ def run_evaluation(ctx, job_id: int, claim: str) -> dict:
     table = evaluate(specs, sets, judge, out, limit=params.get("limit"),
                      max_new_tokens=params.get("max_new_tokens", 1536), greedy=params.get("greedy", False),
                      both_orders=params.get("both_orders", False), teacher=params.get("teacher"),
-                     cache=DbResponseStore(ctx.sessions, params["judge_endpoint_id"]), say=lambda text: None)
+                     cache=DbResponseStore(ctx.sessions, params["judge_endpoint_id"]), say=lambda text: None,
+                     use_vllm=params.get("use_vllm", False))
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines() if line.strip()]
     with session_scope(ctx.sessions) as s:
         for row in table["rows"]:

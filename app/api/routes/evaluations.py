@@ -27,7 +27,8 @@ def create(body: EvaluationCreate, ctx: Ctx, user: Researcher, session: DB) -> J
     job = job_service.create_evaluation_job(
         session, models=[m.model_dump(exclude_none=True) for m in body.models], sets=body.sets,
         judge_endpoint_id=body.judge_endpoint_id, limit=body.limit, max_new_tokens=body.max_new_tokens,
-        greedy=body.greedy, both_orders=body.both_orders, teacher=body.teacher, user_id=user.id)
+        greedy=body.greedy, both_orders=body.both_orders, teacher=body.teacher, use_vllm=body.use_vllm,
+        user_id=user.id)
     session.commit()
     ctx.enqueue(JobKind.evaluate, job.id)
     return JobOut(**job_service.job_view(job))

@@ -1,0 +1,124 @@
+"""A run as a group of processes (several GPUs, or several CPU processes in tests), supervised by the
+worker that claimed it.
+
+The group is `accelerate launch ... -m gad.cli train --config launch.yaml` in its own process group.
+It knows nothing of the database: it writes metrics.jsonl, samples.jsonl and events.jsonl (stage
+starts, checkpoints, messages) into the run folder, and stops after its current step, keeping a
+checkpoint, when the folder holds a file named STOP. This supervisor follows those files into the
+database (the same DbProgress the in-process path uses), keeps the heartbeat, and turns a cancel
+or a lost claim into the STOP file. Resume is the in-process story: the group resumes from the
+newest checkpoint, and records at or before the supervisor's last step are not sent twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+
+POLL_SECONDS = 0.5
+STOP_GRACE_SECONDS = 600  # a cancelled group finishes its step and saves; then it is killed
+
+
+class Tail:
+    """New complete JSON lines of a file that only grows, or is rewritten shorter on a resume."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset = path, 0
+
+    def __init__(self, path: Path, floor: int = -1):
+        self.path, self.offset = path, 0
+        self.floor = floor      # records at or before this step were forwarded already (or precede the resume)
+        self.newest = floor
+
+    def read(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        if self.path.stat().st_size < self.offset:  # rewritten shorter by the group's resume: read it again
+            self.offset, self.floor = 0, self.newest
+        with self.path.open("rb") as fh:
+            fh.seek(self.offset)
+            chunk = fh.read()
+        end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next poll
+        self.offset += end
+        records = [json.loads(line) for line in chunk[:end].splitlines() if line.strip()]
+        fresh = [r for r in records if r.get("step", self.floor + 1) > self.floor]
+        self.newest = max([self.newest] + [r["step"] for r in fresh if "step" in r])
+        return fresh
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_group(cfg, progress, log, *, processes: int, strategy: str, cpu: bool, after_step: int) -> str:
+    """Train `cfg` as `processes` processes; returns the run's final status (succeeded | cancelled | failed)."""
+    from gad.launch import launch_command
+    from gad.progress import STOP_FILE
+
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / STOP_FILE).unlink(missing_ok=True)
+    (out / "result.json").unlink(missing_ok=True)
+    config_path = out / "launch.yaml"
+    config_path.write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    launch = launch_command(config_path, strategy=strategy, num_processes=processes, main_process_port=free_port(),
+                            cpu=cpu)
+    log.write(f"launching {processes} processes ({strategy}{', cpu' if cpu else ''}): {launch.shell()}")
+    with open(out / "group.log", "ab") as group_log:
+        proc = subprocess.Popen(launch.argv, env={**os.environ, **launch.env}, start_new_session=True,
+                                stdout=group_log, stderr=subprocess.STDOUT)
+    # Records up to the checkpoint the group resumes from are in the database already.
+    files = {"events": Tail(out / "events.jsonl"), "metrics": Tail(out / "metrics.jsonl", after_step),
+             "samples": Tail(out / "samples.jsonl", after_step)}
+    (out / "events.jsonl").unlink(missing_ok=True)  # events of earlier attempts are history
+    stop_sent = None
+    try:
+        while True:
+            running = proc.poll() is None
+            _forward(files, progress)
+            if not running:
+                break
+            if stop_sent is None and progress.should_stop():
+                (out / STOP_FILE).touch()
+                stop_sent = time.monotonic()
+                log.write("stop requested: the group stops after its current step and keeps a checkpoint")
+            elif stop_sent is not None and time.monotonic() - stop_sent > STOP_GRACE_SECONDS:
+                os.killpg(proc.pid, signal.SIGKILL)
+            time.sleep(POLL_SECONDS)
+    finally:
+        if proc.poll() is None:  # the worker itself is going down: take the group with it
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+    result = out / "result.json"
+    if result.is_file():  # written by this attempt (removed before the launch): succeeded or cancelled
+        return json.loads(result.read_text())["status"]
+    tail = (out / "group.log").read_text(errors="replace").splitlines()[-20:]
+    raise GroupFailed(f"the training processes exited with code {proc.returncode}; last lines of group.log:\n"
+                      + "\n".join(tail))
+
+
+def _forward(files: dict[str, Tail], progress) -> None:
+    for event in files["events"].read():
+        if event["event"] == "stage":
+            progress.stage_started(event["stage"], event["first_step"], event["last_step"], event["total_steps"])
+        elif event["event"] == "checkpoint":
+            progress.checkpoint(event["step"], event["path"])
+        elif event["event"] == "message":
+            progress.message(event["text"])
+    for record in files["metrics"].read():
+        progress.metrics(record)
+    for record in files["samples"].read():
+        progress.sample(record)
+
+
+class GroupFailed(RuntimeError):
+    """The training processes died (the message carries the end of their log)."""
