@@ -183,8 +183,7 @@ def _print_summary(r: dict) -> None:
     print(f"  folder: {r['output_dir']}")
 
 
-FORK_HELP = ("New run from run ID's checkpoint with edited settings; prints its id. The fork starts from the "
-             "checkpoint's weights; its own settings (learning rates, schedule, method, steps) take effect.")
+FORK_HELP = "New run from run ID's checkpoint with edited settings; prints its id."
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,7 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "show":
             a.add_argument("--json", action="store_true", help="Print the whole record as JSON.")
         a.set_defaults(func=cmd_runs)
-    f = rsub.add_parser("fork", help=FORK_HELP, description=FORK_HELP)
+    from gad.fork import FORK_HELP as WHAT_CARRIES_OVER
+
+    f = rsub.add_parser("fork", help=FORK_HELP, description=WHAT_CARRIES_OVER,
+                        formatter_class=_RawDescription)
     f.add_argument("id", type=int, help="Parent run id.")
     f.add_argument("--step", type=int, default=None, help="Checkpoint step (default: the newest).")
     f.add_argument("--name", default=None, help="A name for the fork.")
@@ -260,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(func=cmd_runs)
     rsub.add_parser("list", help="The 50 newest runs.").set_defaults(func=cmd_runs)
     return parser
+
+
+class _RawDescription(argparse.RawDescriptionHelpFormatter):
+    """Keeps the fork's explanation laid out as written (its lists and paragraphs)."""
 
 
 def _drop_output(parser: argparse.ArgumentParser) -> None:

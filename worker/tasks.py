@@ -42,7 +42,7 @@ def train_run(self, run_id: int, studio_id: str | None = None) -> str:
     ctx = studio(self.app)
     if not _ours(ctx, studio_id, f"run {run_id}"):
         return "foreign"
-    with ctx.sessions() as s:
+    with session_scope(ctx.sessions) as s:
         claim = run_service.claim_run(s, run_id, worker_name(), ctx.settings.heartbeat_timeout)
     if claim is None:
         return "skipped"  # duplicate delivery, already running elsewhere, finished or cancelled
@@ -54,7 +54,7 @@ def train_run(self, run_id: int, studio_id: str | None = None) -> str:
         with ctx.sessions() as s:
             cfg = build_config(s.get(Run, run_id).config, source=f"run {run_id}")
         done = list_checkpoints(cfg.output_dir)
-        with ctx.sessions() as s:
+        with session_scope(ctx.sessions) as s:
             run_service.forget_after(s, run_id, done[-1][0] if done else 0)
         if done:
             log.write(f"resuming from checkpoint step {done[-1][0]}")
@@ -69,13 +69,13 @@ def train_run(self, run_id: int, studio_id: str | None = None) -> str:
                 status = result.status
                 for w in result.warnings:
                     log.write(f"warning: {w}")
-        with ctx.sessions() as s:
+        with session_scope(ctx.sessions) as s:
             run_service.finish_run(s, run_id, claim, RunStatus(status))
         log.write(f"{status}")
         return status
     except Exception as err:
         log.write(f"failed: {type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}")
-        with ctx.sessions() as s:
+        with session_scope(ctx.sessions) as s:
             run_service.finish_run(s, run_id, claim, RunStatus.failed, f"{type(err).__name__}: {err}")
         raise
     finally:
@@ -103,7 +103,7 @@ def _job(task, job_id: int, studio_id: str | None, body) -> str:
     ctx = studio(task.app)
     if not _ours(ctx, studio_id, f"job {job_id}"):
         return "foreign"
-    with ctx.sessions() as s:
+    with session_scope(ctx.sessions) as s:
         claim = job_service.claim_job(s, job_id, worker_name(), ctx.settings.heartbeat_timeout)
     if claim is None:
         return "skipped"

@@ -40,7 +40,8 @@ def reconcile_now_and_then(ctx: StudioContext, session: Session) -> None:
     last = getattr(ctx, "_last_reconcile", 0.0)
     if now - last >= ctx.settings.heartbeat_timeout / 2:
         ctx._last_reconcile = now
-        reconcile(session, ctx.settings.heartbeat_timeout)
+        if reconcile(session, ctx.settings.heartbeat_timeout):
+            session.commit()
 
 
 def get_session(ctx: Ctx) -> Iterator[Session]:

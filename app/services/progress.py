@@ -116,7 +116,7 @@ class Heartbeat:
 
     def _loop(self):
         while not self._stop.wait(self.interval):
-            with self.sessions() as s:
+            with session_scope(self.sessions) as s:
                 if not run_service.heartbeat(s, self.run_id, self.claim):
                     return  # the run finished or was taken over
 

@@ -94,7 +94,6 @@ def heartbeat(session: Session, run_id: int, claim: str) -> bool:
     """True while this attempt still holds the run (a resumed run belongs to the new attempt)."""
     res = session.execute(update(Run).where(Run.id == run_id, Run.claim == claim, Run.status == RunStatus.running)
                           .values(heartbeat_at=utcnow()).execution_options(synchronize_session=False))
-    session.commit()
     return res.rowcount == 1
 
 
@@ -102,7 +101,6 @@ def finish_run(session: Session, run_id: int, claim: str, status: RunStatus, err
     res = session.execute(update(Run).where(Run.id == run_id, Run.claim == claim, Run.status == RunStatus.running)
                           .values(status=status, error=error, finished_at=utcnow(), eta_seconds=None)
                           .execution_options(synchronize_session=False))
-    session.commit()
     return res.rowcount == 1
 
 
@@ -179,7 +177,6 @@ def reconcile(session: Session, heartbeat_timeout: float) -> list[int]:
                         .values(status=RunStatus.interrupted, eta_seconds=None,
                                 error="worker stopped sending heartbeats; resume to continue from the last checkpoint")
                         .execution_options(synchronize_session=False))
-        session.commit()
     return ids
 
 
@@ -187,7 +184,6 @@ def forget_after(session: Session, run_id: int, step: int) -> None:
     """Before a resume: drop what was logged after the checkpoint it resumes from."""
     for model in (RunMetric, RunStep, Sample, Checkpoint):
         session.execute(delete(model).where(model.run_id == run_id, model.step > step))
-    session.commit()
 
 
 def config_fields() -> set[str]:

@@ -214,11 +214,11 @@ def test_collect_job_caches_in_the_database(studio_ctx, tmp_path):
             ep = create_endpoint(s, studio_ctx.settings, name="dev", base_url=srv.base_url, model="dev", api_key="k-1")
             job1 = create_job(s, "collect", {"dataset_id": ds.id, "endpoint_id": ep.id}).id
             job2 = create_job(s, "collect", {"dataset_id": ds.id, "endpoint_id": ep.id}).id
-        with studio_ctx.sessions() as s:
+        with session_scope(studio_ctx.sessions) as s:
             claim = claim_job(s, job1, "test", 60)
         result = run_collect(studio_ctx, job1, claim)
         assert result["ok"] == 12 and len(srv.requests()) == 13          # one 429 retried
-        with studio_ctx.sessions() as s:
+        with session_scope(studio_ctx.sessions) as s:
             claim = claim_job(s, job2, "test", 60)
         assert run_collect(studio_ctx, job2, claim)["ledger"]["cached"] == 12
         assert len(srv.requests()) == 13                                 # nothing asked twice

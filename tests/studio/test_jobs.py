@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def _claim(ctx, job_id):
-    with ctx.sessions() as s:
+    with session_scope(ctx.sessions) as s:
         return claim_job(s, job_id, "test", 60)
 
 
