@@ -22,8 +22,22 @@ class StudioContext:
     producer: Producer = field(repr=False)
 
     def enqueue(self, kind: str, row_id: int) -> None:
-        """Send a task for a committed row (call after the commit, never inside the transaction)."""
-        self.producer.send(kind, row_id)
+        """Send a task for a committed row (call after the commit, never inside the transaction).
+
+        A broker that does not answer leaves the row queued and unsent: the workers' sweeper sends it
+        when the broker is back, and the caller learns it was saved but not yet sent."""
+        from kombu.exceptions import KombuError
+
+        from app.errors import BrokerUnavailable
+        from app.services.sending import mark_sent
+
+        try:
+            self.producer.send(kind, row_id)
+        except (KombuError, OSError) as err:
+            raise BrokerUnavailable(f"saved, but the job queue ({type(err).__name__}) did not answer: it will be "
+                                    f"sent when the queue is back (CELERY_BROKER_URL)") from None
+        with session_scope(self.sessions) as s:
+            mark_sent(s, kind, row_id)
 
     def close(self) -> None:
         self.producer.close()

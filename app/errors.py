@@ -5,6 +5,7 @@
     Forbidden     403  exit 5   the user's role does not allow it
     InvalidInput  422  exit 2   the input is wrong; the message says what and where
     Upstream      502  exit 6   an endpoint the studio relays to failed
+    BrokerUnavailable 503 exit 7 saved, but the job queue did not answer (re-sent later)
 
 gad's ConfigError and DataError are invalid input too (`as_studio_error` converts them), so a bad
 YAML key or a broken line of an upload reads the same in the API, the UI and the CLI.
@@ -55,6 +56,11 @@ class TooLarge(InvalidInput):
     http_status, title = 413, "too_large"
 
 
+class BrokerUnavailable(StudioError):
+    """The row is saved; the broker did not take the message (it is re-sent later)."""
+    http_status, exit_code, title = 503, 7, "queue_unavailable"
+
+
 class Upstream(StudioError):
     """A teacher/judge endpoint the studio relays to failed (its message never carries a key)."""
     http_status, exit_code, title = 502, 6, "upstream_error"
@@ -62,6 +68,7 @@ class Upstream(StudioError):
 
 def as_studio_error(err: BaseException) -> StudioError | None:
     """gad's own input errors, seen as the studio's; anything else is not a user error (None)."""
+    from gad.api_client import EndpointError
     from gad.config import ConfigError
     from gad.data import DataError
 
@@ -69,4 +76,6 @@ def as_studio_error(err: BaseException) -> StudioError | None:
         return err
     if isinstance(err, (ConfigError, DataError)):
         return InvalidInput(str(err), field=getattr(err, "field", None), where=getattr(err, "where", None))
+    if isinstance(err, EndpointError):  # no key on this server, key rejected, endpoint unreachable
+        return Upstream(str(err))
     return None

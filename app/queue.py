@@ -71,8 +71,10 @@ class Producer:
 
     def send(self, kind: str, row_id: int) -> None:
         task = TASKS[kind]
-        self.app.send_task(task.name, args=[row_id], kwargs={"studio_id": self.studio_id},
-                           queue=task.queue.value)
+        # A short retry: a request should not hang for long on a broker that is down.
+        self.app.send_task(task.name, args=[row_id], kwargs={"studio_id": self.studio_id}, queue=task.queue.value,
+                           retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5,
+                                                     "interval_max": 1.0})
 
     def close(self) -> None:
         if self._app is not None:

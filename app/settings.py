@@ -16,6 +16,7 @@
 | GAD_PROCESSES_PER_RUN | 0 | processes a GPU worker trains one run with (0: one per visible GPU; 1: in the worker) |
 | GAD_LAUNCH_STRATEGY | ddp | how a run spans processes: ddp, zero2, zero3, fsdp (configs/accelerate/) |
 | GAD_LAUNCH_CPU | false | run the group on CPU processes (tests, CI) |
+| GAD_COOKIE_SECURE | auto | mark the session cookie Secure: true behind a TLS proxy; auto: when the request is https |
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Settings(BaseSettings):
     processes_per_run: int = Field(0, alias="GAD_PROCESSES_PER_RUN", ge=0)
     launch_strategy: Literal["ddp", "zero2", "zero3", "fsdp"] = Field("ddp", alias="GAD_LAUNCH_STRATEGY")
     launch_cpu: bool = Field(False, alias="GAD_LAUNCH_CPU")
+    cookie_secure: Literal["auto", "true", "false"] = Field("auto", alias="GAD_COOKIE_SECURE")
 
     def run_processes(self) -> int:
         """How many processes one run trains with on this worker (1: in the worker process itself)."""
@@ -70,17 +72,31 @@ class Settings(BaseSettings):
         return self.data_dir / "runs"
 
     def fernet_key(self) -> bytes:
-        """The configured key, or one generated once into the data folder (mode 0600)."""
+        """The configured key, or one generated once into the data folder (mode 0600). Created with
+        O_EXCL: a web server and a worker starting together agree on one key."""
         if self.secret_key:
             return self.secret_key.encode()
+        cached = self.__dict__.get("_fernet_key")
+        if cached:
+            return cached
         path = self.data_dir / "secret.key"
         if not path.exists():
+            import os
+
             from cryptography.fernet import Fernet
 
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(Fernet.generate_key())
-            path.chmod(0o600)
-        return path.read_bytes().strip()
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # the other process won the race: read its key
+                pass
+            else:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(Fernet.generate_key())
+        key = path.read_bytes().strip()
+        if key:  # an empty file is the other process between create and write: read again next time
+            self.__dict__["_fernet_key"] = key
+        return key
 
 
 def get_settings(**overrides) -> Settings:

@@ -41,7 +41,7 @@ def start_worker(log_path, log_level: str = "INFO") -> subprocess.Popen:
                                 start_new_session=True, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
 
 
-def stop_worker(proc: subprocess.Popen) -> None:
+def stop_worker(proc: subprocess.Popen, runs_dir) -> None:
     if proc.poll() is not None:
         return
     os.killpg(proc.pid, signal.SIGTERM)   # Celery's warm shutdown: finish the step in flight
@@ -50,6 +50,11 @@ def stop_worker(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # the run resumes from its last checkpoint next time
         proc.wait()
+    for pid_file in runs_dir.glob("*/group.pid"):  # a multi-process run lives in a process group of its own
+        try:
+            os.killpg(int(pid_file.read_text().strip()), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
 
 
 def _watch(proc: subprocess.Popen, stopping: threading.Event) -> None:
@@ -100,7 +105,7 @@ def up(host: str = "127.0.0.1", port: int = 8000, *, demo: bool = True, worker: 
         stopping.set()
         if proc is not None:
             print("stopping the worker ...", flush=True)
-            stop_worker(proc)
+            stop_worker(proc, ctx.settings.runs_dir)
         ctx.close()
         print("stopped.", flush=True)
     return 0

@@ -8,8 +8,11 @@ CLI layers (app/) never import worker code.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import threading
+
+log = logging.getLogger("gad_studio.worker")
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -23,9 +26,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from app.context import make_context
     from app.db.session import session_scope
+    from app.errors import StudioError
+    from app.services.jobs import reconcile_jobs
     from app.services.runs import reconcile
+    from app.services.sending import unsent
     from gad.progress import quiet_libraries
     from worker.celery_app import make_celery
 
@@ -35,11 +43,22 @@ def main(argv: list[str] | None = None) -> int:
     app = make_celery(ctx.settings, ctx)
 
     def reconciler():
+        """Marks work of dead workers interrupted, and sends rows the broker missed. A database hiccup
+        is logged and the loop goes on: this thread dying would hide every later crash."""
         stop = threading.Event()
-        while not stop.wait(max(1.0, ctx.settings.heartbeat_timeout / 2)):
-            with session_scope(ctx.sessions) as s:
-                for run_id in reconcile(s, ctx.settings.heartbeat_timeout):
-                    print(f"run {run_id}: worker lost, marked interrupted", flush=True)
+        while not stop.wait(max(1.0, min(ctx.settings.heartbeat_timeout / 2, 10.0))):
+            try:
+                with session_scope(ctx.sessions) as s:
+                    for run_id in reconcile(s, ctx.settings.heartbeat_timeout):
+                        log.warning("run %s: worker lost, marked interrupted", run_id)
+                    for job_id in reconcile_jobs(s, ctx.settings.heartbeat_timeout):
+                        log.warning("job %s: worker lost, marked interrupted", job_id)
+                    missed = unsent(s)
+                for kind, row_id in missed:
+                    ctx.enqueue(kind, row_id)
+                    log.warning("%s %s: sent to the queue (the broker was down when it was created)", kind, row_id)
+            except (SQLAlchemyError, StudioError) as err:
+                log.warning("reconciler: %s: %s (trying again)", type(err).__name__, err)
 
     threading.Thread(target=reconciler, name="reconciler", daemon=True).start()
     argv = ["worker", "-Q", ns.queues, "--pool", ns.pool, "--concurrency", str(ns.concurrency),

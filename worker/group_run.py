@@ -29,9 +29,6 @@ STOP_GRACE_SECONDS = 600  # a cancelled group finishes its step and saves; then 
 class Tail:
     """New complete JSON lines of a file that only grows, or is rewritten shorter on a resume."""
 
-    def __init__(self, path: Path):
-        self.path, self.offset = path, 0
-
     def __init__(self, path: Path, floor: int = -1):
         self.path, self.offset = path, 0
         self.floor = floor      # records at or before this step were forwarded already (or precede the resume)
@@ -53,6 +50,22 @@ class Tail:
         return fresh
 
 
+GROUP_PID = "group.pid"  # the process group of a running launch, so a later attempt can end a leftover
+
+
+def kill_stale_group(out: Path) -> None:
+    """A worker killed outright (SIGKILL) cannot stop its group, which runs in a session of its own:
+    the next attempt on the run ends it first, so two groups never train one folder."""
+    pid_file = out / GROUP_PID
+    if not pid_file.is_file():
+        return
+    try:
+        os.killpg(int(pid_file.read_text().strip()), signal.SIGKILL)
+    except (ProcessLookupError, ValueError):  # long gone, or a torn file: nothing to stop
+        pass
+    pid_file.unlink(missing_ok=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -72,14 +85,16 @@ def run_group(cfg, progress, log, *, processes: int, strategy: str, cpu: bool, a
     config_path.write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     launch = launch_command(config_path, strategy=strategy, num_processes=processes, main_process_port=free_port(),
                             cpu=cpu)
+    kill_stale_group(out)
+    (out / "events.jsonl").unlink(missing_ok=True)  # events of earlier attempts are history
     log.write(f"launching {processes} processes ({strategy}{', cpu' if cpu else ''}): {launch.shell()}")
     with open(out / "group.log", "ab") as group_log:
         proc = subprocess.Popen(launch.argv, env={**os.environ, **launch.env}, start_new_session=True,
                                 stdout=group_log, stderr=subprocess.STDOUT)
+    (out / GROUP_PID).write_text(str(proc.pid))
     # Records up to the checkpoint the group resumes from are in the database already.
     files = {"events": Tail(out / "events.jsonl"), "metrics": Tail(out / "metrics.jsonl", after_step),
              "samples": Tail(out / "samples.jsonl", after_step)}
-    (out / "events.jsonl").unlink(missing_ok=True)  # events of earlier attempts are history
     stop_sent = None
     try:
         while True:
@@ -98,6 +113,7 @@ def run_group(cfg, progress, log, *, processes: int, strategy: str, cpu: bool, a
         if proc.poll() is None:  # the worker itself is going down: take the group with it
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=60)
+        (out / GROUP_PID).unlink(missing_ok=True)
     result = out / "result.json"
     if result.is_file():  # written by this attempt (removed before the launch): succeeded or cancelled
         return json.loads(result.read_text())["status"]

@@ -4,6 +4,7 @@ state. Errors propagate after the row is marked failed. Names and queues come fr
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import traceback
@@ -22,6 +23,9 @@ from worker.celery_app import studio
 from worker.group_run import run_group
 
 
+log = logging.getLogger("gad_studio.worker")
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -29,7 +33,7 @@ def worker_name() -> str:
 def _ours(ctx, studio_id: str | None, what: str) -> bool:
     """A message queued by another studio database (same broker) must not touch our rows."""
     if studio_id is not None and studio_id != ctx.studio_id:
-        print(f"dropping {what}: queued by studio {studio_id[:8]}, this worker serves {ctx.studio_id[:8]}", flush=True)
+        log.warning("dropping %s: queued by studio %s, this worker serves %s", what, studio_id[:8], ctx.studio_id[:8])
         return False
     return True
 

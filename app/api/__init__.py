@@ -46,6 +46,7 @@ class LruCache:
 
 def create_app(settings: Settings | None = None, *, context: StudioContext | None = None, ui: bool = True) -> FastAPI:
     from app.api import errors
+    from app.api.limits import BodyLimit
     from app.api.routes import (annotate, auth, datasets, endpoints, evaluations, health, jobs, runs, studies,
                                 users)
     from app.api.routes import v1
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, *, context: StudioContext | Non
     app.state.models = ModelCache(int(ctx.settings.serve_memory_mb * 2**20), ctx.settings.allow_remote_code)
     app.state.metrics_cache = LruCache(128)
     errors.install(app)
+    app.add_middleware(BodyLimit, upload_limit=int(ctx.settings.max_upload_mb * 2**20))
     for module in (health, auth, users, datasets, endpoints, jobs, runs, evaluations, studies, annotate):
         app.include_router(module.router)
     app.include_router(v1.router)

@@ -3,6 +3,7 @@ current user (bearer token or session cookie, CSRF-checked) and role checks thro
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated, Iterator
 
 from fastapi import Depends, Path, Query, Request
@@ -72,9 +73,10 @@ def user_from_request(request: Request, session: Session, ctx: StudioContext) ->
     if data is None:
         return None
     user = session.get(User, data["uid"])
-    if user is None or not user.active:
-        return None
-    if request.method in UNSAFE and request.headers.get(CSRF_HEADER) != data.get("csrf"):
+    if user is None or not user.active or data.get("epoch", 0) != user.session_epoch:
+        return None  # deactivated, logged out everywhere, or the password changed since
+    if request.method in UNSAFE and not hmac.compare_digest(request.headers.get(CSRF_HEADER, ""),
+                                                            str(data.get("csrf", ""))):
         raise Forbidden(f"missing or wrong {CSRF_HEADER} header: a request authenticated by the session cookie "
                         f"must echo the CSRF token it got at login")
     return user

@@ -8,6 +8,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import StudioError, as_studio_error
@@ -46,6 +47,14 @@ def install(app: FastAPI) -> None:
             return JSONResponse({"error": "invalid_input", "message": message, "field": "file"}, status_code=400)
         return JSONResponse({"error": "http_error", "message": message}, status_code=err.status_code,
                             headers=getattr(err, "headers", None))
+
+    @app.exception_handler(IntegrityError)
+    async def integrity(request: Request, err: IntegrityError):
+        # The database refused a write a service did not foresee (two requests racing for one name):
+        # a conflict for the client, and a line in the log for us.
+        log.warning("integrity error on %s %s: %s", request.method, request.url.path, err.orig)
+        return JSONResponse({"error": "conflict", "message": "the request conflicts with the current data (a "
+                             "duplicate name, or a row still in use); reload and try again"}, status_code=409)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, err: Exception):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from app.enums import JobKind, Role, RunStatus, Side, StudyStatus
 from gad.config import RunConfig
@@ -150,6 +150,17 @@ class EndpointCreate(BaseModel):
                                                                       "that holds the key on the workers.")
     params: dict[str, Any] = Field(default_factory=dict, description="Sampling, limits and prices: any field of "
                                                                      "gad.api_client.Endpoint but base_url/model.")
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from gad.api_client import ENDPOINT_PARAM_FIELDS
+
+        unknown = sorted(set(value) - set(ENDPOINT_PARAM_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown endpoint parameter(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(ENDPOINT_PARAM_FIELDS)}")
+        return value
 
 
 class EndpointOut(BaseModel):

@@ -34,10 +34,11 @@ def session_serializer(secret: bytes) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(key, salt="session")
 
 
-def make_session(secret: bytes, user_id: int) -> tuple[str, str]:
-    """(cookie value, csrf token)."""
+def make_session(secret: bytes, user_id: int, epoch: int = 0) -> tuple[str, str]:
+    """(cookie value, csrf token). `epoch` is the user's session epoch: bumping it (logout, a new
+    password) ends every cookie issued before."""
     csrf = secrets.token_urlsafe(24)
-    return session_serializer(secret).dumps({"uid": user_id, "csrf": csrf}), csrf
+    return session_serializer(secret).dumps({"uid": user_id, "epoch": epoch, "csrf": csrf}), csrf
 
 
 def read_session(secret: bytes, cookie: str | None) -> dict | None:

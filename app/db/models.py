@@ -65,6 +65,7 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)   # consecutive; slows the next try
     last_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)    # bumped: every session cookie dies
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -169,6 +170,7 @@ class Run(Base):
     worker: Mapped[str | None] = mapped_column(String(200))          # host:pid holding the run
     claim: Mapped[str | None] = mapped_column(String(64))            # the attempt that holds it
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)    # handed to the broker (NULL: not yet)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -235,6 +237,7 @@ class Job(Base):
     worker: Mapped[str | None] = mapped_column(String(200))
     claim: Mapped[str | None] = mapped_column(String(64))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)    # handed to the broker (NULL: not yet)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

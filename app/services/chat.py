@@ -10,6 +10,7 @@ first); requests to one model take turns on its lock, so a burst cannot overload
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import Checkpoint, Endpoint as EndpointRow, Run
-from app.errors import InvalidInput, NotFound
+from app.errors import InvalidInput, NotFound, StudioError
 from app.settings import Settings
 
 
@@ -52,11 +53,33 @@ def list_models(session: Session, settings: Settings) -> list[ModelEntry]:
     return list(out.values())
 
 
+CHECKPOINT_ID = re.compile(r"run-([0-9]{1,9})/step-([0-9]{1,9})")
+
+
 def find_model(session: Session, settings: Settings, model_id: str) -> ModelEntry:
-    for entry in list_models(session, settings):
-        if entry.id == model_id:
-            return entry
+    """One model by id: checkpoints and endpoints by a direct lookup, base models from the list."""
+    if m := CHECKPOINT_ID.fullmatch(model_id):
+        ck = session.scalar(select(Checkpoint).where(Checkpoint.run_id == int(m[1]), Checkpoint.step == int(m[2])))
+        if ck is not None:
+            return ModelEntry(model_id, "checkpoint", str(Path(ck.path) / "student"),
+                              created=int(ck.created_at.timestamp()))
+    elif model_id.startswith("endpoint/"):
+        row = session.scalar(select(EndpointRow).where(EndpointRow.name == model_id[9:]))
+        if row is not None:
+            return ModelEntry(model_id, "endpoint", endpoint_id=row.id, created=int(row.created_at.timestamp()))
+    else:
+        for entry in list_models(session, settings):
+            if entry.id == model_id and entry.kind == "base":
+                return entry
     raise NotFound(f"no model {model_id!r}; GET /v1/models lists them", field="model")
+
+
+class Busy(StudioError):
+    http_status, exit_code, title = 429, 8, "busy"
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ModelCache:
@@ -71,6 +94,14 @@ class ModelCache:
     def lock(self, path: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(path, threading.Lock())
+
+    def acquire(self, path: str, timeout: float) -> threading.Lock:
+        """The model's lock, waited for at most `timeout` seconds: requests to one model take turns, and
+        a burst is refused (429) instead of filling the server's thread pool with waiters."""
+        lock = self.lock(path)
+        if not lock.acquire(timeout=timeout):
+            raise Busy(f"model {path!r} is answering other requests; try again shortly", retry_after=5)
+        return lock
 
     def get(self, path: str):
         """The loaded model (loading it if needed). Call with `lock(path)` held."""

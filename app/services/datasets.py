@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import Dataset, Prompt
-from app.errors import InvalidInput, NotFound, TooLarge, as_studio_error
+from app.errors import Conflict, InvalidInput, NotFound, TooLarge, as_studio_error
 from gad.data import Example, load_examples, split_examples
 
 
@@ -107,7 +107,14 @@ def list_datasets(session: Session) -> list[Dataset]:
 
 
 def delete_dataset(session: Session, dataset_id: int) -> None:
-    session.delete(get_dataset(session, dataset_id))
+    from app.db.models import Study
+
+    ds = get_dataset(session, dataset_id)
+    used = session.scalar(select(func.count()).select_from(Study).where(Study.dataset_id == dataset_id))
+    if used:
+        raise Conflict(f"dataset {dataset_id} is the test set of {used} human-evaluation stud"
+                       f"{'y' if used == 1 else 'ies'}; delete those first")
+    session.delete(ds)
     session.flush()
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Endpoint as EndpointRow
 from app.errors import Conflict, InvalidInput, NotFound
-from app.security import decrypt_secret, encrypt_secret
+from app.security import KeyUnreadable, decrypt_secret, encrypt_secret
 from app.settings import Settings
 from gad.api_client import ENDPOINT_PARAM_FIELDS as PARAM_FIELDS  # sampling, limits, prices: gad's one list
 from gad.api_client import Endpoint
@@ -59,7 +59,14 @@ def get_endpoint(session: Session, endpoint_id: int) -> EndpointRow:
 
 
 def delete_endpoint(session: Session, endpoint_id: int) -> None:
-    session.delete(get_endpoint(session, endpoint_id))
+    """The endpoint goes; answers it gave stay in the cache (paid for, and keyed by content)."""
+    from sqlalchemy import update
+
+    from app.db.models import TeacherResponse
+
+    row = get_endpoint(session, endpoint_id)
+    session.execute(update(TeacherResponse).where(TeacherResponse.endpoint_id == endpoint_id).values(endpoint_id=None))
+    session.delete(row)
     session.flush()
 
 
@@ -89,15 +96,15 @@ def test_connection(row: EndpointRow, settings: Settings, timeout: float = 15.0)
 
     from gad.api_client import EndpointError
 
-    ep = to_gad(row, settings)
     t0 = time.monotonic()
     try:
+        ep = to_gad(row, settings)
         client = openai.OpenAI(base_url=ep.base_url, api_key=ep.api_key(), timeout=timeout, max_retries=0)
         reply = client.chat.completions.create(model=ep.model, max_tokens=8,
                                                messages=[{"role": "user", "content": "Say OK."}])
         answer = (reply.choices[0].message.content or "") if reply.choices else ""
         return {"ok": True, "latency_ms": round(1000 * (time.monotonic() - t0), 1), "answer": answer[:200]}
-    except EndpointError as err:
+    except (EndpointError, KeyUnreadable) as err:
         return {"ok": False, "latency_ms": None, "error": str(err)}
     except openai.APIStatusError as err:
         return {"ok": False, "latency_ms": round(1000 * (time.monotonic() - t0), 1),

@@ -17,8 +17,17 @@ def _looks_like_path(value: str) -> bool:
     return value.startswith((".", "/", "~")) or value.count("/") != 1 or "\\" in value
 
 
+def _path(value: str, field: str) -> Path:
+    if "\x00" in value:
+        raise InvalidInput(f"{field}: a path cannot hold a NUL character", field=field)
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # ~user of a user this machine does not know
+        raise InvalidInput(f"{field}: {value!r} names a home folder this machine does not have", field=field) from None
+
+
 def resolve_file(value: str, field: str) -> str:
-    path = Path(value).expanduser()
+    path = _path(value, field)
     if not path.is_file():
         raise InvalidInput(f"{field}: no file at {path.resolve()}", field=field)
     return str(path.resolve())
@@ -26,7 +35,7 @@ def resolve_file(value: str, field: str) -> str:
 
 def resolve_model(value: str, field: str = "student") -> str:
     """A local model folder (made absolute) or a hub id `org/name` (kept as it is)."""
-    path = Path(value).expanduser()
+    path = _path(value, field)
     if path.exists():
         if not path.is_dir() or not (path / "config.json").is_file():
             raise InvalidInput(f"{field}: {path.resolve()} is not a model folder (no config.json)", field=field)

@@ -8,6 +8,8 @@ it runs, so the API and the dashboard show it live and a closed browser loses no
 from __future__ import annotations
 
 import json
+import logging
+import re
 import threading
 import time
 from collections import Counter
@@ -25,6 +27,7 @@ from app.services.datasets import dataset_examples, get_dataset
 from app.services.endpoints import get_endpoint, to_gad
 
 BUILTIN_SETS = ("vicuna", "selfinst", "dolly", "lmsys")
+log = logging.getLogger("gad_studio.jobs")
 
 
 def create_job(session: Session, kind: JobKind, params: dict, user_id: int | None = None) -> Job:
@@ -91,7 +94,7 @@ def create_evaluation_job(session: Session, *, models: list[dict], sets: list[st
     for s in sets:
         if s in BUILTIN_SETS:
             continue
-        if s.startswith("dataset:") and s[8:].isdigit():
+        if re.fullmatch(r"dataset:[0-9]{1,9}", s):
             get_dataset(session, int(s[8:]))
             continue
         raise InvalidInput(f"unknown set {s!r}: one of {', '.join(BUILTIN_SETS)} or dataset:<id>", field="sets")
@@ -115,12 +118,42 @@ def finish_job(session: Session, job_id: int, claim: str, status: RunStatus, res
 
 
 def cancel_job(session: Session, job_id: int) -> Job:
+    """A queued or interrupted job is cancelled at once (a running one finishes: jobs have no steps)."""
     job = get_job(session, job_id)
-    if job.status != RunStatus.queued:
-        raise Conflict(f"job {job_id} is {job.status}; only queued jobs can be cancelled")
-    job.status, job.finished_at = RunStatus.cancelled, utcnow()
-    session.flush()
+    res = session.execute(update(Job).where(Job.id == job_id, Job.status.in_([RunStatus.queued,
+                                                                              RunStatus.interrupted]))
+                          .values(status=RunStatus.cancelled, finished_at=utcnow())
+                          .execution_options(synchronize_session=False))
+    if res.rowcount != 1:  # conditional: a worker may have claimed it a moment ago
+        raise Conflict(f"job {job_id} is {job.status}; only queued or interrupted jobs can be cancelled")
+    session.refresh(job)
     return job
+
+
+def retry_job(session: Session, job_id: int) -> Job:
+    """Queue a failed, interrupted or cancelled job again (answers already paid for come from the cache)."""
+    job = get_job(session, job_id)
+    res = session.execute(update(Job).where(Job.id == job_id, Job.status.in_(list(RunStatus.resumable())))
+                          .values(status=RunStatus.queued, error=None, finished_at=None, sent_at=None, claim=None)
+                          .execution_options(synchronize_session=False))
+    if res.rowcount != 1:
+        raise Conflict(f"job {job_id} is {job.status}; only failed, interrupted or cancelled jobs can be retried")
+    session.refresh(job)
+    return job
+
+
+def reconcile_jobs(session: Session, heartbeat_timeout: float) -> list[int]:
+    """Mark running jobs whose worker went silent as interrupted (retry_job queues them again)."""
+    from datetime import timedelta
+
+    stale = (Job.status == RunStatus.running) & (Job.heartbeat_at < utcnow() - timedelta(seconds=heartbeat_timeout))
+    ids = list(session.scalars(select(Job.id).where(stale)))
+    if ids:
+        session.execute(update(Job).where(Job.id.in_(ids), stale)
+                        .values(status=RunStatus.interrupted, eta_seconds=None,
+                                error="worker stopped sending heartbeats; retry to continue (answers are cached)")
+                        .execution_options(synchronize_session=False))
+    return ids
 
 
 class JobHeartbeat:
@@ -132,10 +165,15 @@ class JobHeartbeat:
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat-job-{job_id}", daemon=True)
 
     def _loop(self):
+        from sqlalchemy.exc import OperationalError
+
         while not self._stop.wait(self.interval):
-            with session_scope(self.sessions) as s:
-                s.execute(update(Job).where(Job.id == self.job_id, Job.claim == self.claim)
-                          .values(heartbeat_at=utcnow()))
+            try:
+                with session_scope(self.sessions) as s:
+                    s.execute(update(Job).where(Job.id == self.job_id, Job.claim == self.claim)
+                              .values(heartbeat_at=utcnow()))
+            except OperationalError as err:  # a locked or restarting database: the next beat may pass
+                log.warning("job %s heartbeat: %s", self.job_id, err)
 
     def __enter__(self):
         self._thread.start()
@@ -162,11 +200,14 @@ class DbResponseStore:
             row = s.scalar(select(TeacherResponse).where(TeacherResponse.cache_key == key))
             return dict(row.record) if row else None
 
-    def put(self, key: str, record: dict) -> None:
+    def _values(self, record: dict) -> dict:
         usage = record.get("usage") or {}
-        values = dict(endpoint_id=self.endpoint_id, status=record["status"], response=record.get("response"),
-                      record=record, prompt_tokens=usage.get("prompt_tokens", 0),
-                      completion_tokens=usage.get("completion_tokens", 0), cost=record.get("cost", 0.0))
+        return dict(endpoint_id=self.endpoint_id, status=record["status"], response=record.get("response"),
+                    record=record, prompt_tokens=usage.get("prompt_tokens", 0),
+                    completion_tokens=usage.get("completion_tokens", 0), cost=record.get("cost", 0.0))
+
+    def put(self, key: str, record: dict) -> None:
+        values = self._values(record)
         try:
             with session_scope(self.sessions) as s:
                 s.add(TeacherResponse(cache_key=key, **values))
@@ -175,16 +216,29 @@ class DbResponseStore:
                 s.execute(update(TeacherResponse).where(TeacherResponse.cache_key == key).values(**values))
 
     def put_if(self, key: str, record: dict, allowed) -> dict | None:
-        """Write `record` only if `allowed(current)`; else return the current record. The row is locked
-        for the check (SELECT ... FOR UPDATE on PostgreSQL; SQLite serialises writers), so two workers
-        reaching the same prompt at once do not both pay for it."""
-        with session_scope(self.sessions) as s:
-            row = s.scalar(select(TeacherResponse).where(TeacherResponse.cache_key == key).with_for_update())
-            current = dict(row.record) if row is not None else None
-            if not allowed(current):
-                return current
-        self.put(key, record)
-        return None
+        """Write `record` only if `allowed(current)`; else return the current record. Check and write are
+        one transaction, so two workers reaching the same prompt at once do not both pay for it: a new
+        key is claimed by its INSERT (the unique key picks one winner); an existing row is locked
+        (SELECT ... FOR UPDATE on PostgreSQL; on SQLite the write lock, and a stale read fails and is
+        retried)."""
+        from sqlalchemy.exc import OperationalError
+
+        for _ in range(20):
+            try:
+                with session_scope(self.sessions) as s:
+                    row = s.scalar(select(TeacherResponse).where(TeacherResponse.cache_key == key).with_for_update())
+                    current = dict(row.record) if row is not None else None
+                    if not allowed(current):
+                        return current
+                    if row is None:
+                        s.add(TeacherResponse(cache_key=key, **self._values(record)))
+                    else:
+                        for name, value in self._values(record).items():
+                            setattr(row, name, value)
+                return None
+            except (IntegrityError, OperationalError):  # another process inserted or wrote first: look again
+                time.sleep(0.05)
+        raise RuntimeError(f"response cache: could not settle key {key[:12]} after 20 tries (database contention)")
 
 
 class CollectProgress:

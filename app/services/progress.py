@@ -7,6 +7,7 @@ stage and ETA; samples and checkpoints become rows too; `should_stop` reads the 
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -19,6 +20,8 @@ from app.db.models import Checkpoint, Run, RunMetric, RunStep, Sample
 from app.db.session import session_scope
 from app.services import runs as run_service
 from gad.progress import Progress
+
+log = logging.getLogger("gad_studio.progress")
 
 
 class RunLog:
@@ -115,10 +118,15 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat-run-{run_id}", daemon=True)
 
     def _loop(self):
+        from sqlalchemy.exc import OperationalError
+
         while not self._stop.wait(self.interval):
-            with session_scope(self.sessions) as s:
-                if not run_service.heartbeat(s, self.run_id, self.claim):
-                    return  # the run finished or was taken over
+            try:
+                with session_scope(self.sessions) as s:
+                    if not run_service.heartbeat(s, self.run_id, self.claim):
+                        return  # the run finished or was taken over
+            except OperationalError as err:  # a locked or restarting database: the next beat may pass
+                log.warning("run %s heartbeat: %s", self.run_id, err)
 
     def __enter__(self):
         self._thread.start()

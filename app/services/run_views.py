@@ -219,14 +219,17 @@ def log_tail(run: Run, lines: int = 200) -> list[str]:
 
 def metrics_after(session: Session, run_id: int, after_step: int, limit: int = 500) -> list[dict]:
     """New steps for the live stream: [{step, stage?, metrics: {name: value}}] with step > after_step."""
+    cap = limit * 40
     rows = session.execute(select(RunMetric.step, RunMetric.name, RunMetric.value)
                            .where(RunMetric.run_id == run_id, RunMetric.step > after_step)
-                           .order_by(RunMetric.step).limit(limit * 40)).all()
+                           .order_by(RunMetric.step).limit(cap)).all()
     out: dict[int, dict] = {}
     for step, name, value in rows:
         out.setdefault(step, {"step": step, "metrics": {}})["metrics"][name] = value
-    steps = sorted(out)[:limit]
-    return [out[s] for s in steps]
+    steps = sorted(out)
+    if len(rows) == cap and len(steps) > 1:
+        steps = steps[:-1]  # the cap may have cut the last step in two: it comes whole next time
+    return [out[s] for s in steps[:limit]]
 
 
 def require_run(session: Session, run_id: int) -> Run:

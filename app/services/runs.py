@@ -105,29 +105,37 @@ def finish_run(session: Session, run_id: int, claim: str, status: RunStatus, err
 
 
 def cancel_run(session: Session, run_id: int) -> Run:
+    """Queued or interrupted: cancelled at once. Running: the loop stops after its step, keeping a
+    checkpoint. Conditional UPDATEs, so a worker claiming the run at the same moment cannot be
+    overwritten (the cancel then becomes a request to the new attempt)."""
     run = get_run(session, run_id)
-    if run.status in (RunStatus.queued, RunStatus.interrupted):
-        run.status, run.finished_at, run.eta_seconds = RunStatus.cancelled, utcnow(), None
-    elif run.status == RunStatus.running:
-        run.cancel_requested = True  # the training loop stops after its next step and keeps a checkpoint
-    else:
-        raise Conflict(f"run {run_id} is already {run.status}")
-    session.flush()
+    stopped = session.execute(update(Run).where(Run.id == run_id, Run.status.in_([RunStatus.queued,
+                                                                                   RunStatus.interrupted]))
+                              .values(status=RunStatus.cancelled, finished_at=utcnow(), eta_seconds=None)
+                              .execution_options(synchronize_session=False)).rowcount
+    if not stopped:
+        asked = session.execute(update(Run).where(Run.id == run_id, Run.status == RunStatus.running)
+                                .values(cancel_requested=True).execution_options(synchronize_session=False)).rowcount
+        if not asked:
+            raise Conflict(f"run {run_id} is already {run.status}")
+    session.refresh(run)
     return run
 
 
 def resume_run(session: Session, run_id: int) -> Run:
     run = get_run(session, run_id)
-    if run.status not in RunStatus.resumable():
+    res = session.execute(update(Run).where(Run.id == run_id, Run.status.in_(list(RunStatus.resumable())))
+                          .values(status=RunStatus.queued, cancel_requested=False, error=None, finished_at=None,
+                                  eta_seconds=None, sent_at=None)  # the next attempt measures its own pace
+                          .execution_options(synchronize_session=False))
+    if res.rowcount != 1:
         raise Conflict(f"run {run_id} is {run.status}; only interrupted, failed or cancelled runs resume")
-    run.status, run.cancel_requested, run.error, run.finished_at = RunStatus.queued, False, None, None
-    run.eta_seconds = None  # the next attempt measures its own pace
-    session.flush()
+    session.refresh(run)
     return run
 
 
 def fork_run(session: Session, settings: Settings, run_id: int, step: int | None = None,
-             overrides: dict | None = None, name: str | None = None) -> Run:
+             overrides: dict | None = None, name: str | None = None, user_id: int | None = None) -> Run:
     """A new run that starts from the parent's checkpoint `step` (default: its newest) with edited settings."""
     parent = get_run(session, run_id)
     ckpts = {c.step: c for c in parent.checkpoints}
@@ -151,7 +159,7 @@ def fork_run(session: Session, settings: Settings, run_id: int, step: int | None
             raise
         raise mapped from None
     child = submit_run(session, settings, values, name=name or f"{parent.name} (fork @{step})",
-                       user_id=parent.created_by, parent=parent, parent_step=step)
+                       user_id=user_id, parent=parent, parent_step=step)
     # gad fills the child's folder: the checkpoint, the one its stage began at (the KL reference),
     # metrics/samples files up to the fork point, and the marker that makes the child's settings
     # take effect on top of the checkpoint. The database history is copied below.

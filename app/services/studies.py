@@ -105,20 +105,18 @@ def study_view(session: Session, study: Study) -> dict:
 
 
 # --- building the items (a worker task) -----------------------------------------------------
-def _answers(session: Session, spec: dict, examples, max_new_tokens: int, seed: int, allow_remote_code: bool):
+def _answers(spec: dict, examples, max_new_tokens: int, seed: int, allow_remote_code: bool):
     from gad.evaluate import ModelSpec, generate_responses, responses_from_file
 
     if spec.get("responses"):
         return responses_from_file(ModelSpec(spec["label"], responses=spec["responses"]), examples)
-    path = spec.get("path")
-    if spec.get("checkpoint_id") is not None:
-        path = f"{session.get(Checkpoint, spec['checkpoint_id']).path}/student"
-    return generate_responses(ModelSpec(spec["label"], path=path), examples, max_new_tokens=max_new_tokens,
+    return generate_responses(ModelSpec(spec["label"], path=spec["path"]), examples, max_new_tokens=max_new_tokens,
                               temperature=0.8, greedy=False, seed=seed, trust_remote_code=allow_remote_code)
 
 
 def generate_items(ctx, job_id: int) -> dict:
-    """Both models answer the study's test prompts; left/right is drawn per item and recorded."""
+    """Both models answer the study's test prompts; left/right is drawn per item and recorded. The
+    database session is closed while the models generate (that can take hours on real models)."""
     with ctx.sessions() as s:
         study = s.get(Study, s.get(Job, job_id).params["study_id"])
         if s.scalar(select(StudyItem.id).where(StudyItem.study_id == study.id).limit(1)) is not None:
@@ -126,10 +124,10 @@ def generate_items(ctx, job_id: int) -> dict:
         examples = dataset_examples(s, study.dataset_id, "test") or dataset_examples(s, study.dataset_id)
         examples = examples[:study.n_items] if study.n_items else examples
         seed, tokens = study.settings.get("seed", 0), study.settings.get("max_new_tokens", 256)
-        a, b = json.loads(study.model_a), json.loads(study.model_b)
-        resp_a = _answers(s, a, examples, tokens, seed, ctx.settings.allow_remote_code)
-        resp_b = _answers(s, b, examples, tokens, seed + 1, ctx.settings.allow_remote_code)
+        specs = [_resolved(s, json.loads(study.model_a)), _resolved(s, json.loads(study.model_b))]
         study_id = study.id
+    resp_a, resp_b = (_answers(spec, examples, tokens, seed + i, ctx.settings.allow_remote_code)
+                      for i, spec in enumerate(specs))
     rng = random.Random(f"study-{study_id}")
     with session_scope(ctx.sessions) as s:
         items = [StudyItem(study_id=study_id, position=i, prompt=ex.prompt_text, response_a=ra, response_b=rb,
@@ -139,6 +137,13 @@ def generate_items(ctx, job_id: int) -> dict:
         flagged = sum(1 for it in items if it.leaks)
         s.get(Study, study_id).status = StudyStatus.review if flagged else StudyStatus.open
     return {"items": len(items), "flagged": flagged}
+
+
+def _resolved(session: Session, spec: dict) -> dict:
+    """A model spec with its checkpoint turned into a folder, so generation needs no session."""
+    if spec.get("checkpoint_id") is not None:
+        return {**spec, "path": f"{session.get(Checkpoint, spec['checkpoint_id']).path}/student"}
+    return spec
 
 
 def flagged_items(session: Session, study_id: int) -> list[dict]:
@@ -208,14 +213,16 @@ def progress(session: Session, study_id: int, annotator_id: int) -> dict:
     return {"done": done, "total": total}
 
 
-def cast_vote(session: Session, item_id: int, annotator_id: int, side: str) -> Vote:
+def cast_vote(session: Session, item_id: int, annotator_id: int, side: str, study_id: int | None = None) -> Vote:
     """side: left | right | tie | both_bad | skip. One vote per annotator per item (a unique key);
-    voting again on the same item replaces the earlier vote."""
+    voting again on the same item replaces the earlier vote. With `study_id`, the item must be that
+    study's (an annotator's URL names the study)."""
     if side not in Side.__members__:
         raise InvalidInput(f"vote must be one of {', '.join(Side)}, got {side!r}", field="side")
     item = session.get(StudyItem, item_id)
-    if item is None or item.dropped:
-        raise NotFound(f"no study item with id {item_id}")
+    if item is None or item.dropped or (study_id is not None and item.study_id != study_id):
+        raise NotFound(f"no item {item_id} in {'study ' + str(study_id) if study_id else 'any study'}",
+                       field="item_id")
     study = session.get(Study, item.study_id)
     if study.status != StudyStatus.open:
         raise Conflict(f"study {study.id} is {study.status}, not open for votes")
@@ -248,6 +255,9 @@ def cast_vote(session: Session, item_id: int, annotator_id: int, side: str) -> V
 
 def undo_last(session: Session, study_id: int, annotator_id: int) -> dict | None:
     """Take back this annotator's newest vote in the study; returns that item to vote on again."""
+    study = get_study(session, study_id)
+    if study.status != StudyStatus.open:
+        raise Conflict(f"study {study_id} is {study.status}: its votes are final")
     vote = session.scalar(select(Vote).join(StudyItem, StudyItem.id == Vote.item_id)
                           .where(StudyItem.study_id == study_id, Vote.annotator_id == annotator_id)
                           .order_by(Vote.created_at.desc(), Vote.id.desc()).limit(1))
@@ -256,8 +266,7 @@ def undo_last(session: Session, study_id: int, annotator_id: int) -> dict | None
     item = session.get(StudyItem, vote.item_id)
     session.delete(vote)
     session.flush()
-    return {**blind_view(item), "progress": progress(session, study_id, annotator_id),
-            "guidelines": get_study(session, study_id).guidelines}
+    return {**blind_view(item), "progress": progress(session, study_id, annotator_id), "guidelines": study.guidelines}
 
 
 # --- results ---------------------------------------------------------------------------------

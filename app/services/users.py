@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from functools import lru_cache
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.auth.passwords import MIN_LENGTH, hash_password, locked_until, verify_password
@@ -74,10 +75,19 @@ def update_user(session: Session, user_id: int, *, role: str | None = None, acti
 
 
 def set_password(session: Session, user: User, password: str) -> None:
+    """A new password also ends every browser session of the user (a stolen cookie stops working)."""
     _check_password(password)
     user.password_hash = hash_password(password)
     user.failed_logins = 0
+    user.session_epoch = (user.session_epoch or 0) + 1
     session.flush()
+
+
+def end_sessions(session: Session, user_id: int, epoch: int) -> None:
+    """Log a user out everywhere: only cookies of a later epoch count. Conditional on `epoch`, so a
+    stale cookie's logout does not end the sessions made since."""
+    session.execute(update(User).where(User.id == user_id, User.session_epoch == epoch)
+                    .values(session_epoch=User.session_epoch + 1).execution_options(synchronize_session=False))
 
 
 def authenticate(session: Session, name: str, password: str, now: datetime | None = None) -> User:
@@ -85,20 +95,26 @@ def authenticate(session: Session, name: str, password: str, now: datetime | Non
     now = now or datetime.now(timezone.utc)
     user = session.scalar(select(User).where(User.name == name))
     if user is None or not user.active:
-        verify_password(None, password)
+        verify_password(_dummy_hash(), password)  # as slow as a real check: timing says nothing of names
         raise Unauthenticated("wrong user name or password")
     until = locked_until(user.failed_logins, _aware(user.last_failed_at))
     if until is not None and now < until:
         raise LoginThrottled(f"too many failed logins for {name!r}; try again in {int((until - now).total_seconds()) + 1} s",
                              retry_after=(until - now).total_seconds())
     if not verify_password(user.password_hash, password):
-        user.failed_logins += 1
-        user.last_failed_at = now
-        session.flush()
+        # In SQL, not Python: parallel guesses must each count.
+        session.execute(update(User).where(User.id == user.id)
+                        .values(failed_logins=User.failed_logins + 1, last_failed_at=now)
+                        .execution_options(synchronize_session=False))
         raise Unauthenticated("wrong user name or password")
     user.failed_logins = 0
     session.flush()
     return user
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    return hash_password("not a password anyone has: the timing of an unknown name")
 
 
 class LoginThrottled(Unauthenticated):

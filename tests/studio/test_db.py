@@ -23,11 +23,11 @@ def test_migrations_up_and_down(db_url):
     engine = create_engine(db_url)
     tables = set(inspect(engine).get_table_names())
     assert {"runs", "run_metrics", "votes", "teacher_responses", "study_items", "endpoints"} <= tables
-    assert migrate.current(db_url) == "0002"
+    assert migrate.current(db_url) == "0003"
     migrate.downgrade(db_url)
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     migrate.upgrade(db_url)
-    assert migrate.current(db_url) == "0002"
+    assert migrate.current(db_url) == "0003"
     engine.dispose()
 
 

@@ -15,8 +15,9 @@ Annotator = Can("annotate")
 
 @router.get("", response_model=list[AnnotatorStudy], summary="Studies open for my votes")
 def my_studies(user: Annotator, session: DB) -> list[AnnotatorStudy]:
-    return [AnnotatorStudy(id=s.id, name=s.name, guidelines=s.guidelines, progress=svc.progress(session, s.id, user.id))
-            for s in svc.open_studies_for(session)]
+    # A study's name is free text researchers write ("Qwen-GAD vs GPT-4o"): annotators get a neutral title.
+    return [AnnotatorStudy(id=s.id, name=f"Study {s.id}", guidelines=s.guidelines,
+                           progress=svc.progress(session, s.id, user.id)) for s in svc.open_studies_for(session)]
 
 
 @router.get("/{study_id}/next", response_model=BlindItem, responses={204: {"description": "Nothing left to vote on"}},
@@ -28,12 +29,7 @@ def next_item(study_id: IdPath, user: Annotator, session: DB):
 
 @router.post("/{study_id}/votes", response_model=VoteOut, summary="Vote left/right/tie/both_bad, or skip")
 def vote(study_id: IdPath, body: VoteIn, user: Annotator, session: DB) -> VoteOut:
-    item = session.get(svc.StudyItem, body.item_id)
-    if item is None or item.study_id != study_id:
-        from app.errors import NotFound
-
-        raise NotFound(f"study {study_id} has no item {body.item_id}", field="item_id")
-    svc.cast_vote(session, body.item_id, user.id, body.side)
+    svc.cast_vote(session, body.item_id, user.id, body.side, study_id=study_id)
     session.commit()
     return VoteOut(item_id=body.item_id)
 

@@ -14,9 +14,10 @@ from app.services import users as user_service
 router = APIRouter(tags=["auth"], responses=ERRORS)
 
 
-def _set_cookie(response: Response, request: Request, value: str) -> None:
+def _set_cookie(response: Response, request: Request, value: str, setting: str) -> None:
+    secure = request.url.scheme == "https" if setting == "auto" else setting == "true"
     response.set_cookie(SESSION_COOKIE, value, max_age=SESSION_MAX_AGE, httponly=True, samesite="lax",
-                        secure=request.url.scheme == "https", path="/")
+                        secure=secure, path="/")
 
 
 @router.post("/api/auth/login", response_model=LoginOut, summary="Log in; sets the session cookie")
@@ -25,15 +26,24 @@ def login(body: LoginIn, request: Request, response: Response, session: DB, ctx:
         user = user_service.authenticate(session, body.username, body.password)
     finally:
         session.commit()  # failed attempts count, whatever happens next
-    cookie, csrf = make_session(ctx.settings.fernet_key(), user.id)
-    _set_cookie(response, request, cookie)
+    cookie, csrf = make_session(ctx.settings.fernet_key(), user.id, user.session_epoch)
+    _set_cookie(response, request, cookie, ctx.settings.cookie_secure)
     return LoginOut(user=UserOut.model_validate(user), csrf_token=csrf)
 
 
-@router.post("/api/auth/logout", status_code=204, summary="Log out (clears the session cookie)")
-def logout(response: Response) -> Response:
+def _end_sessions(request: Request, session, ctx) -> None:
+    """Logging out ends every session of the user (a copied cookie dies with the one in the browser)."""
+    data = read_session(ctx.settings.fernet_key(), request.cookies.get(SESSION_COOKIE))
+    if data is not None:
+        user_service.end_sessions(session, data["uid"], data.get("epoch", 0))
+        session.commit()
+
+
+@router.post("/api/auth/logout", status_code=204, summary="Log out: ends this user's browser sessions")
+def logout(request: Request, session: DB, ctx: Ctx) -> Response:
+    _end_sessions(request, session, ctx)
+    response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/")
-    response.status_code = 204
     return response
 
 
@@ -110,14 +120,15 @@ def login_form(request: Request, session: DB, ctx: Ctx, username: str = Form("")
                                  error=f'<div class="err" role="alert">{html.escape(err.message)}</div>')
         return HTMLResponse(page, status_code=err.http_status)
     session.commit()
-    cookie, _ = make_session(ctx.settings.fernet_key(), user.id)
+    cookie, _ = make_session(ctx.settings.fernet_key(), user.id, user.session_epoch)
     response = RedirectResponse(_safe_next(next), status_code=303)
-    _set_cookie(response, request, cookie)
+    _set_cookie(response, request, cookie, ctx.settings.cookie_secure)
     return response
 
 
 @router.get("/logout", include_in_schema=False)
-def logout_page() -> RedirectResponse:
+def logout_page(request: Request, session: DB, ctx: Ctx) -> RedirectResponse:
+    _end_sessions(request, session, ctx)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import DB, Can, Ctx, IdPath
 from app.api.schemas import ERRORS, DatasetOut, DatasetStats, PromptPage, PromptRow
@@ -29,11 +30,14 @@ async def upload(ctx: Ctx, user: Researcher, session: DB, file: UploadFile = Fil
     data = await file.read(limit + 1)  # never more than the limit in memory
     if len(data) > limit:
         raise TooLarge(f"the file is larger than the limit of {limit:,} bytes (GAD_MAX_UPLOAD_MB)", field="file")
-    ds = svc.import_upload(session, data, file.filename or "upload", max_bytes=limit,
-                           scratch=ctx.settings.data_dir / "uploads", name=name, test_fraction=test_fraction,
-                           seed=seed, user_id=user.id)
-    session.commit()
-    return DatasetOut(**svc.dataset_view(session, ds))
+    def store() -> DatasetOut:  # parsing and inserting a large file must not stall the event loop
+        ds = svc.import_upload(session, data, file.filename or "upload", max_bytes=limit,
+                               scratch=ctx.settings.data_dir / "uploads", name=name, test_fraction=test_fraction,
+                               seed=seed, user_id=user.id)
+        session.commit()
+        return DatasetOut(**svc.dataset_view(session, ds))
+
+    return await run_in_threadpool(store)
 
 
 @router.get("/{dataset_id}", response_model=DatasetStats, summary="A dataset with counts and length histograms")

@@ -34,7 +34,15 @@ def detail(job_id: IdPath, _: Researcher, session: DB) -> JobOut:
     return JobOut(**svc.job_view(svc.get_job(session, job_id)))
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut, summary="Cancel a queued job")
+@router.post("/{job_id}/retry", response_model=JobOut, summary="Queue a failed, interrupted or cancelled job again")
+def retry(job_id: IdPath, ctx: Ctx, _: Researcher, session: DB) -> JobOut:
+    job = svc.retry_job(session, job_id)
+    session.commit()
+    ctx.enqueue(job.kind, job.id)
+    return JobOut(**svc.job_view(job))
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut, summary="Cancel a queued or interrupted job")
 def cancel(job_id: IdPath, _: Researcher, session: DB) -> JobOut:
     job = svc.cancel_job(session, job_id)
     session.commit()

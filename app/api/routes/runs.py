@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -80,11 +81,11 @@ def resume(run_id: IdPath, ctx: Ctx, _: Researcher, session: DB) -> RunDetail:
 
 @router.post("/{run_id}/fork", response_model=RunDetail, status_code=201,
              summary="A new run from a checkpoint, with edited settings")
-def fork(run_id: IdPath, body: RunFork, ctx: Ctx, _: Researcher, session: DB) -> RunDetail:
+def fork(run_id: IdPath, body: RunFork, ctx: Ctx, user: Researcher, session: DB) -> RunDetail:
     unknown = set(body.overrides) - svc.config_fields()
     if unknown:
         raise InvalidInput(f"overrides: unknown setting(s) {', '.join(sorted(unknown))}", field="overrides")
-    child = svc.fork_run(session, ctx.settings, run_id, body.step, body.overrides, body.name)
+    child = svc.fork_run(session, ctx.settings, run_id, body.step, body.overrides, body.name, user_id=user.id)
     session.commit()
     ctx.enqueue("train", child.id)
     return _detail(session, ctx, child)
@@ -138,10 +139,9 @@ async def events(run_id: IdPath, request: Request, ctx: Ctx, _: Researcher, sess
     with Last-Event-ID gets the steps after it, so nothing is missed or repeated."""
     svc.get_run(session, run_id)
     session.close()  # the stream opens its own short sessions; don't hold one for minutes
-    try:
-        after = int(last_event_id) if last_event_id else 0
-    except ValueError:
-        raise InvalidInput("Last-Event-ID must be a step number", field="Last-Event-ID") from None
+    if last_event_id and not re.fullmatch(r"[0-9]{1,9}", last_event_id.strip()):
+        raise InvalidInput("Last-Event-ID must be a step number", field="Last-Event-ID")
+    after = int(last_event_id) if last_event_id else 0
 
     def snapshot(after_step: int):
         with ctx.sessions() as s:

@@ -23,6 +23,7 @@ from app.errors import InvalidInput, Upstream
 from app.services import chat as svc
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"], responses=ERRORS)
+LOCK_WAIT_SECONDS = 30.0  # a request waits this long for its model's turn, then gets 429
 Chatter = Can("chat")
 
 
@@ -167,10 +168,12 @@ def _local(cache: svc.ModelCache, path: str, messages: list[dict], params: dict)
     """Pieces from a local model; the model's lock is held for the whole answer (requests queue)."""
     from gad.generation import stream_chat
 
-    lock = cache.lock(path)
-    with lock:
+    lock = cache.acquire(path, timeout=LOCK_WAIT_SECONDS)
+    try:
         loaded = cache.get(path)
         yield from stream_chat(loaded, messages, **params)
+    finally:
+        lock.release()
 
 
 def _proxy(row: EndpointRow, settings, messages: list[dict], params: dict):
