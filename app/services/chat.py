@@ -40,7 +40,9 @@ def _base_id(student: str) -> str:
 
 def list_models(session: Session, settings: Settings) -> list[ModelEntry]:
     out: dict[str, ModelEntry] = {}
-    for ck, run_id in session.execute(select(Checkpoint, Checkpoint.run_id).order_by(Checkpoint.run_id, Checkpoint.step)):
+    # Newest first: the run just trained and its latest checkpoint are what people pick.
+    for ck, run_id in session.execute(select(Checkpoint, Checkpoint.run_id)
+                                      .order_by(Checkpoint.run_id.desc(), Checkpoint.step.desc())):
         mid = f"run-{run_id}/step-{ck.step}"
         out[mid] = ModelEntry(mid, "checkpoint", str(Path(ck.path) / "student"), created=int(ck.created_at.timestamp()))
     students = [c.get("student") for c in session.scalars(select(Run.config))] + list(settings.base_models)

@@ -13,6 +13,12 @@ annotator who opens /ui/ is sent to /annotate/.
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import RedirectResponse
+
+from app.auth.policy import allowed
+from app.auth.tokens import SESSION_COOKIE, read_session
+from app.db.models import User
 
 STUDIO_PATH = "/ui"
 ANNOTATE_PATH = "/annotate"
@@ -23,21 +29,18 @@ def session_user(ctx, secret: bytes, request) -> tuple[str, str] | None:
 
     Unlike the REST API, no CSRF header is asked for: Gradio's own requests cannot send one, and the
     cookie is SameSite=Lax, so a cross-site page cannot make the browser send it with a POST."""
-    from app.auth.tokens import SESSION_COOKIE, read_session
-    from app.db.models import User
-
     data = read_session(secret, request.cookies.get(SESSION_COOKIE))
     if data is None:
         return None
     with ctx.sessions() as s:
         user = s.get(User, data["uid"])
-        return (user.name, user.role) if user is not None and user.active else None
+        if user is None or not user.active or data.get("epoch", 0) != user.session_epoch:
+            return None  # deactivated, logged out everywhere, or the password changed since
+        return user.name, user.role
 
 
 def gate(ctx, secret: bytes, action: str):
     """Gradio's auth_dependency for one app: the user's name if the policy allows `action`, else None (401)."""
-    from app.auth.policy import allowed
-
     def dependency(request: Request) -> str | None:
         found = session_user(ctx, secret, request)
         return found[0] if found is not None and allowed(found[1], action) else None
@@ -56,13 +59,7 @@ class LoginRedirect:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] in self.PAGES:
-            from starlette.concurrency import run_in_threadpool
-            from starlette.requests import Request as StarletteRequest
-            from starlette.responses import RedirectResponse
-
-            from app.auth.policy import allowed
-
-            found = await run_in_threadpool(session_user, self.ctx, self.secret, StarletteRequest(scope))
+            found = await run_in_threadpool(session_user, self.ctx, self.secret, Request(scope))
             target = None
             page = ANNOTATE_PATH if scope["path"].startswith(ANNOTATE_PATH) else STUDIO_PATH
             if found is None:
@@ -88,7 +85,7 @@ def mount(api: FastAPI, ctx) -> None:
     ui = Ui(ctx, api.state.models)
     secret = ctx.settings.fernet_key()
     max_size = f"{int(ctx.settings.max_upload_mb)}mb"
-    # The annotation app first: Starlette matches mounts in order, and /ui must not swallow it.
+    # Run history off in both: an annotator's browser must keep no trace of earlier items.
     gr.mount_gradio_app(api, build_app(ui), path=ANNOTATE_PATH, auth_dependency=gate(ctx, secret, "annotate"),
                         theme=theme(), css=CSS, head=HOTKEYS_JS, footer_links=[], run_history=False,
                         max_file_size=max_size, show_error=True)

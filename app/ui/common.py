@@ -1,0 +1,101 @@
+"""What every page shares: the `Ui` handle (context + loaded-model cache), the logged-in user and a
+database session for one event, and turning the studio's errors into messages.
+
+Handlers follow one pattern:
+
+    @shows_errors
+    def launch(..., request: gr.Request):
+        with ui.session(request, "runs") as (s, user):   # who asks, and may they (auth/policy.py)
+            run = runs.submit_from_dataset(s, ...)         # a service holds the rules
+            s.commit()
+        ui.ctx.enqueue("train", run.id)                    # only after the commit
+
+A StudioError's message reaches the user as a toast (never a traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import gradio as gr
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.auth.policy import allowed, require
+from app.context import StudioContext
+from app.db.models import User
+from app.errors import InvalidInput, StudioError, Unauthenticated
+
+# Live views poll; they must never wait behind each other or behind a slow click (Gradio's default
+# is one event of a kind at a time), and polling events stay out of the progress overlay.
+LIVE = dict(concurrency_limit=None, show_progress="hidden", queue=True)
+
+
+@dataclass
+class Ui:
+    ctx: StudioContext
+    models: object  # app.services.chat.ModelCache, shared with /v1 so a model is loaded once per process
+
+    @contextmanager
+    def session(self, request: gr.Request | None, action: str | None = None) -> Iterator[tuple[Session, User]]:
+        """A database session and the user behind this browser request (checked against `action`)."""
+        with self.ctx.sessions() as s:
+            user = user_of(s, request)
+            if action is not None:
+                require(user, action)
+            yield s, user
+
+    def can(self, request: gr.Request | None, action: str) -> bool:
+        with self.ctx.sessions() as s:
+            return allowed(user_of(s, request).role, action)
+
+
+def user_of(session: Session, request: gr.Request | None) -> User:
+    """The user Gradio's auth dependency let in (it put their name on the request)."""
+    name = getattr(request, "username", None) if request is not None else None
+    user = session.scalar(select(User).where(User.name == name)) if name else None
+    if user is None or not user.active:
+        raise Unauthenticated("your session has ended; reload the page to log in again")
+    return user
+
+
+def shows_errors(fn):
+    """Run an event handler; a StudioError becomes a toast with its message and the outputs stay as they were."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except StudioError as err:
+                raise gr.Error(err.message, title=err.title.replace("_", " ")) from None
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except StudioError as err:
+            raise gr.Error(err.message, title=err.title.replace("_", " ")) from None
+    return wrapper
+
+
+def parse_id(choice) -> int | None:
+    """Dropdowns hold ids as values; an empty choice is None."""
+    if choice in (None, "", []):
+        return None
+    return int(choice)
+
+
+def number_or_none(text, field: str, kind: type = float):
+    """A text box holding an optional number: empty is None; anything else must read as `kind`."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None
+    try:
+        value = kind(text.strip() if isinstance(text, str) else text)
+    except ValueError:
+        raise InvalidInput(f"{field}: {text!r} is not a {'whole ' if kind is int else ''}number", field=field) from None
+    return value

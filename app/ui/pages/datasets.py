@@ -1,0 +1,252 @@
+"""Datasets: upload a prompt set (validated at once: an error names the line and the field), see the
+list, and for one dataset its numbers, length histograms, a paged preview, and how many prompts
+have teacher responses; launch a teacher collection from an endpoint and watch it live (progress,
+rate, failures with their reasons, tokens, cost, ETA); retry the prompts that failed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from app.enums import JobKind
+from app.errors import InvalidInput
+from app.services import datasets as ds_service
+from app.services import endpoints as ep_service
+from app.services import jobs as job_service
+from app.services.ui_queries import dataset_options
+from app.ui.common import LIVE, Ui, parse_id, shows_errors
+from app.ui.widgets import charts
+from app.ui.widgets.html import cards, error_box, esc, ok_box, table, when
+from app.ui.widgets.jobs import is_live, job_panel
+
+PAGE = 20
+FORMAT_HINT = ("JSONL, JSON, CSV or Parquet (optionally .gz). One record per prompt: `messages` (a chat, "
+               "ending with the user's turn) or `prompt`/`instruction`; an optional `response` is the teacher's "
+               "answer; `id` is optional.")
+
+
+class DatasetsPage:
+    def __init__(self, ui: Ui):
+        self.ui = ui
+
+    # --- layout ---------------------------------------------------------------------------------
+    def build(self) -> "DatasetsPage":
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=320):
+                gr.HTML('<div class="gad-h">Upload a prompt set</div>')
+                gr.Markdown(FORMAT_HINT, elem_classes=["gad-hint", "gad-md"])
+                with gr.Row():
+                    self.name = gr.Textbox(label="Name", placeholder="from the file name", scale=2)
+                    self.test_fraction = gr.Slider(0, 0.5, value=0.1, step=0.05, label="Held-out test share",
+                                                   info="kept out of training; evaluations and studies use it",
+                                                   scale=2, elem_id="upload-test-share")
+                self.upload = gr.File(label="Drop a file (imported at once if valid)", file_count="single",
+                                      type="filepath", height=110, elem_id="dataset-upload")
+                self.upload_result = gr.HTML(elem_id="upload-result")
+            with gr.Column(scale=3, min_width=420):
+                gr.HTML('<div class="gad-h">Datasets</div>')
+                self.listing = gr.HTML(elem_id="datasets-table")
+                self.pick = gr.Dropdown(label="Open a dataset", choices=[], value=None, elem_id="dataset-pick")
+        with gr.Column(visible=False) as self.detail:
+            self.summary = gr.HTML(elem_id="dataset-summary")
+            with gr.Row():
+                self.hist_prompt = gr.Plot(show_label=False, container=False)
+                self.hist_response = gr.Plot(show_label=False, container=False)
+            with gr.Tabs():
+                with gr.Tab("Preview"):
+                    with gr.Row():
+                        self.split = gr.Radio(["all", "train", "test"], value="all", label="Split", scale=2)
+                        self.prev = gr.Button("◀ Previous", size="sm", scale=1)
+                        self.next = gr.Button("Next ▶", size="sm", scale=1)
+                        self.page_info = gr.HTML()
+                    self.offset = gr.State(0)
+                    self.preview = gr.Dataframe(headers=["#", "id", "split", "prompt", "teacher response"],
+                                                datatype=["number", "str", "str", "str", "str"], wrap=True,
+                                                interactive=False, max_height=440,
+                                                column_widths=["6%", "12%", "8%", "37%", "37%"])
+                with gr.Tab("Teacher collection"):
+                    gr.Markdown("Ask a teacher endpoint for a response to every prompt. Answers are cached: "
+                                "prompts answered before are never paid twice, and a collection can be "
+                                "stopped and resumed. Sampling, concurrency, rate limits and prices are the "
+                                "endpoint's settings (admins edit them on the Admin page).",
+                                elem_classes=["gad-hint"])
+                    with gr.Row():
+                        self.endpoint = gr.Dropdown(label="Teacher endpoint", choices=[], scale=2,
+                                                    elem_id="collect-endpoint")
+                        with gr.Column(scale=1, min_width=220):
+                            self.collect_btn = gr.Button("Collect teacher responses", variant="primary", size="sm",
+                                                         elem_id="collect-start")
+                            self.retry_btn = gr.Button("Retry failed prompts", size="sm", elem_id="collect-retry")
+                    self.endpoint_info = gr.HTML()
+                    self.job = gr.HTML(elem_id="collect-job")
+                    self.history = gr.HTML()
+        self.timer = gr.Timer(1.5, active=False)
+        return self
+
+    # --- wiring ---------------------------------------------------------------------------------
+    def detail_outputs(self) -> list:
+        return [self.detail, self.summary, self.hist_prompt, self.hist_response, self.offset, self.preview,
+                self.page_info, self.endpoint, self.endpoint_info, self.job, self.history, self.timer]
+
+    def wire(self, remembered: gr.BrowserState) -> None:
+        detail_out = self.detail_outputs()
+        self.upload.upload(self.import_file, [self.upload, self.name, self.test_fraction],
+                           [self.upload_result, self.listing, self.pick, self.upload])
+        self.pick.input(self.open, [self.pick], detail_out).then(lambda v: v, [self.pick], [remembered])
+        self.split.change(self.page, [self.pick, self.split, gr.State(0)], [self.offset, self.preview, self.page_info])
+        self.prev.click(self.page, [self.pick, self.split, self.offset, gr.State(-PAGE)],
+                        [self.offset, self.preview, self.page_info])
+        self.next.click(self.page, [self.pick, self.split, self.offset, gr.State(PAGE)],
+                        [self.offset, self.preview, self.page_info])
+        self.endpoint.change(self.describe_endpoint, [self.endpoint], [self.endpoint_info])
+        self.collect_btn.click(self.collect, [self.pick, self.endpoint, gr.State(False)], [self.job, self.timer])
+        self.retry_btn.click(self.collect, [self.pick, self.endpoint, gr.State(True)], [self.job, self.timer])
+        self.timer.tick(self.watch, [self.pick], [self.job, self.summary, self.history, self.timer, self.listing,
+                                                  self.pick, self.hist_prompt, self.hist_response], **LIVE)
+
+    def load_inputs(self) -> list:
+        return [self.pick]
+
+    def load_outputs(self) -> list:
+        return [self.listing, self.pick]
+
+    # --- handlers -------------------------------------------------------------------------------
+    def refresh_list(self, selected, request: gr.Request):
+        """The list and the picker from the database; the open dataset stays open if it still exists."""
+        selected = parse_id(selected)
+        with self.ui.session(request, "datasets") as (s, _):
+            options = dataset_options(s)
+        rows = [[o["id"], o["name"], o["n_prompts"], f'{o["with_response"]:,} / {o["n_prompts"]:,}'] for o in options]
+        listing = table(["#", "name", "prompts", "with teacher response"], rows, num={0, 2},
+                        empty="No datasets yet: upload one on the left.")
+        choices = [(o["label"], o["id"]) for o in options]
+        ids = {o["id"] for o in options}
+        return [listing, gr.update(choices=choices, value=selected if selected in ids else None)]
+
+    @shows_errors
+    def import_file(self, path, name, test_fraction, request: gr.Request):
+        if not path:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        data = Path(path).read_bytes()
+        try:
+            with self.ui.session(request, "datasets") as (s, user):
+                ds = ds_service.import_upload(s, data, Path(path).name, max_bytes=int(self.ui.ctx.settings.max_upload_mb
+                                                                                      * 2**20),
+                                              scratch=self.ui.ctx.settings.data_dir / "uploads", name=name or None,
+                                              test_fraction=float(test_fraction or 0), user_id=user.id)
+                s.commit()
+                message = ok_box(f"Imported “{ds.name}”: {ds.n_prompts:,} prompts (dataset #{ds.id}).")
+                new_id = ds.id
+        except InvalidInput as err:
+            # The file is rejected whole; the message names the line and the field to fix.
+            return error_box(f"{Path(path).name} was not imported:\n{err.message}"), gr.skip(), gr.skip(), None
+        listing, pick = self.refresh_list(new_id, request)  # a list: [table, picker update]
+        return message, listing, pick, None
+
+    @shows_errors
+    def open(self, dataset_id, request: gr.Request):
+        dataset_id = parse_id(dataset_id)
+        if dataset_id is None:
+            return [gr.update(visible=False)] + [gr.skip()] * 11
+        with self.ui.session(request, "datasets") as (s, _):
+            stats = ds_service.statistics(s, dataset_id)
+            endpoints = [(f"{e.name} ({e.model})", e.id) for e in ep_service.list_endpoints(s)]
+        offset, rows, info = self._page(request, dataset_id, "all", 0)
+        job, history, live = self._jobs(request, dataset_id)
+        first = endpoints[0][1] if endpoints else None
+        return [gr.update(visible=True), self._summary(stats), *self._histograms(stats), offset, rows, info, gr.update(choices=endpoints, value=first),
+                self._endpoint_html(request, first), job, history, gr.Timer(active=live)]
+
+    def _summary(self, stats: dict) -> str:
+        n, have = stats["n_prompts"], stats["with_response"]
+        pct = f"{100 * have / n:.0f}% of prompts" if n else None
+        return (f'<div class="gad-h">#{stats["id"]} {esc(stats["name"])} '
+                f'<span class="gad-hint">from {esc(stats["source"])} · {esc(when(stats["created_at"]))}</span></div>'
+                + cards([("prompts", f"{n:,}"), ("with teacher response", f"{have:,}", pct),
+                         ("train / test", f'{stats["n_train"]:,} / {stats["n_test"]:,}'),
+                         ("multi-turn", f'{stats["turns"]["multi_turn"]:,}')]))
+
+    @shows_errors
+    def page(self, dataset_id, split, offset, delta=0, request: gr.Request = None):
+        dataset_id = parse_id(dataset_id)
+        if dataset_id is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        return self._page(request, dataset_id, split, max(0, int(offset or 0) + int(delta or 0)))
+
+    def _page(self, request, dataset_id: int, split: str, offset: int):
+        with self.ui.session(request, "datasets") as (s, _):
+            rows, total = ds_service.preview(s, dataset_id, offset=offset, limit=PAGE,
+                                             split=None if split == "all" else split)
+            if offset >= total > 0:  # paged past the end: show the last page
+                offset = (total - 1) // PAGE * PAGE
+                rows, total = ds_service.preview(s, dataset_id, offset=offset, limit=PAGE,
+                                                 split=None if split == "all" else split)
+
+        def clip(text):
+            text = text or ""
+            return text if len(text) <= 400 else text[:400] + " …"
+        data = [[r["idx"], r["id"], r["split"], clip(r["prompt"]), clip(r["response"]) if r["response"] else "—"]
+                for r in rows]
+        info = f'<div class="gad-hint">rows {offset + 1 if total else 0}–{offset + len(rows)} of {total:,}</div>'
+        return offset, data, info
+
+    def describe_endpoint(self, endpoint_id, request: gr.Request):
+        return self._endpoint_html(request, parse_id(endpoint_id))
+
+    def _endpoint_html(self, request, endpoint_id: int | None) -> str:
+        if endpoint_id is None:
+            return '<div class="note">No endpoint yet: an admin adds teacher endpoints on the Admin page.</div>'
+        with self.ui.session(request, "endpoints.read") as (s, _):
+            view = ep_service.public_view(ep_service.get_endpoint(s, endpoint_id))
+        p = view["params"] or {}
+        price = (f'${p["price_prompt"]}/M in, ${p.get("price_completion", 0)}/M out' if p.get("price_prompt") is not None
+                 else "the known price table")
+        limits = ", ".join(f"{k} {p[k]}" for k in ("rpm", "tpm") if p.get(k)) or "none"
+        return cards([("model", view["model"]), ("concurrency", p.get("concurrency", 16)), ("rate limits", limits),
+                      ("max tokens", p.get("max_tokens") or "endpoint default"), ("price", price)])
+
+    def _jobs(self, request, dataset_id: int):
+        with self.ui.session(request, "jobs") as (s, _):
+            jobs = [j for j in job_service.list_jobs(s, JobKind.collect, limit=200)
+                    if (j.params or {}).get("dataset_id") == dataset_id]
+            views = [job_service.job_view(j) for j in jobs]
+        latest = views[0] if views else None
+        history = table(["job", "status", "answered", "failed", "cost", "started"],
+                        [[v["id"], v["status"], (v["stats"] or {}).get("ok", "–"), (v["stats"] or {}).get("failed", "–"),
+                          f'${v["cost"]:.4f}', when(v["started_at"] or v["created_at"])] for v in views[1:]],
+                        num={0, 2, 3}, empty="") if len(views) > 1 else ""
+        return job_panel(latest, "collection"), history, is_live(latest)
+
+    @shows_errors
+    def collect(self, dataset_id, endpoint_id, retry_failed, request: gr.Request):
+        dataset_id, endpoint_id = parse_id(dataset_id), parse_id(endpoint_id)
+        if dataset_id is None or endpoint_id is None:
+            raise InvalidInput("choose a dataset and a teacher endpoint first", field="endpoint_id")
+        with self.ui.session(request, "jobs") as (s, user):
+            job = job_service.create_collect_job(s, dataset_id=dataset_id, endpoint_id=endpoint_id,
+                                                 retry_failed=bool(retry_failed), user_id=user.id)
+            s.commit()
+            view = job_service.job_view(job)
+        self.ui.ctx.enqueue(JobKind.collect, view["id"])
+        return job_panel(view, "collection"), gr.Timer(active=True)
+
+    def watch(self, dataset_id, request: gr.Request):
+        dataset_id = parse_id(dataset_id)
+        if dataset_id is None:
+            return [gr.skip()] * 3 + [gr.Timer(active=False)] + [gr.skip()] * 4
+        job, history, live = self._jobs(request, dataset_id)
+        with self.ui.session(request, "datasets") as (s, _):
+            stats = ds_service.statistics(s, dataset_id)
+        if live:
+            return [job, self._summary(stats), history, gr.Timer(active=True)] + [gr.skip()] * 4
+        # Done: everything that counts teacher responses is redrawn once.
+        listing, pick = self.refresh_list(dataset_id, request)
+        return [job, self._summary(stats), history, gr.Timer(active=False), listing, pick,
+                *self._histograms(stats)]
+
+    @staticmethod
+    def _histograms(stats: dict) -> list:
+        return [charts.histogram(stats["prompt_words"], "Prompt length", "words per prompt"),
+                charts.histogram(stats["response_words"], "Teacher response length", "words per response",
+                                 color="#0f766e")]

@@ -1,0 +1,289 @@
+"""Evaluate: judge checkpoints, base models or a file of responses on the built-in prompt sets or an
+uploaded one with a judge endpoint (the paper's protocol); a score table like the paper's (models x
+sets: score with its 95% interval, response length), a chart like its Figure 1, the best checkpoint
+within a length range (the judge favours long answers), and every sample with both responses and the
+judge's verdict."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import gradio as gr
+
+from app.enums import JobKind, RunStatus
+from app.errors import InvalidInput
+from app.services import endpoints as ep_service
+from app.services import jobs as job_service
+from app.services.chat import list_models
+from app.services.jobs import BUILTIN_SETS
+from app.services.ui_queries import (best_in_length_range, checkpoint_options, dataset_options, default_length_range,
+                                     evaluation_jobs, evaluation_rows, judge_samples, study_model_spec)
+from app.ui.common import LIVE, Ui, number_or_none, parse_id, shows_errors
+from app.ui.widgets import charts
+from app.ui.widgets.html import esc, num, table, when
+from app.ui.widgets.jobs import is_live, job_panel
+from gad.judge import FORMULA_NOTE
+
+
+class EvaluatePage:
+    def __init__(self, ui: Ui):
+        self.ui = ui
+
+    # --- layout ---------------------------------------------------------------------------------
+    def build(self) -> "EvaluatePage":
+        with gr.Accordion("New evaluation", open=True, elem_id="eval-new"):
+            with gr.Row():
+                self.models = gr.Dropdown(label="Models to judge", choices=[], multiselect=True,
+                                          allow_custom_value=True, scale=3, elem_id="eval-models",
+                                          info="checkpoints and base models; type a folder, a hub id or the path "
+                                               "of a responses file (.jsonl) to judge ready answers")
+                self.responses = gr.UploadButton("Upload a responses file…", type="filepath", file_count="single",
+                                                 size="sm", scale=1, file_types=[".jsonl", ".json", ".csv", ".parquet"])
+            with gr.Row():
+                self.sets = gr.CheckboxGroup(list(BUILTIN_SETS), label="Built-in prompt sets", scale=2,
+                                             info="the paper's test sets")
+                self.datasets = gr.Dropdown(label="Uploaded sets (their test split)", choices=[], multiselect=True,
+                                            scale=2, elem_id="eval-datasets")
+                self.judge = gr.Dropdown(label="Judge endpoint", choices=[], scale=2, elem_id="eval-judge")
+            with gr.Row():
+                self.limit = gr.Textbox(label="Prompts per set", placeholder="all", info="the first N of each set",
+                                        scale=1, elem_id="eval-limit")
+                self.max_new_tokens = gr.Number(label="Max new tokens", value=1536, precision=0, minimum=1, scale=1,
+                                                elem_id="eval-max-tokens")
+                self.greedy = gr.Checkbox(label="Greedy decoding", value=False, scale=1,
+                                          info="default: temperature 0.8, as in the paper")
+                self.both_orders = gr.Checkbox(label="Judge both orders", value=False, scale=1,
+                                               info="reports how often verdicts flip (position bias)")
+                self.teacher = gr.Dropdown(label="Teacher row (optional)", choices=[], scale=2,
+                                           info="the model whose answers are the teacher's: guards the length range")
+            with gr.Row():
+                self.launch = gr.Button("Launch evaluation", variant="primary", scale=0, min_width=220,
+                                        elem_id="eval-launch")
+                self.job = gr.HTML(elem_id="eval-job")
+        self.results_box = gr.Column(visible=False)
+        with self.results_box:
+            self._build_results()
+        self.none_yet = gr.HTML('<div class="gad-hint">No evaluation yet: launch one above. Scores, charts and '
+                                'the judge’s verdicts appear here.</div>')
+        self.timer = gr.Timer(2.0, active=False)
+        return self
+
+    def _build_results(self) -> None:
+        gr.HTML('<div class="gad-h">Results</div>')
+        with gr.Row():
+            self.pick = gr.Dropdown(label="Evaluation", choices=[], scale=3, elem_id="eval-pick")
+            self.refresh_btn = gr.Button("↻ Refresh", size="sm", scale=0, min_width=110)
+        self.scores = gr.HTML(elem_id="eval-scores")
+        with gr.Row(equal_height=False):
+            self.bars = gr.Plot(show_label=False, scale=3, elem_id="eval-bars")
+            with gr.Column(scale=2):
+                with gr.Row():
+                    self.len_lo = gr.Number(label="Length from (words)", value=0, scale=1)
+                    self.len_hi = gr.Number(label="to (words)", value=10000, scale=1)
+                self.best = gr.HTML(elem_id="eval-best")
+                self.scatter = gr.Plot(show_label=False)
+        gr.HTML('<div class="gad-h">Samples</div>')
+        self.cell = gr.Dropdown(label="Model and set", choices=[], elem_id="eval-cell")
+        self.samples = gr.Dataframe(headers=["prompt id", "model score", "reference score", "verdict"],
+                                    datatype=["str", "number", "number", "str"], interactive=False, max_height=300,
+                                    elem_id="eval-samples")
+        self.sample = gr.HTML(elem_id="eval-sample")
+        self.rows = gr.State([])
+
+    # --- wiring ---------------------------------------------------------------------------------
+    def wire(self) -> None:
+        launch_in = [self.models, self.sets, self.datasets, self.judge, self.limit, self.max_new_tokens, self.greedy,
+                     self.both_orders, self.teacher]
+        self.models.change(lambda m: gr.update(choices=[""] + list(m or []), value=None), [self.models],
+                           [self.teacher], show_progress="hidden")
+        self.responses.upload(self.keep_upload, [self.responses, self.models], [self.models])
+        self.launch.click(self.submit, launch_in, [self.job, self.timer, self.pick])
+        self.timer.tick(self.watch, [self.pick], [self.job, self.timer, self.pick] + self.result_outputs(), **LIVE)
+        gr.on([self.pick.input, self.refresh_btn.click], self.show, [self.pick], self.result_outputs())
+        gr.on([self.len_lo.submit, self.len_hi.submit, self.len_lo.blur, self.len_hi.blur], self.pick_best,
+              [self.rows, self.len_lo, self.len_hi], [self.best, self.scatter], show_progress="hidden")
+        self.cell.input(self.list_samples, [self.cell], [self.samples, self.sample])
+        self.samples.select(self.show_sample, [self.cell], [self.sample])
+
+    def result_outputs(self) -> list:
+        return [self.results_box, self.none_yet, self.rows, self.scores, self.bars, self.len_lo, self.len_hi, self.best, self.scatter, self.cell,
+                self.samples, self.sample]
+
+    def load_inputs(self) -> list:
+        return [self.judge, self.pick]
+
+    def load_outputs(self) -> list:
+        return [self.models, self.datasets, self.judge, self.pick, self.job, self.timer] + self.result_outputs()
+
+    # --- handlers -------------------------------------------------------------------------------
+    def refresh(self, judge, shown, request: gr.Request, preselect: str | None = None):
+        """Pickers and results from the database; the chosen judge and evaluation stay chosen. `preselect`:
+        a model to judge, chosen for the user (a checkpoint's "Evaluate" button)."""
+        judge, shown = parse_id(judge), parse_id(shown)
+        with self.ui.session(request, "evaluations") as (s, _):
+            models = [c["model_id"] for c in checkpoint_options(s)]
+            models += [e.id for e in list_models(s, self.ui.ctx.settings) if e.kind == "base"]
+            datasets = [(o["label"], f"dataset:{o['id']}") for o in dataset_options(s)]
+            judges = [(f"{e.name} ({e.model})", e.id) for e in ep_service.list_endpoints(s)]
+            jobs = evaluation_jobs(s)
+            picks = self._picks(jobs)
+            latest = job_service.job_view(jobs[0]) if jobs else None
+        if shown not in {j.id for j in jobs}:
+            shown = next((j.id for j in jobs if j.status == RunStatus.succeeded), jobs[0].id if jobs else None)
+        if judge not in {j[1] for j in judges}:
+            judge = judges[0][1] if judges else None
+        results = self._results(request, shown)
+        return [gr.update(choices=models, value=[preselect]) if preselect else gr.update(choices=models),
+                gr.update(choices=datasets), gr.update(choices=judges, value=judge),
+                gr.update(choices=picks, value=shown), job_panel(latest, "evaluation"),
+                gr.Timer(active=is_live(latest)), *results]
+
+    def keep_upload(self, path, models, request: gr.Request):
+        """An uploaded responses file is kept under the data folder (named by its content) and offered as a model."""
+        if not path:
+            return gr.skip()
+        data = Path(path).read_bytes()
+        folder = self.ui.ctx.settings.data_dir / "uploads" / "responses"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{hashlib.sha256(data).hexdigest()[:12]}-{Path(path).name}"
+        target.write_bytes(data)
+        return gr.update(value=list(models or []) + [str(target.resolve())])
+
+    @shows_errors
+    def submit(self, models, sets, datasets, judge, limit, max_new_tokens, greedy, both_orders, teacher,
+               request: gr.Request):
+        if not models:
+            raise InvalidInput("choose at least one model to judge", field="models")
+        with self.ui.session(request, "evaluations") as (s, user):
+            specs = []
+            for choice in models:
+                spec = study_model_spec(s, self.ui.ctx.settings, choice)
+                specs.append({"name": spec.pop("label"), **spec})
+            job = job_service.create_evaluation_job(
+                s, models=specs, sets=list(sets or []) + list(datasets or []), judge_endpoint_id=parse_id(judge),
+                limit=number_or_none(limit, "limit", int), max_new_tokens=int(max_new_tokens or 1536), greedy=bool(greedy),
+                both_orders=bool(both_orders), teacher=teacher or None, user_id=user.id)
+            s.commit()
+            view = job_service.job_view(job)
+            picks = self._picks(evaluation_jobs(s))
+        self.ui.ctx.enqueue(JobKind.evaluate, view["id"])
+        return job_panel(view, "evaluation"), gr.Timer(active=True), gr.update(choices=picks, value=view["id"])
+
+    def watch(self, job_id, request: gr.Request):
+        job_id = parse_id(job_id)
+        if job_id is None:
+            return [gr.skip(), gr.Timer(active=False)] + [gr.skip()] * len(self.result_outputs())
+        with self.ui.session(request, "evaluations") as (s, _):
+            view = job_service.job_view(job_service.get_job(s, job_id))
+        if is_live(view):
+            return [job_panel(view, "evaluation"), gr.skip(), gr.skip()] + [gr.skip()] * len(self.result_outputs())
+        with self.ui.session(request, "evaluations") as (s, _):
+            picks = self._picks(evaluation_jobs(s))
+        return [job_panel(view, "evaluation"), gr.Timer(active=False), gr.update(choices=picks, value=job_id),
+                *self._results(request, job_id)]
+
+    @staticmethod
+    def _picks(jobs) -> list[tuple[str, int]]:
+        return [(f"#{j.id} · {j.status} · {', '.join(m['name'] for m in j.params['models'])} "
+                 f"· {when(j.created_at)}", j.id) for j in jobs]
+
+    @shows_errors
+    def show(self, job_id, request: gr.Request):
+        return self._results(request, parse_id(job_id))
+
+    def _results(self, request, job_id: int | None) -> list:
+        if job_id is None:
+            return [gr.update(visible=False), gr.update(visible=True)] + [gr.skip()] * 10
+        with self.ui.session(request, "evaluations") as (s, _):
+            job = job_service.get_job(s, job_id)
+            rows = evaluation_rows(s, job_id)
+            teacher = (job.params or {}).get("teacher")
+        if not rows:
+            msg = {RunStatus.failed: f"This evaluation failed: {job.error}"}.get(job.status, "No scores yet.")
+            return [gr.update(visible=True), gr.update(visible=False), [], f'<div class="gad-hint">{esc(msg)}</div>',
+                    charts.empty(msg, 300), gr.skip(), gr.skip(), "", charts.empty(msg, 300),
+                    gr.update(choices=[], value=None), [], ""]
+        lo, hi = default_length_range(rows, teacher)
+        best, scatter = self._best(rows, lo, hi, teacher)
+        cells = [(f'{r["model"]} · {r["set"]} (score {num(r["score"], 3)})', r["id"]) for r in rows]
+        return [gr.update(visible=True), gr.update(visible=False), rows, self._table(rows, teacher),
+                charts.score_bars(rows), round(lo), round(hi), best, scatter,
+                gr.update(choices=cells, value=None), [], ""]
+
+    @staticmethod
+    def _table(rows: list[dict], teacher: str | None) -> str:
+        sets = list(dict.fromkeys(r["set"] for r in rows))
+        models = list(dict.fromkeys(r["model"] for r in rows))
+        cell = {(r["model"], r["set"]): r for r in rows}
+        body = []
+        for m in models:
+            line = [esc(m) + (' <span class="gad-hint">(teacher)</span>' if m == teacher else "")]
+            scores = []
+            for s in sets:
+                r = cell.get((m, s))
+                if r is None or r["score"] is None:
+                    line.append('<span class="muted">–</span>')
+                    continue
+                scores.append(r["score"])
+                ci = (f' <span class="gad-hint">[{r["ci_low"]:.1f}, {r["ci_high"]:.1f}]</span>'
+                      if r["ci_low"] is not None else "")
+                line.append(f'<b>{r["score"]:.1f}</b>{ci}<br><span class="gad-hint">{num(r["length"])} words · '
+                            f'{r["judged"] or 0} judged</span>')
+            line.append(f"<b>{sum(scores) / len(scores):.1f}</b>" if scores else "–")
+            body.append(line)
+        return (table(["model"] + sets + ["average"], body, raw=set(range(len(sets) + 2)), num=set())
+                + f'<div class="gad-hint">Bootstrap 95% intervals in brackets; length in words per response. '
+                  f'{esc(FORMULA_NOTE)}</div>')
+
+    @staticmethod
+    def _best(rows: list[dict], lo: float, hi: float, teacher: str | None):
+        best = best_in_length_range(rows, lo, hi, exclude=teacher)
+        if best is None:
+            html = f'<div class="note">No model has a mean length between {lo:.0f} and {hi:.0f} words.</div>'
+        else:
+            html = (f'<div class="okbox">Best within {lo:.0f}–{hi:.0f} words: <b>{esc(best["model"])}</b> '
+                    f'(score {best["score"]:.1f}, {best["length"]:.0f} words)</div>')
+        return html, charts.score_vs_length(rows, lo, hi, best["model"] if best else None)
+
+    def pick_best(self, rows, lo, hi):
+        if not rows:
+            return gr.skip(), gr.skip()
+        return self._best(rows, float(lo or 0), float(hi or 0), None)
+
+    @shows_errors
+    def list_samples(self, evaluation_id, request: gr.Request):
+        evaluation_id = parse_id(evaluation_id)
+        if evaluation_id is None:
+            return [], ""
+        with self.ui.session(request, "evaluations") as (s, _):
+            samples = judge_samples(s, evaluation_id)
+        return [[x["id"], x["model_score"], x["reference_score"], _verdict(x)] for x in samples], ""
+
+    @shows_errors
+    def show_sample(self, evaluation_id, evt: gr.SelectData, request: gr.Request):
+        evaluation_id = parse_id(evaluation_id)
+        if evaluation_id is None or evt is None:
+            return ""
+        with self.ui.session(request, "evaluations") as (s, _):
+            samples = judge_samples(s, evaluation_id)
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        if row is None or row >= len(samples):
+            return ""
+        x = samples[row]
+        verdicts = "".join(
+            f'<div class="lbl">judge · {esc(v["order"].replace("_", " "))} · model {num(v.get("model_score"))} / '
+            f'reference {num(v.get("reference_score"))}</div><div class="rollout-prompt">'
+            f'{esc(v.get("judge_text") or v.get("error") or "")}</div>' for v in x["verdicts"])
+        return (f'<div class="lbl">prompt {esc(x["id"])}</div><div class="rollout-prompt">{esc(x["prompt"])}</div>'
+                f'<div class="pair-grid"><div><div class="lbl">model response · score {num(x["model_score"])}'
+                f'</div><div class="student"><div class="text">{esc(x["response"])}</div></div></div>'
+                f'<div><div class="lbl">judge’s reference answer · score {num(x["reference_score"])}</div>'
+                f'<div class="student"><div class="text">{esc(x["reference"])}</div></div></div></div>{verdicts}')
+
+
+def _verdict(x: dict) -> str:
+    m, r = x["model_score"], x["reference_score"]
+    if m is None or r is None:
+        return "unparsed"
+    return "model better" if m > r else "reference better" if m < r else "tie"

@@ -1,0 +1,345 @@
+"""Plotly charts as plain figure dicts (no plotly.graph_objects: building and validating Figure objects
+costs more than the database queries behind a run page).
+
+- `run_curves`: a run's metrics, one panel each, x axes linked (zoom one, zoom all); the raw line
+  thin with an EMA over it, a min/max band wherever points are downsampled buckets (so a one-step
+  spike stays visible), dashed stage boundaries, the discriminator-accuracy alarm line.
+- `compare_curves`: the same panels with several runs overlaid.
+- `histogram`, `score_bars` (the paper's Figure 1 kind), `score_vs_length`, `study_bars` (Figure 3).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from gradio.components.plot import PlotData
+
+from gad.health import STRONG_DISC_ACCURACY
+
+# (title, metrics, y-axis label). Panels with no data are left out; the order is the order of reading.
+RUN_PANELS: list[tuple[str, list[str], str]] = [
+    ("Discriminator loss", ["disc_loss"], "Bradley-Terry loss"),
+    ("Discriminator accuracy", ["disc_accuracy"], "share of pairs"),
+    ("D(teacher) vs D(student)", ["disc_teacher_score", "disc_student_score"], "mean score"),
+    ("Reward (mean, std)", ["reward_mean", "reward_std"], "reward"),
+    ("KL to reference", ["kl"], "nats / token"),
+    ("Response length: student vs teacher", ["student_length", "teacher_length"], "tokens"),
+    ("Generator loss", ["loss"], "loss"),
+    ("Learning rates", ["lr", "disc_lr"], "learning rate"),
+    ("Gradient norms", ["grad_norm", "disc_grad_norm"], "norm"),
+    ("Step time", ["step_time"], "seconds"),
+]
+PANEL_METRICS = frozenset(m for _, ms, _ in RUN_PANELS for m in ms)
+COLORS = ["#ea580c", "#0f766e", "#2563eb", "#9333ea", "#db2777", "#ca8a04", "#475569", "#16a34a"]
+FONT = {"family": "Source Sans Pro, system-ui, sans-serif", "size": 12, "color": "#334155"}
+GRID = "#eef2f6"
+
+
+def as_plot(fig: dict) -> PlotData:
+    try:
+        text = json.dumps(fig, allow_nan=False)
+    except ValueError:  # a NaN or infinity somewhere (a score over no verdicts): JSON has none, so a gap
+        text = json.dumps(_no_nan(fig), allow_nan=False)
+    return PlotData(type="plotly", plot=text)
+
+
+def _no_nan(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
+
+
+def _clean(values):
+    """NaN and infinities become gaps (JSON has no NaN); 5 significant digits are plenty for a chart and
+    make the figure a third smaller on the wire."""
+    return [float(f"{v:.5g}") if v is not None and math.isfinite(v) else None for v in values]
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def ema(values: list[float | None], weight: float) -> list[float | None]:
+    """TensorBoard's debiased exponential moving average (weight 0: the raw values)."""
+    if weight <= 0:
+        return list(values)
+    out, last, count = [], 0.0, 0
+    for v in values:
+        if v is None:
+            out.append(None)
+            continue
+        count += 1
+        last = last * weight + (1 - weight) * v
+        out.append(float(f"{last / (1 - weight ** count):.5g}"))
+    return out
+
+
+def empty(message: str, height: int = 260) -> PlotData:
+    return as_plot({"data": [], "layout": {
+        "height": height, "font": FONT, "paper_bgcolor": "#ffffff", "plot_bgcolor": "#ffffff",
+        "xaxis": {"visible": False}, "yaxis": {"visible": False}, "margin": {"l": 20, "r": 20, "t": 20, "b": 20},
+        "annotations": [{"text": message, "showarrow": False, "font": {"size": 14, "color": "#64748b"},
+                         "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5}]}})
+
+
+def _grid(n: int, cols: int, row_height: int) -> tuple[dict, list[tuple[str, str]]]:
+    """Layout axes for n panels in a grid; returns (layout, [(x axis id, y axis id)])."""
+    rows = max(1, math.ceil(n / cols))
+    gap_x, gap_y = 0.07, 0.42 / rows if rows > 1 else 0.0
+    width = (1 - gap_x * (cols - 1)) / cols
+    height = (1 - gap_y * (rows - 1)) / rows
+    layout, ids = {}, []
+    for i in range(n):
+        r, c = divmod(i, cols)
+        x0 = c * (width + gap_x)
+        y1 = 1 - r * (height + gap_y)
+        k = "" if i == 0 else str(i + 1)
+        layout[f"xaxis{k}"] = {"domain": [x0, x0 + width], "anchor": f"y{k}", "gridcolor": GRID, "zeroline": False,
+                               "showline": True, "linecolor": "#cbd5e1", "ticks": "outside", "tickcolor": "#cbd5e1",
+                               **({"matches": "x"} if i else {}),
+                               **({"title": {"text": "step", "standoff": 4}} if i >= n - cols else {})}
+        layout[f"yaxis{k}"] = {"domain": [y1 - height, y1], "anchor": f"x{k}", "gridcolor": GRID, "zeroline": False,
+                               "showline": True, "linecolor": "#cbd5e1", "automargin": True}
+        ids.append((f"x{k}", f"y{k}"))
+    layout["height"] = rows * row_height + 70
+    return layout, ids
+
+
+def _title(text: str, xaxis: dict, yaxis: dict, legend: list[tuple[str, str]]) -> dict:
+    keys = "  ".join(f'<span style="color:{c}">━ {name}</span>' for name, c in legend) if len(legend) > 1 else ""
+    return {"text": f"<b>{text}</b>" + (f"   {keys}" if keys else ""), "showarrow": False, "xref": "paper",
+            "yref": "paper", "x": xaxis["domain"][0], "y": yaxis["domain"][1], "xanchor": "left", "yanchor": "bottom",
+            "font": {"size": 12.5, "color": "#0f172a"}}
+
+
+def _base_layout(layout: dict) -> dict:
+    return {**layout, "font": FONT, "paper_bgcolor": "#ffffff", "plot_bgcolor": "#ffffff", "showlegend": False,
+            "hovermode": "x unified", "margin": {"l": 64, "r": 18, "t": 34, "b": 46}, "uirevision": "keep"}
+
+
+def _series_traces(points: list[dict], name: str, color: str, xa: str, ya: str, smoothing: float,
+                   legendgroup: str | None = None, show_legend: bool = False) -> list[dict]:
+    steps = [p["step"] for p in points]
+    values = _clean([p["value"] for p in points])
+    traces = []
+    if any(p.get("n", 1) > 1 for p in points):  # downsampled: the band holds every step's extremes
+        traces.append({"type": "scatter", "mode": "lines", "x": steps, "y": _clean([p["max"] for p in points]),
+                       "line": {"width": 0}, "xaxis": xa, "yaxis": ya, "hoverinfo": "skip", "showlegend": False,
+                       "legendgroup": legendgroup})
+        traces.append({"type": "scatter", "mode": "lines", "x": steps, "y": _clean([p["min"] for p in points]),
+                       "line": {"width": 0}, "fill": "tonexty", "fillcolor": _rgba(color, 0.18), "xaxis": xa,
+                       "yaxis": ya, "hoverinfo": "skip", "showlegend": False, "legendgroup": legendgroup,
+                       "name": f"{name} min/max"})
+    smooth = smoothing > 0 and len(values) > 2
+    traces.append({"type": "scatter", "mode": "lines" if len(values) > 1 else "markers", "x": steps, "y": values,
+                   "name": name if not smooth else f"{name} (raw)", "xaxis": xa, "yaxis": ya,
+                   "line": {"color": color, "width": 1 if smooth else 1.8}, "opacity": 0.35 if smooth else 1.0,
+                   "marker": {"color": color, "size": 6}, "legendgroup": legendgroup,
+                   "showlegend": show_legend and not smooth, "hovertemplate": "%{y:.4g}"})
+    if smooth:
+        traces.append({"type": "scatter", "mode": "lines", "x": steps, "y": ema(values, smoothing), "name": name,
+                       "xaxis": xa, "yaxis": ya, "line": {"color": color, "width": 2}, "legendgroup": legendgroup,
+                       "showlegend": show_legend, "hovertemplate": "%{y:.4g}"})
+    return traces
+
+
+def _stage_marks(stages: list[dict], ids: list[tuple[str, str]], label_first_row: int) -> tuple[list, list]:
+    shapes, notes = [], []
+    for b in stages[1:]:  # the first stage starts at the first step: no line
+        for i, (xa, ya) in enumerate(ids):
+            shapes.append({"type": "line", "xref": xa, "yref": f"{ya} domain", "x0": b["step"] - 0.5,
+                           "x1": b["step"] - 0.5, "y0": 0, "y1": 1, "line": {"color": "#94a3b8", "width": 1,
+                                                                             "dash": "dash"}})
+            if i < label_first_row:
+                notes.append({"text": b["stage"], "xref": xa, "yref": f"{ya} domain", "x": b["step"] - 0.5, "y": 1,
+                              "xanchor": "left", "yanchor": "top", "showarrow": False,
+                              "font": {"size": 10, "color": "#64748b"}})
+    return shapes, notes
+
+
+def _steady_range(axis: dict, points: list[dict]) -> None:
+    """A (nearly) constant series: a fixed range around it, so rounding noise is not blown up to full height."""
+    values = [v for p in points for v in (p["min"], p["max"]) if v is not None and math.isfinite(v)]
+    if not values:
+        return
+    lo, hi = min(values), max(values)
+    if hi - lo <= 1e-6 * max(abs(hi), abs(lo), 1e-12):
+        pad = abs(hi) * 0.5 or 1.0
+        axis["range"] = [lo - pad, hi + pad]
+
+
+def run_curves(series: dict[str, list[dict]], stages: list[dict], smoothing: float = 0.6,
+               extra: list[str] | None = None, cols: int = 2) -> PlotData:
+    """series: metric name -> points {step, value, min, max, n} (run_views.metric_series)."""
+    panels = [(t, [m for m in ms if series.get(m)], unit) for t, ms, unit in RUN_PANELS]
+    panels = [p for p in panels if p[1]] + [(m, [m], m) for m in (extra or []) if series.get(m)]
+    if not panels:
+        return empty("No metrics yet: the curves appear with the run's first step.")
+    layout, ids = _grid(len(panels), cols, 250)
+    data, notes, shapes = [], [], []
+    for (title, metrics, unit), (xa, ya) in zip(panels, ids):
+        legend = []
+        # A schedule is read as it is: no smoothing of learning rates.
+        weight = 0.0 if title == "Learning rates" else smoothing
+        for j, m in enumerate(metrics):
+            color = COLORS[j % len(COLORS)]
+            legend.append((m, color))
+            data += _series_traces(series[m], m, color, xa, ya, weight)
+        ax = layout["yaxis" + ya[1:]]
+        ax["title"] = {"text": unit, "font": {"size": 11}}
+        if title == "Learning rates":
+            ax["tickformat"] = ".1e"
+        _steady_range(ax, [p for m in metrics for p in series[m]])
+        if title == "Discriminator accuracy":
+            ax["range"] = [-0.03, 1.03]
+            shapes.append({"type": "line", "xref": f"{xa} domain", "yref": ya, "x0": 0, "x1": 1,
+                           "y0": STRONG_DISC_ACCURACY, "y1": STRONG_DISC_ACCURACY,
+                           "line": {"color": "#dc2626", "width": 1, "dash": "dot"}})
+        notes.append(_title(title, layout["xaxis" + xa[1:]], ax, legend))
+    marks, labels = _stage_marks(stages, ids, cols)
+    layout = _base_layout(layout)
+    layout.update(shapes=shapes + marks, annotations=notes + labels)
+    return as_plot({"data": data, "layout": layout})
+
+
+def compare_curves(runs: list[dict], series: dict[int, dict[str, list[dict]]], metrics: list[str],
+                   smoothing: float = 0.6, cols: int = 2) -> PlotData:
+    """runs: [{id, label}]; series: run id -> metric -> points. One panel per metric, one colour per run."""
+    metrics = [m for m in metrics if any(series.get(r["id"], {}).get(m) for r in runs)]
+    if not runs or not metrics:
+        return empty("Choose two or more runs with metrics to compare.")
+    layout, ids = _grid(len(metrics), cols, 250)
+    data, notes = [], []
+    for i, (m, (xa, ya)) in enumerate(zip(metrics, ids)):
+        for j, r in enumerate(runs):
+            pts = series.get(r["id"], {}).get(m)
+            if pts:
+                data += _series_traces(pts, r["label"], COLORS[j % len(COLORS)], xa, ya, smoothing,
+                                       legendgroup=str(r["id"]), show_legend=i == 0)
+        notes.append(_title(m, layout["xaxis" + xa[1:]], layout["yaxis" + ya[1:]], []))
+    layout = _base_layout(layout)
+    rows = math.ceil(len(metrics) / cols)
+    layout.update(annotations=notes, showlegend=True, hovermode="closest",
+                  legend={"orientation": "h", "x": 0, "y": 1 + 0.16 / rows, "yanchor": "bottom"})
+    layout["margin"]["t"] = 80
+    return as_plot({"data": data, "layout": layout})
+
+
+def histogram(hist: dict, title: str, xlabel: str, color: str = "#ea580c") -> PlotData:
+    edges, counts = hist.get("edges") or [], hist.get("counts") or []
+    if not counts:
+        return empty(f"{title}: no data", height=240)
+    mids = [(a + b) / 2 for a, b in zip(edges, edges[1:])]
+    width = (edges[1] - edges[0]) if len(edges) > 1 else 1
+    mean = hist.get("mean")
+    return as_plot({"data": [{"type": "bar", "x": mids, "y": counts, "width": width * 0.92,
+                              "marker": {"color": color}, "hovertemplate": "%{x:.0f} words: %{y}<extra></extra>"}],
+                    "layout": {**_base_layout({}), "height": 250, "hovermode": "closest",
+                               "title": {"text": f"<b>{title}</b>" + (f"  (mean {mean:.0f})" if mean else ""),
+                                         "font": {"size": 13}, "x": 0.02},
+                               "margin": {"l": 56, "r": 12, "t": 40, "b": 44},
+                               "xaxis": {"title": {"text": xlabel}, "gridcolor": GRID},
+                               "yaxis": {"title": {"text": "prompts"}, "gridcolor": GRID},
+                               "shapes": [{"type": "line", "xref": "x", "yref": "paper", "x0": mean, "x1": mean,
+                                           "y0": 0, "y1": 1, "line": {"color": "#0f172a", "dash": "dot", "width": 1}}]
+                               if mean else []}})
+
+
+def score_bars(rows: list[dict]) -> PlotData:
+    """Scores per model and set with 95% intervals (grouped bars, like the paper's Figure 1)."""
+    rows = [r for r in rows if r.get("score") is not None]
+    if not rows:
+        return empty("No scores yet.", height=300)
+    sets = list(dict.fromkeys(r["set"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    cell = {(r["model"], r["set"]): r for r in rows}
+    data = []
+    for j, m in enumerate(models):
+        xs, ys, hi, lo = [], [], [], []
+        for s in sets:
+            r = cell.get((m, s))
+            if r:
+                xs.append(s)
+                ys.append(r["score"])
+                hi.append((r["ci_high"] - r["score"]) if r.get("ci_high") is not None else 0)
+                lo.append((r["score"] - r["ci_low"]) if r.get("ci_low") is not None else 0)
+        data.append({"type": "bar", "name": m, "x": xs, "y": ys, "marker": {"color": COLORS[j % len(COLORS)]},
+                     "error_y": {"type": "data", "array": hi, "arrayminus": lo, "color": "#334155", "thickness": 1.2},
+                     "text": [f"{y:.1f}" for y in ys], "textposition": "inside", "insidetextanchor": "start",
+                     "textfont": {"color": "#ffffff"},
+                     "hovertemplate": f"{m}<br>%{{x}}: %{{y:.1f}}<extra></extra>"})
+    top = max(r.get("ci_high") or r["score"] for r in rows)
+    return as_plot({"data": data, "layout": {
+        **_base_layout({}), "height": 360, "barmode": "group", "showlegend": True, "hovermode": "closest",
+        "title": {"text": "<b>Judge score by prompt set</b> (50 = on par with the judge's own reference)",
+                  "font": {"size": 13}, "x": 0.01},
+        "legend": {"orientation": "h", "y": -0.18},
+        "margin": {"l": 60, "r": 16, "t": 44, "b": 70},
+        "xaxis": {},
+        "yaxis": {"title": {"text": "score"}, "gridcolor": GRID, "range": [0, max(60.0, top * 1.12)]},
+        "shapes": [{"type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": 50, "y1": 50,
+                    "line": {"color": "#94a3b8", "dash": "dot", "width": 1}}]}})
+
+
+def score_vs_length(rows: list[dict], lo: float, hi: float, best: str | None) -> PlotData:
+    """Mean score against mean length per model; the allowed length range shaded, the pick ringed."""
+    by = {}
+    for r in rows:
+        if r.get("score") is not None and r.get("length") is not None:
+            by.setdefault(r["model"], []).append(r)
+    if not by:
+        return empty("No scores yet.", height=300)
+    pts = [(m, sum(x["score"] for x in v) / len(v), sum(x["length"] for x in v) / len(v)) for m, v in by.items()]
+    data = [{"type": "scatter", "mode": "markers+text", "x": [p[2] for p in pts], "y": [p[1] for p in pts],
+             "text": [p[0] for p in pts],
+             # Neighbouring points are common (checkpoints of one run): alternate the label sides.
+             "textposition": [("top center", "bottom center", "middle right", "middle left")[i % 4]
+                              for i in range(len(pts))],
+             "marker": {"size": [16 if p[0] == best else 10 for p in pts],
+                        "color": ["#16a34a" if p[0] == best else "#ea580c" for p in pts],
+                        "line": {"width": [2 if p[0] == best else 0 for p in pts], "color": "#14532d"}},
+             "hovertemplate": "%{text}<br>length %{x:.0f} words<br>score %{y:.1f}<extra></extra>"}]
+    return as_plot({"data": data, "layout": {
+        **_base_layout({}), "height": 320, "hovermode": "closest",
+        "title": {"text": "<b>Score vs length</b> (shaded: allowed length range)", "font": {"size": 13}, "x": 0.01},
+        "margin": {"l": 60, "r": 16, "t": 44, "b": 48},
+        "xaxis": {"title": {"text": "mean response length (words)"}, "gridcolor": GRID},
+        "yaxis": {"title": {"text": "mean score"}, "gridcolor": GRID},
+        "shapes": [{"type": "rect", "xref": "x", "yref": "paper", "x0": lo, "x1": hi, "y0": 0, "y1": 1,
+                    "fillcolor": "rgba(22,163,74,0.08)", "line": {"width": 0}, "layer": "below"}]}})
+
+
+def study_bars(results: list[dict]) -> PlotData:
+    """Win / tie / loss shares of model A against model B, one stacked bar per study, with 95% intervals
+    on the win and loss shares (the paper's Figure 3)."""
+    results = [r for r in results if r.get("votes")]
+    if not results:
+        return empty("No votes yet.", height=220)
+    labels = [f"A: {r['model_a']}<br>B: {r['model_b']}" for r in results]
+    data = []
+    for key, name, color in (("win", "A wins", "#16a34a"), ("tie", "tie", "#cbd5e1"), ("loss", "B wins", "#dc2626")):
+        xs = [100 * (r[f"{key}_rate"] or 0) for r in results]
+        trace = {"type": "bar", "orientation": "h", "name": name, "y": labels, "x": xs, "marker": {"color": color},
+                 "text": [f"{x:.0f}%" if x >= 6 else "" for x in xs], "textposition": "inside",
+                 "insidetextanchor": "middle", "hovertemplate": f"{name}: %{{x:.1f}}%<extra></extra>"}
+        data.append(trace)
+    data.append({"type": "scatter", "mode": "markers", "name": "95% interval of A wins", "y": labels,
+                 "x": [100 * (r["win_rate"] or 0) for r in results], "marker": {"size": 7, "color": "#14532d",
+                                                                                "symbol": "line-ns-open"},
+                 "error_x": {"type": "data", "color": "#14532d", "thickness": 1.5, "width": 6,
+                             "array": [100 * ((r["win_ci"] or [0, 0])[1] - (r["win_rate"] or 0)) for r in results],
+                             "arrayminus": [100 * ((r["win_rate"] or 0) - (r["win_ci"] or [0, 0])[0])
+                                            for r in results]}, "hoverinfo": "skip", "showlegend": True})
+    return as_plot({"data": data, "layout": {
+        **_base_layout({}), "barmode": "stack", "showlegend": True, "hovermode": "closest",
+        "height": 170 + 56 * len(results), "legend": {"orientation": "h", "y": -0.35, "traceorder": "normal"},
+        "title": {"text": "<b>Human preference</b>: A against B", "font": {"size": 13}, "x": 0.01},
+        "margin": {"l": 16, "r": 16, "t": 44, "b": 60},
+        "xaxis": {"range": [0, 100], "gridcolor": GRID, "ticksuffix": "%"},
+        "yaxis": {"automargin": True}}})

@@ -1,0 +1,209 @@
+"""How fast the dashboard's run page opens for a long run: 2,400 steps x 30 metrics (the panels' metrics
+plus others), samples every 10 steps, checkpoints every 100, in a fresh SQLite studio.
+
+Two measurements:
+  - handler: the run page's open handler in-process (database queries, downsampling, the Plotly
+    figure serialised as JSON), median of repeats after one warm-up;
+  - browser: the real app served on loopback and a headless Chromium: from choosing the run in the
+    page's run picker to the curves drawn (Gradio's round trip and Plotly's rendering included),
+    median of repeats. Skipped when Chromium is missing (--no-browser skips it too).
+
+    python bench/ui_load.py [--steps 2400] [--repeats 5] [--no-browser] [--json bench/results/ui_load.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import insert  # noqa: E402
+
+CHROMIUM = os.environ.get("GAD_CHROMIUM", "/usr/bin/chromium")
+PANEL_METRICS = ["disc_loss", "disc_accuracy", "disc_teacher_score", "disc_student_score", "reward_mean", "reward_std",
+                 "kl", "student_length", "teacher_length", "loss", "lr", "disc_lr", "grad_norm", "disc_grad_norm",
+                 "step_time"]
+OTHER_METRICS = [f"extra_{i:02d}" for i in range(30 - len(PANEL_METRICS))]
+USER, PASSWORD = "bench", "bench-password-1"
+
+
+def seed(ctx, steps: int, name: str) -> int:
+    """One succeeded GAD run with `steps` steps of 30 metrics; returns its id."""
+    import math
+    import random
+
+    from app.db.models import Checkpoint, Run, RunMetric, RunStep, Sample
+    from app.db.session import session_scope
+    from gad.config import RunConfig
+
+    rng = random.Random(0)
+    warm = steps // 8
+    config = RunConfig(student="org/model", data="data.jsonl", output="runs/bench").model_dump()
+    with session_scope(ctx.sessions) as s:
+        run = Run(uid=f"bench{steps}", name=name, method="gad", config=config, status="succeeded",
+                  stage="adversarial", step=steps, total_steps=steps, output_dir=str(ctx.settings.data_dir / "runs"))
+        s.add(run)
+        s.flush()
+        run_id = run.id
+    with ctx.engine.begin() as conn:
+        conn.execute(insert(RunStep), [{"run_id": run_id, "step": k, "stage": "warmup" if k <= warm else "adversarial"}
+                                       for k in range(1, steps + 1)])
+        rows = []
+        for name in PANEL_METRICS + OTHER_METRICS:
+            base = rng.random()
+            for k in range(1, steps + 1):
+                spike = 5.0 if k == steps // 2 else 0.0  # one spike the downsampled chart must still show
+                rows.append({"run_id": run_id, "name": name, "step": k,
+                             "value": base + 0.3 * math.sin(k / 50) + 0.05 * rng.gauss(0, 1) + spike})
+        conn.execute(insert(RunMetric), rows)
+        conn.execute(insert(Sample), [{"run_id": run_id, "step": k, "stage": "adversarial", "payload": {
+            "prompt": f"prompt {k}", "teacher": "teacher answer " * 20,
+            "students": [{"text": f"student answer {i} " * 15, "score": rng.random(), "advantage": rng.gauss(0, 1),
+                          "finished": True} for i in range(8)]}} for k in range(10, steps + 1, 10)])
+        ckpts = [{"run_id": run_id, "step": k, "stage": "adversarial", "path": f"/nowhere/step-{k}"}
+                 for k in range(100, steps + 1, 100)]
+        if ckpts:  # an empty list would insert one row of defaults
+            conn.execute(insert(Checkpoint), ckpts)
+    return run_id
+
+
+def add_user(ctx) -> None:
+    from app.db.session import session_scope
+    from app.services.users import create_user
+
+    with session_scope(ctx.sessions) as s:
+        create_user(s, USER, "researcher", PASSWORD)
+
+
+def time_handler(ctx, run_id: int, repeats: int) -> dict:
+    """The run page's open handler, in-process, output serialised as Gradio sends it."""
+    from app.services.chat import ModelCache
+    from app.ui.common import Ui
+    from app.ui.pages.run_page import RunPage
+
+    page = RunPage(Ui(ctx, ModelCache(2**30)))
+    request = SimpleNamespace(username=USER)
+    samples, size = [], 0
+    for i in range(repeats + 1):
+        t0 = time.perf_counter()
+        out = page.open(run_id, 0.6, request)
+        chart = out[7]
+        size = len(chart.plot)
+        elapsed = time.perf_counter() - t0
+        if i:  # the first call warms imports and caches
+            samples.append(elapsed)
+    return {"median_s": statistics.median(samples), "max_s": max(samples), "chart_json_bytes": size}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def time_browser(ctx, big: str, small: str, repeats: int) -> dict:
+    """Choose the long run in the run page's picker; wait until its curves are drawn. Between two
+    measurements a short run is opened, so each measurement replaces a chart that shows something else."""
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    from app.api import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(context=ctx), host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    samples = []
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync"])
+            page = browser.new_context(viewport={"width": 1440, "height": 900},
+                                       base_url=f"http://127.0.0.1:{port}").new_page()
+            page.goto("/login?next=/ui/")
+            page.fill("#username", USER)
+            page.fill("#password", PASSWORD)
+            page.click("button[type=submit]")
+            page.locator(".gad-header").wait_for()
+            page.locator("#tab-runs-button").click()
+            page.locator("#tab-run-button").click()
+            page.locator("#run-curves .js-plotly-plot").wait_for(timeout=60_000)  # the newest run opens by itself
+
+            def shows(name: str, long: bool) -> str:
+                # The chart is the run's when the header names it and the first trace has that run's length.
+                test = "> 100" if long else "< 100"
+                return (f"() => {{ const h = document.querySelector('#run-header');"
+                        f" const p = document.querySelector('#run-curves .js-plotly-plot');"
+                        f" return h && h.innerText.includes({json.dumps(name)}) && p && p.data && p.data.length"
+                        f" && p.data[0].x.length {test}; }}")
+
+            def choose(name: str):
+                page.locator("#run-pick input").click()
+                option = page.locator("#run-pick [role=option]").filter(has_text=name).first
+                option.wait_for()
+                return option
+
+            for i in range(repeats + 1):
+                choose(small).click()
+                page.wait_for_function(shows(small, False), timeout=60_000)
+                option = choose(big)
+                t0 = time.perf_counter()
+                option.click()
+                page.wait_for_function(shows(big, True), timeout=60_000, polling=10)
+                if i:
+                    samples.append(time.perf_counter() - t0)
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    return {"median_s": statistics.median(samples), "max_s": max(samples)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=2400)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--json", default=None, help="Also write the results to this file.")
+    ns = parser.parse_args()
+
+    from app.context import make_context
+    from app.settings import Settings
+
+    folder = Path(tempfile.mkdtemp(prefix="gad-ui-bench-"))
+    ctx = make_context(Settings(GAD_DATA_DIR=folder, DATABASE_URL=f"sqlite:///{folder / 'studio.db'}"))
+    t0 = time.perf_counter()
+    add_user(ctx)
+    small, big = "bench: short run", f"bench: {ns.steps} steps"
+    seed(ctx, 40, small)
+    run_id = seed(ctx, ns.steps, big)
+    result = {"steps": ns.steps, "metrics": len(PANEL_METRICS) + len(OTHER_METRICS), "database": "sqlite",
+              "seed_s": round(time.perf_counter() - t0, 2), "handler": time_handler(ctx, run_id, ns.repeats)}
+    print(f"run page, {ns.steps} steps x {result['metrics']} metrics: handler {result['handler']['median_s']:.3f} s "
+          f"(max {result['handler']['max_s']:.3f} s, chart {result['handler']['chart_json_bytes'] / 1024:.0f} KiB)",
+          flush=True)
+    if not ns.no_browser and Path(CHROMIUM).exists():
+        result["browser"] = time_browser(ctx, big, small, ns.repeats)
+        print(f"  in Chromium, choose the run -> curves drawn: {result['browser']['median_s']:.3f} s "
+              f"(max {result['browser']['max_s']:.3f} s)", flush=True)
+    if ns.json:
+        Path(ns.json).write_text(json.dumps(result, indent=2) + "\n")
+    ctx.close()
+
+
+if __name__ == "__main__":
+    main()
