@@ -1,282 +1,300 @@
-"""Small-scale language study: does GAD beat SeqKD at the same budget, with a teacher we can measure?
+"""Small-scale study: after SeqKD has squeezed a fixed set of teacher responses, does GAD get more?
 
-Setup (all on CPU, minutes):
-  1. A synthetic instruction language with checkable answers (see TASKS): counting, repeating,
-     picking a fruit (a skewed, multi-modal distribution), describing an animal with a template.
-  2. Teacher: a tiny LM trained (with this product's own seqkd pipeline) on that language.
-     During distillation it is a black box: only its *sampled text* is used.
-  3. Students: a smaller random-init model, trained from the same start with the same number of
-     optimiser steps: SeqKD (supervised on teacher samples) vs GAD (warmup + adversarial).
-  4. Evaluation on held-out prompts, with access the method never had: the teacher's per-token
-     negative log-likelihood of the student's answers (lower = closer to the teacher's
-     distribution, a reverse-KL-style measure), the share of answers that are valid in the
-     language, distinct-2, and mean length. The teacher's own samples give the reference row.
+    nice -n 10 .venv/bin/python bench/quality_study.py    # writes bench/results/quality_study/
+    # 29 CPU-minutes over 2 worker processes: about 15-20 min on 2 idle cores (27.8 min measured while
+    # other jobs shared the machine). --report-only rewrites report.md/png from results.json.
 
-    python bench/quality_study.py [--seeds 0 1 2] [--out bench/results/quality_study]
+The question a user of the studio faces: "I have N teacher responses; after SeqKD has converged on
+them, does GAD's adversarial stage (or the off-policy discriminator baseline) improve the student?"
 
-Whatever the outcome, the report states it with the settings; the run is seeded and repeatable.
+  1. A task language with an exact validity rule (bench/study/language.py): four instruction tasks,
+     two of them with several valid answers, in an in-distribution (ID) wording and an
+     out-of-distribution (OOD) wording the distillation data never shows.
+  2. Teacher: a tiny LM trained on teacher-style text (both wordings). During distillation it is a
+     black box: its N sampled responses, collected as text by the studio's local-teacher path.
+  3. Student: a smaller LM "pretrained" on generic-style text of the same language (both wordings),
+     never on teacher outputs.
+  4. SeqKD on the N responses with early stopping on held-out teacher responses (per-epoch checkpoints).
+     The best checkpoint is the SeqKD baseline and GAD's warmed-up generator.
+  5. From that checkpoint (gad.fork.prepare_fork), equal extra budgets: more SeqKD; GAD (its
+     discriminator warmed up against the frozen student, then the adversarial stage); the off-policy
+     baseline (the same discriminator warmup, then GRPO against the frozen discriminator); a sweep of
+     GAD's policy and discriminator learning rates; a long discriminator warmup against SeqKD of the same
+     length; and a white-box control (GRPO rewarded by log T - log S, what a perfect discriminator would
+     score) that shows what a reward that tracks the teacher buys.
+  6. Evaluation with access the methods never had (bench/study/evaluate.py), on held-out ID prompts and
+     on OOD prompts; the reward's quality through the adversarial stage (Spearman between the
+     discriminator's scores and the teacher's log-likelihood within each group of samples); and
+     discriminators trained offline against the frozen student with other backbones, learning rates
+     and lengths, to see what changes the reward's quality.
+
+Everything is seeded; the report states the command, commit, machine, wall time and every setting.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
-import re
-import statistics
+import os
+import platform
+import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-ANIMALS = ["cat", "dog", "horse", "owl", "fox", "bear", "frog", "whale"]
-ADJECTIVES = ["small", "quick", "quiet", "brave", "gentle", "clever", "strong", "calm"]
-FRUITS = {"apple": 0.55, "banana": 0.25, "cherry": 0.12, "plum": 0.08}   # the teacher's skewed modes
-WORDS = ["red", "blue", "green", "stone", "river", "cloud", "light", "tree", "sand", "wind"]
-
-
-def make_example(rng: random.Random) -> tuple[str, str]:
-    kind = rng.choice(["count", "repeat", "fruit", "describe"])
-    if kind == "count":
-        a = rng.randint(1, 6)
-        b = a + rng.randint(2, 5)
-        return f"Count from {a} to {b}.", ", ".join(str(i) for i in range(a, b + 1)) + "."
-    if kind == "repeat":
-        ws = rng.sample(WORDS, rng.randint(2, 4))
-        return f"Repeat: {' '.join(ws)}", " ".join(ws)
-    if kind == "fruit":
-        fruit = rng.choices(list(FRUITS), weights=list(FRUITS.values()))[0]
-        return "Name a fruit.", f"A good fruit is the {fruit}."
-    animal = rng.choice(ANIMALS)
-    a1, a2 = rng.sample(ADJECTIVES, 2)
-    return f"Describe a {animal}.", f"The {animal} is {a1} and {a2}."
-
-
-def is_valid(prompt: str, answer: str) -> bool:
-    answer = answer.strip()
-    if m := re.fullmatch(r"Count from (\d+) to (\d+)\.", prompt):
-        a, b = int(m.group(1)), int(m.group(2))
-        return answer == ", ".join(str(i) for i in range(a, b + 1)) + "."
-    if prompt.startswith("Repeat: "):
-        return answer == prompt[len("Repeat: "):]
-    if prompt == "Name a fruit.":
-        return any(answer == f"A good fruit is the {f}." for f in FRUITS)
-    if m := re.fullmatch(r"Describe a (\w+)\.", prompt):
-        m2 = re.fullmatch(rf"The {m.group(1)} is (\w+) and (\w+)\.", answer)
-        return bool(m2) and m2.group(1) in ADJECTIVES and m2.group(2) in ADJECTIVES and m2.group(1) != m2.group(2)
-    return False
+SETTINGS = {
+    # models
+    "teacher_hidden": 128, "teacher_layers": 3, "teacher_steps": 800, "teacher_corpus": 4000,
+    "student_hidden": 64, "student_layers": 2, "pretrain_steps": 600, "pretrain_corpus": 4000,
+    "lm_batch": 32, "lm_lr": 3e-3, "max_new_tokens": 32, "max_prompt_length": 32,
+    # the teacher budget
+    "n_train": 400, "n_val": 80, "prompt_seed": 5000,
+    # SeqKD with early stopping
+    "seqkd_batch": 16, "seqkd_lr": 1e-3, "max_epochs": 20, "patience": 3, "es_min_delta": 0.0,
+    # the extra budget from the best SeqKD checkpoint
+    "disc_warmup_steps": 20, "adv_steps": 100, "gad_batch": 8, "group_size": 8, "temperature": 0.8,
+    "sweep_lr": [3e-5, 1e-4], "sweep_disc_lr": [1e-4, 1e-3], "offpolicy_disc_lr": 1e-3,
+    "long_warmup": 400, "long_lr": [1e-4, 1e-3],  # a GAD branch with a long discriminator warmup: steps, (policy, D) lr
+    "oracle_lr": 1e-4,  # diagnostic GRPO branch rewarded by log T - log S (white-box), policy lr
+    # evaluation
+    "eval_prompts": 128, "eval_samples": 4, "eval_seed": 90_000,
+    # the reward's quality
+    "probe_prompts": 48, "probe_every": 25, "probe_warmup_every": 100,
+    "probe_steps": 600, "probe_at": [0, 50, 150, 300, 600],
+    "probe_variants": [
+        {"name": "D=pretrained student, lr 1e-4", "backbone": "pretrained", "lr": 1e-4},
+        {"name": "D=pretrained student, lr 1e-3", "backbone": "pretrained", "lr": 1e-3},
+        {"name": "D=SeqKD student, lr 1e-3", "backbone": "seqkd", "lr": 1e-3},
+        {"name": "D=larger pretrained LM (4x), lr 1e-3", "backbone": "large", "lr": 1e-3},
+    ],
+}
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+MODEL_KEYS = ["teacher_hidden", "teacher_layers", "teacher_steps", "teacher_corpus", "student_hidden", "student_layers",
+              "pretrain_steps", "pretrain_corpus", "lm_batch", "lm_lr", "max_new_tokens", "max_prompt_length"]
+ASSET_KEYS = ["n_train", "n_val", "prompt_seed", "eval_prompts", "eval_samples", "eval_seed"]
 
 
-def teacher_nll(teacher, tok, info, prompt_ids: list[int], response_ids: list[int], finished: bool) -> float:
-    """Mean per-token NLL of a response (end-of-turn included when finished) under the teacher."""
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "bench/quality_study.py", "bench/study",
+                                "gad"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        return sha + (" (with uncommitted changes in bench/ or gad/)" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
     import torch
+    import transformers
+    import trl
 
-    from gad.modeling import build_sequence
-
-    seq = build_sequence(prompt_ids, response_ids, finished, info)
-    ids = torch.tensor([seq])
-    with torch.no_grad():
-        logits = teacher(input_ids=ids).logits[0, :-1]
-    logp = torch.log_softmax(logits.float(), -1)
-    targets = ids[0, 1:]
-    start = len(prompt_ids) - 1
-    token_logp = logp[torch.arange(start, len(seq) - 1), targets[start:]]
-    return float(-token_logp.mean())
+    return (f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores; Python "
+            f"{platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, "
+            f"trl {trl.__version__}")
 
 
-def distinct_n(texts: list[str], n: int = 2) -> float:
-    grams, total = set(), 0
-    for t in texts:
-        w = t.split()
-        for i in range(len(w) - n + 1):
-            grams.add(tuple(w[i:i + n]))
-            total += 1
-    return len(grams) / total if total else 0.0
+def rounded(value, digits: int = 5):
+    """results.json keeps 5 significant digits: the report shows at most 3 decimals."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v, digits) for v in value]
+    return value
 
 
-def evaluate_model(model, teacher, tok, info, prompts: list[str], samples: int, max_new_tokens: int,
-                   seed: int) -> dict:
-    import torch
+KEPT_METRICS = ("step", "stage", "loss", "disc_loss", "disc_accuracy", "reward_std", "kl", "step_time")
 
-    from gad.generation import sample_responses
 
-    torch.manual_seed(seed)
-    ids = [tok(tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                       tokenize=False), add_special_tokens=False)["input_ids"] for p in prompts]
-    groups = sample_responses(model, ids, n=samples, max_new_tokens=max_new_tokens, temperature=1.0, top_p=1.0,
-                              info=info)
-    nll, valid, texts, lengths, fruit = [], [], [], [], {}
-    for p, pid, group in zip(prompts, ids, groups):
-        for rid, finished in group:
-            text = tok.decode(rid, skip_special_tokens=True)
-            texts.append(text)
-            lengths.append(len(rid))
-            nll.append(teacher_nll(teacher, tok, info, pid, rid, finished))
-            valid.append(is_valid(p, text) and finished)
-            if p == "Name a fruit.":
-                m = re.fullmatch(r"A good fruit is the (\w+)\.", text.strip())
-                key = m.group(1) if m and m.group(1) in FRUITS else "invalid"
-                fruit[key] = fruit.get(key, 0) + 1
-    return {"teacher_nll": statistics.fmean(nll), "valid": statistics.fmean(valid), "distinct_2": distinct_n(texts),
-            "length": statistics.fmean(lengths), "fruit_counts": fruit, "answers": len(texts)}
+def columns(records: list[dict]) -> dict[str, list]:
+    """Per-step metric records as columns (one list per kept key, None where a step lacks it): a compact
+    results.json."""
+    if not records or isinstance(records, dict):
+        return records
+    keys = [k for k in KEPT_METRICS if any(k in r for r in records)]
+    return {k: [r.get(k) for r in records] for k in keys}
+
+
+def lr_name(x: float) -> str:
+    """1e-4 -> '1e-4', 3e-05 -> '3e-5'."""
+    mantissa, exponent = f"{x:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def branches(S: dict) -> dict[str, dict]:
+    """name -> spec of every branch from the best SeqKD checkpoint: the sweep with the same extra steps
+    (disc_warmup_steps + adv_steps), the white-box control, then a longer discriminator warmup with a SeqKD
+    branch of the same length."""
+    out = {"seqkd+": {"method": "seqkd"}}
+    for lr in S["sweep_lr"]:
+        for dlr in S["sweep_disc_lr"]:
+            out[f"gad p{lr_name(lr)} d{lr_name(dlr)}"] = {"method": "gad", "lr": lr, "disc_lr": dlr}
+    for lr in S["sweep_lr"]:
+        dlr = S["offpolicy_disc_lr"]
+        out[f"offpolicy p{lr_name(lr)} d{lr_name(dlr)}"] = {"method": "offpolicy", "lr": lr, "disc_lr": dlr}
+    out[f"oracle reward p{lr_name(S['oracle_lr'])} (white-box control)"] = {"method": "oracle", "lr": S["oracle_lr"]}
+    lr, dlr = S["long_lr"]
+    long = S["long_warmup"] + S["adv_steps"]
+    out[f"seqkd+ {long} steps"] = {"method": "seqkd", "steps": long}
+    out[f"gad p{lr_name(lr)} d{lr_name(dlr)}, D warmup {S['long_warmup']}"] = {
+        "method": "gad", "lr": lr, "disc_lr": dlr, "disc_warmup": S["long_warmup"]}
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", default="bench/results/quality_study")
-    ap.add_argument("--teacher-steps", type=int, default=500)
-    ap.add_argument("--warmup-steps", type=int, default=150, help="GAD warmup = first part of SeqKD's budget")
-    ap.add_argument("--adv-steps", type=int, default=100, help="GAD adversarial steps (SeqKD gets the same total)")
-    ap.add_argument("--gad-lr", type=float, default=2e-4, help="policy lr of GAD's adversarial stage")
-    ap.add_argument("--disc-lr", type=float, default=2e-4, help="discriminator lr")
-    ap.add_argument("--budget-check", action="store_true",
-                    help="also train SeqKD for only the generator steps of GAD's warmup (warmup - 10), as row seqkd@N")
-    ap.add_argument("--eval-prompts", type=int, default=40)
-    ap.add_argument("--samples", type=int, default=4, help="answers sampled per eval prompt")
+    ap.add_argument("--jobs", type=int, default=2, help="worker processes (one thread each)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON",
+                    help="override a setting, e.g. --set adv_steps=50 'sweep_lr=[1e-4]'")
+    ap.add_argument("--reuse", action="store_true",
+                    help="development: reuse the models and teacher budget in OUT/work when their settings match")
+    ap.add_argument("--report-only", action="store_true", help="rewrite report.md/png from results.json")
     args = ap.parse_args()
 
-    import torch
-    from transformers import AutoModelForCausalLM
+    from bench.study import tasks
+    from bench.study.report import write_report
 
-    from gad.config import RunConfig
-    from gad.data import Example
-    from gad.modeling import load_tokenizer, token_info
-    from gad.pipeline import run
-    from gad.progress import quiet_libraries
-    from gad.teacher import collect_local
-    from gad.tiny import build_tiny_model
-
-    quiet_libraries()
-    torch.set_num_threads(2)
     out = Path(args.out)
-    work = out / "work"
+    if args.report_only:
+        write_report(json.loads((out / "results.json").read_text()), out)
+        return
+    S = json.loads(json.dumps(SETTINGS))
+    for item in args.set:
+        key, value = item.split("=", 1)
+        if key not in S:
+            raise SystemExit(f"--set: unknown setting {key!r}")
+        S[key] = json.loads(value)
+    work = (out / "work").resolve()
+    work.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
+    phases = {}
+    command = "python " + " ".join([Path(sys.argv[0]).as_posix() if not Path(sys.argv[0]).is_absolute() else
+                                    os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
 
-    # 1-2. The teacher: trained on the language itself, then used only through its samples.
-    rng = random.Random(1234)
-    corpus = [make_example(rng) for _ in range(3000)]
-    lang = write_jsonl(work / "language.jsonl", [{"prompt": p, "response": r} for p, r in corpus])
-    teacher_dir = work / "teacher"
-    if not (teacher_dir / "result.json").exists():
-        build_tiny_model(work / "teacher-init", seed=1234, hidden_size=128, layers=3)
-        run(RunConfig(method="seqkd", student=str(work / "teacher-init"), data=str(lang), output=str(teacher_dir),
-                      steps=args.teacher_steps, batch_size=32, seqkd_lr=3e-3, max_new_tokens=32,
-                      max_prompt_length=32, save_steps=10_000, seed=1234))
-    teacher_path = str(teacher_dir / "checkpoints" / f"step-{args.teacher_steps}" / "student")
-    tok = load_tokenizer(teacher_path)
-    info = token_info(tok, teacher_path)
-    teacher = AutoModelForCausalLM.from_pretrained(teacher_path).eval()
+    from bench.study import language as L
 
-    train_prompts = [make_example(random.Random(5000 + i))[0] for i in range(1200)]
-    eval_prompts = [make_example(random.Random(90_000 + i))[0] for i in range(args.eval_prompts)]
-    teacher_data = work / "teacher_samples.jsonl"
-    if not teacher_data.exists():
-        collect_local([Example(f"t{i}", [{"role": "user", "content": p}]) for i, p in enumerate(train_prompts)],
-                      teacher_path, teacher_data, max_new_tokens=32, temperature=1.0)
+    for name, style, n, seed in (("teacher_corpus", "teacher", S["teacher_corpus"], 1234),
+                                 ("generic_corpus", "generic", S["pretrain_corpus"], 4321)):
+        (work / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in L.corpus(seed, n, style)))
 
-    results = {"settings": vars(args), "teacher": evaluate_model(teacher, teacher, tok, info, eval_prompts,
-                                                                  args.samples, 32, seed=0), "runs": []}
-    print(f"teacher: {json.dumps({k: v for k, v in results['teacher'].items() if k != 'fruit_counts'})}")
-    total = args.warmup_steps + args.adv_steps
-    common = dict(data=str(teacher_data), batch_size=8, group_size=4, max_new_tokens=32, max_prompt_length=32,
-                  save_steps=10_000, sample_every=50)
-    for seed in args.seeds:
-        init = work / f"student-init-{seed}"
-        if not init.exists():
-            build_tiny_model(init, seed=seed, hidden_size=64, layers=2)
-        cfgs = {
-            "seqkd": RunConfig(method="seqkd", student=str(init), output=str(work / f"seqkd-{seed}"), steps=total,
-                               seqkd_lr=2e-3, seed=seed, **common),
-            "gad": RunConfig(method="gad", student=str(init), output=str(work / f"gad-{seed}"),
-                             warmup_steps=args.warmup_steps, steps=args.adv_steps, warmup_lr=2e-3, lr=args.gad_lr,
-                             disc_lr=args.disc_lr, disc_only_steps=10, seed=seed, **common),
-        }
-        if args.budget_check:  # SeqKD with exactly the supervised steps GAD's warmup gave its generator
-            n = args.warmup_steps - 10
-            cfgs[f"seqkd@{n}"] = RunConfig(method="seqkd", student=str(init), output=str(work / f"seqkd{n}-{seed}"),
-                                           steps=n, seqkd_lr=2e-3, seed=seed, **common)
-        for method, cfg in cfgs.items():
-            res = run(cfg)
-            points = [(method, res.final_checkpoint, res.global_step)]
-            if method == "gad":  # where the adversarial stage started: did it help or hurt?
-                points.insert(0, ("gad@warmup", Path(cfg.output) / "checkpoints" / f"step-{args.warmup_steps}",
-                                  args.warmup_steps))
-            for name, ckpt, steps in points:
-                model = AutoModelForCausalLM.from_pretrained(ckpt / "student").eval()
-                scores = evaluate_model(model, teacher, tok, info, eval_prompts, args.samples, 32, seed=seed)
-                results["runs"].append({"seed": seed, "method": name, "steps": steps, **scores})
-                print(f"seed {seed} {name:10s}: teacher NLL {scores['teacher_nll']:.3f}, valid {scores['valid']:.1%}, "
-                      f"distinct-2 {scores['distinct_2']:.3f}, length {scores['length']:.1f}", flush=True)
-    results["minutes"] = (time.time() - t_start) / 60
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    report(results, out)
+    def log(msg):
+        print(f"[{(time.time() - t_start) / 60:5.1f} min] {msg}", flush=True)
 
+    ctx = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx, initializer=tasks.setup_worker) as pool:
+        # 1. teacher, the pretrained student, the larger pretrained backbone (discriminator probe only)
+        t = time.time()
+        need_large = any(v["backbone"] == "large" for v in S["probe_variants"])
+        cached = work / "models.json"
+        key = {k: S[k] for k in MODEL_KEYS}
+        if args.reuse and cached.is_file() and json.loads(cached.read_text())["key"] == key:
+            lms = json.loads(cached.read_text())["models"]
+        else:
+            lm = dict(batch=S["lm_batch"], lr=S["lm_lr"], S=S)
+            jobs = {"teacher": pool.submit(tasks.train_lm, str(work / "teacher"), str(work / "teacher_corpus.jsonl"),
+                                           1234, S["teacher_hidden"], S["teacher_layers"], steps=S["teacher_steps"],
+                                           **lm),
+                    "student": pool.submit(tasks.train_lm, str(work / "student"), str(work / "generic_corpus.jsonl"),
+                                           4321, S["student_hidden"], S["student_layers"], steps=S["pretrain_steps"],
+                                           **lm)}
+            if need_large:
+                jobs["large"] = pool.submit(tasks.train_lm, str(work / "large"), str(work / "generic_corpus.jsonl"),
+                                            99, S["teacher_hidden"], S["teacher_layers"], steps=S["pretrain_steps"],
+                                            **lm)
+            lms = {k: f.result() for k, f in jobs.items()}
+            cached.write_text(json.dumps({"key": key, "models": lms}))
+        phases["1 teacher and pretraining"] = time.time() - t
+        log("models: " + ", ".join(f"{k} {v['params']:,} params {v['seconds']:.0f}s" for k, v in lms.items()))
+        teacher, student = lms["teacher"]["path"], lms["student"]["path"]
 
-def report(results: dict, out: Path) -> None:
-    import matplotlib
+        # 2. the teacher budget, and the teacher's own scores
+        t = time.time()
+        cached = work / "assets.json"
+        key = {k: S[k] for k in MODEL_KEYS + ASSET_KEYS}
+        if args.reuse and cached.is_file() and json.loads(cached.read_text())["key"] == key:
+            assets = json.loads(cached.read_text())["assets"]
+        else:
+            assets = pool.submit(tasks.teacher_assets, S, teacher, str(work)).result()
+            cached.write_text(json.dumps({"key": key, "assets": assets}))
+        phases["2 teacher budget"] = time.time() - t
+        log(f"teacher: ID valid {assets['eval']['id']['valid']:.1%}, OOD valid {assets['eval']['ood']['valid']:.1%}, "
+            f"budget valid {assets['train_valid']:.1%}")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        # 3. SeqKD with early stopping, per seed
+        t = time.time()
+        es = {s: pool.submit(tasks.seqkd_es, s, S, student, teacher, str(work), assets["fruit"])
+              for s in args.seeds}
+        es = {s: f.result() for s, f in es.items()}
+        phases["3 SeqKD with early stopping"] = time.time() - t
+        for s, r in es.items():
+            log(f"seed {s}: SeqKD best at step {r['best_step']} ({r['best_step'] // r['epoch_steps']} epochs), "
+                f"stopped at {r['steps_run']}; ID valid {r['seqkd']['id']['valid']:.1%}, "
+                f"teacher NLL {r['seqkd']['id']['teacher_nll']:.3f}")
 
-    keys = [("teacher_nll", "teacher NLL / token (lower = closer to teacher)"), ("valid", "valid answers"),
-            ("distinct_2", "distinct-2"), ("length", "length (tokens)")]
-    present = {r["method"] for r in results["runs"]}
-    methods = [m for m in ["seqkd", *sorted(m for m in present if m.startswith("seqkd@")), "gad@warmup", "gad"]
-               if m in present]
-    agg = {}
-    for m in methods:
-        rows = [r for r in results["runs"] if r["method"] == m]
-        agg[m] = {k: (statistics.fmean(r[k] for r in rows), statistics.pstdev(r[k] for r in rows)) for k, _ in keys}
-    t = results["teacher"]
-    lines = ["# Small-scale study: SeqKD vs GAD at the same step budget", "",
-             f"Seeds: {results['settings']['seeds']}; GAD = {results['settings']['warmup_steps']} warmup + "
-             f"{results['settings']['adv_steps']} adversarial steps (policy lr {results['settings']['gad_lr']}, "
-             f"discriminator lr {results['settings']['disc_lr']}, warmup/SeqKD lr 2e-3); SeqKD = the same number "
-             f"of supervised steps. "
-             f"Evaluation: {results['settings']['eval_prompts']} held-out prompts x {results['settings']['samples']} "
-             f"samples at temperature 1. Total time {results['minutes']:.1f} min on CPU.", "",
-             "| | " + " | ".join(label for _, label in keys) + " |", "|---|" + "---|" * len(keys),
-             "| teacher (its own samples) | " + " | ".join(f"{t[k]:.3f}" for k, _ in keys) + " |"]
-    for m in methods:
-        lines.append(f"| {m} (mean ± sd over seeds) | " +
-                     " | ".join(f"{agg[m][k][0]:.3f} ± {agg[m][k][1]:.3f}" for k, _ in keys) + " |")
-    lines += ["", "Per seed:", "", "| seed | method | teacher NLL | valid | distinct-2 | length | fruit answers |",
-              "|---|---|---|---|---|---|---|"]
-    for r in results["runs"]:
-        lines.append(f"| {r['seed']} | {r['method']} | {r['teacher_nll']:.3f} | {r['valid']:.1%} | "
-                     f"{r['distinct_2']:.3f} | {r['length']:.1f} | {r['fruit_counts']} |")
-    lines += ["", f"Teacher's fruit answers: {t['fruit_counts']} (trained on {FRUITS})",
-              "", "gad@warmup is GAD's own checkpoint at the end of its warmup (fewer supervised steps than SeqKD): "
-                  "the adversarial stage's effect is the change from gad@warmup to gad."]
-    budget = [m for m in methods if m.startswith("seqkd@")]
-    if budget:
-        lines += ["", f"{budget[0]} (from --budget-check) is SeqKD given only the generator steps of GAD's warmup. "
-                      "If it scores close to gad@warmup, the gap between gad and seqkd is the budget split: "
-                      "compare the change from seqkd@N to seqkd with the change from gad@warmup to gad."]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+        # 4. branches and discriminator probes
+        t = time.time()
+        jobs = {}
+        specs = branches(S)
+        # longest first, so the two workers finish together: adversarial branches, probes, then SeqKD+
+        order = [n for n, sp in specs.items() if "disc_warmup" in sp] + ["disc_probe"] + \
+            [n for n, sp in specs.items() if sp["method"] != "seqkd" and "disc_warmup" not in sp] + \
+            [n for n, sp in specs.items() if sp["method"] == "seqkd"]
+        for name in order:
+            for s in args.seeds:
+                best = es[s]["best_step"]
+                seqkd_student = str(Path(es[s]["run_dir"]) / "checkpoints" / f"step-{best}" / "student")
+                if name == "disc_probe":
+                    if S["probe_variants"]:
+                        backbones = {"pretrained": student, "seqkd": seqkd_student,
+                                     "large": lms["large"]["path"] if need_large else None}
+                        jobs[(s, name)] = pool.submit(tasks.disc_probe, s, S, backbones, seqkd_student, teacher,
+                                                      str(work))
+                    continue
+                fn = tasks.oracle_branch if specs[name]["method"] == "oracle" else tasks.branch
+                jobs[(s, name)] = pool.submit(fn, s, name, specs[name], S, student, teacher, str(work),
+                                              es[s]["run_dir"], best, assets["fruit"])
+        done = {}
+        for key, f in jobs.items():
+            done[key] = f.result()
+            log(f"seed {key[0]} {key[1]} done")
+        phases["4 branches and probes"] = time.time() - t
 
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4))
-    for ax, (k, label) in zip(axes, keys):
-        for i, m in enumerate(methods):
-            vals = [r[k] for r in results["runs"] if r["method"] == m]
-            ax.scatter([i] * len(vals), vals, alpha=0.7)
-            ax.errorbar([i], [agg[m][k][0]], yerr=[agg[m][k][1]], fmt="_", color="black", capsize=6)
-        ax.axhline(t[k], color="grey", linestyle="--", label="teacher")
-        ax.set_xticks(range(len(methods)), methods)
-        ax.set_title(label, fontsize=9)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "report.png", dpi=110)
-    plt.close(fig)
-    print((out / "report.md").read_text())
+    import resource
+
+    cpu = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for f in ("ru_utime", "ru_stime"))
+    results = {"command": command, "cpu_minutes": cpu / 60, "load_average": os.getloadavg(),
+               "commit": git_commit(), "machine": machine(), "settings": S,
+               "seeds": args.seeds, "jobs": args.jobs, "wall_minutes": (time.time() - t_start) / 60,
+               "phase_seconds": phases, "models": lms, "teacher": assets,
+               "seqkd": {str(s): r for s, r in es.items()},
+               "branches": sorted((v for k, v in done.items() if k[1] != "disc_probe"),
+                                  key=lambda b: (list(specs).index(b["name"]), b["seed"])),
+               "disc_probe": [v for k, v in done.items() if k[1] == "disc_probe"]}
+    for b in results["branches"]:
+        b["metrics"] = columns(b["metrics"])
+    results = rounded(results)
+    (out / "results.json").write_text(json.dumps(results, separators=(",", ":")))
+    write_report(results, out)
+    log(f"wrote {out / 'report.md'}, {out / 'report.png'}, {out / 'results.json'}")
 
 
 if __name__ == "__main__":

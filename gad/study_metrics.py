@@ -2,6 +2,7 @@
 
   rankdata, spearman        rank correlation with average ranks for ties (a discriminator's scores
                             against the teacher's log-likelihood within one group of samples)
+  pairwise_auc              does a score put valid answers above invalid ones
   distinct_n                diversity of a set of texts
   normalise, total_variation, kl_divergence, entropy
                             distances between answer distributions (mode seeking vs covering)
@@ -63,6 +64,14 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     if len(x) != len(y):
         raise ValueError(f"spearman needs paired values, got {len(x)} and {len(y)}")
     return pearson(rankdata(x), rankdata(y))
+
+
+def pairwise_auc(positive: Sequence[float], negative: Sequence[float]) -> float | None:
+    """P(score of a positive > score of a negative) over all pairs, ties counting 1/2; None without pairs."""
+    if not positive or not negative:
+        return None
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in positive for n in negative)
+    return wins / (len(positive) * len(negative))
 
 
 def distinct_n(texts: Sequence[str], n: int = 2) -> float:

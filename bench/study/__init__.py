@@ -1,0 +1,1 @@
+"""Helpers of bench/quality_study.py: the task language, evaluation probes and the report."""
