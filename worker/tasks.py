@@ -18,7 +18,7 @@ from app.enums import JobKind, RunStatus
 from app.queue import TASKS, TRAIN
 from app.services import jobs as job_service
 from app.services import runs as run_service
-from app.services.progress import DbProgress, Heartbeat, RunLog
+from app.services.progress import DbProgress, RunLog, run_heartbeat
 from worker.celery_app import studio
 from worker.group_run import run_group
 
@@ -64,7 +64,7 @@ def train_run(self, run_id: int, studio_id: str | None = None) -> str:
             log.write(f"resuming from checkpoint step {done[-1][0]}")
         progress = DbProgress(ctx.sessions, run_id, claim, log=log)
         processes = ctx.settings.run_processes()
-        with Heartbeat(ctx.sessions, run_id, claim, ctx.settings.heartbeat_seconds):
+        with run_heartbeat(ctx.sessions, run_id, claim, ctx.settings.heartbeat_seconds):
             if processes > 1:  # a group of processes (accelerate launch), followed through the run folder
                 status = run_group(cfg, progress, log, processes=processes, strategy=ctx.settings.launch_strategy,
                                    cpu=ctx.settings.launch_cpu, after_step=done[-1][0] if done else 0)
@@ -112,7 +112,7 @@ def _job(task, job_id: int, studio_id: str | None, body) -> str:
     if claim is None:
         return "skipped"
     try:
-        with job_service.JobHeartbeat(ctx.sessions, job_id, claim, ctx.settings.heartbeat_seconds):
+        with job_service.job_heartbeat(ctx.sessions, job_id, claim, ctx.settings.heartbeat_seconds):
             result = body(ctx, job_id, claim)
         with session_scope(ctx.sessions) as s:
             job_service.finish_job(s, job_id, claim, RunStatus.succeeded, result=result)

@@ -15,6 +15,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -132,3 +133,63 @@ class ModelCache:
     def clear(self) -> None:
         with self._guard:
             self._models.clear()
+
+
+# --- answering ----------------------------------------------------------------------------------
+LOCK_WAIT_SECONDS = 30.0  # a request waits this long for its model's turn, then gets 429
+
+
+def answer(session: Session, settings: Settings, cache: ModelCache, model_id: str, messages: list[dict], *,
+           max_new_tokens: int, temperature: float = 0.7, top_p: float = 1.0, stop: list[str] | None = None,
+           seed: int | None = None) -> Iterator[dict]:
+    """One answer from any model of the registry, piece by piece: {"text": delta} ... then
+    {"finish_reason", "usage"}. /v1/chat/completions and the Chat page both answer through this.
+    The session is used only to find the model (before the first piece)."""
+    if not messages or messages[-1].get("role") == "assistant":
+        raise InvalidInput("the conversation must end with a user (or system) message: nothing to answer",
+                           field="messages")
+    entry = find_model(session, settings, model_id)
+    params = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=stop, seed=seed)
+    if entry.kind == "endpoint":
+        from app.services.endpoints import to_gad
+
+        return _proxied(to_gad(session.get(EndpointRow, entry.endpoint_id), settings), messages, params)
+    return _local(cache, entry.path, messages, params)
+
+
+def _local(cache: ModelCache, path: str, messages: list[dict], params: dict) -> Iterator[dict]:
+    """Pieces from a local model; its turn is held for the whole answer (requests to it queue)."""
+    from gad.generation import stream_chat
+
+    lock = cache.acquire(path, timeout=LOCK_WAIT_SECONDS)
+    try:
+        yield from stream_chat(cache.get(path), messages, **params)
+    finally:
+        lock.release()
+
+
+def _proxied(ep, messages: list[dict], params: dict) -> Iterator[dict]:
+    """Pieces from a teacher endpoint through the official SDK, with its stored key (never shown)."""
+    import openai
+
+    from app.errors import Upstream
+    from app.services.endpoints import redact
+
+    client = openai.OpenAI(base_url=ep.base_url, api_key=ep.api_key(), timeout=ep.timeout, max_retries=2)
+    kwargs = dict(model=ep.model, messages=messages, max_tokens=params["max_new_tokens"],
+                  temperature=params["temperature"], top_p=params["top_p"], stream=True)
+    if params.get("stop"):
+        kwargs["stop"] = params["stop"]
+    finish, usage = "stop", None
+    try:
+        for chunk in client.chat.completions.create(**kwargs):
+            if getattr(chunk, "usage", None):
+                usage = chunk.usage.model_dump()
+            for choice in chunk.choices:
+                if choice.delta and choice.delta.content:
+                    yield {"text": choice.delta.content}
+                if choice.finish_reason:
+                    finish = choice.finish_reason
+    except openai.APIError as err:
+        raise Upstream(f"endpoint {ep.base_url}: {type(err).__name__}: {redact(str(err), ep)}") from None
+    yield {"finish_reason": finish, "usage": usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}

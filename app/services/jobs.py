@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 from collections import Counter
 
@@ -156,32 +155,14 @@ def reconcile_jobs(session: Session, heartbeat_timeout: float) -> list[int]:
     return ids
 
 
-class JobHeartbeat:
+def job_heartbeat(sessions, job_id: int, claim: str, interval: float):
     """Keeps a job's heartbeat fresh from a thread while its body blocks the task."""
+    from app.services.progress import Heartbeat
 
-    def __init__(self, sessions, job_id: int, claim: str, interval: float):
-        self.sessions, self.job_id, self.claim, self.interval = sessions, job_id, claim, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-job-{job_id}", daemon=True)
+    def beat(session: Session) -> None:
+        session.execute(update(Job).where(Job.id == job_id, Job.claim == claim).values(heartbeat_at=utcnow()))
 
-    def _loop(self):
-        from sqlalchemy.exc import OperationalError
-
-        while not self._stop.wait(self.interval):
-            try:
-                with session_scope(self.sessions) as s:
-                    s.execute(update(Job).where(Job.id == self.job_id, Job.claim == self.claim)
-                              .values(heartbeat_at=utcnow()))
-            except OperationalError as err:  # a locked or restarting database: the next beat may pass
-                log.warning("job %s heartbeat: %s", self.job_id, err)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=self.interval + 5)
+    return Heartbeat(sessions, beat, interval, f"job {job_id}")
 
 
 class DbResponseStore:

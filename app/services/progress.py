@@ -110,12 +110,14 @@ class DbProgress(Progress):
 
 
 class Heartbeat:
-    """Context manager: a daemon thread that keeps the run's heartbeat fresh."""
+    """Context manager: a daemon thread that calls `beat(session)` every `interval` seconds while a
+    task blocks, until `beat` returns False (the row finished or was taken over). A database hiccup is
+    logged and the next beat tried: this thread dying would make a healthy job look dead."""
 
-    def __init__(self, sessions: sessionmaker[Session], run_id: int, claim: str, interval: float):
-        self.sessions, self.run_id, self.claim, self.interval = sessions, run_id, claim, interval
+    def __init__(self, sessions: sessionmaker[Session], beat, interval: float, label: str):
+        self.sessions, self.beat, self.interval, self.label = sessions, beat, interval, label
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-run-{run_id}", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{label}", daemon=True)
 
     def _loop(self):
         from sqlalchemy.exc import OperationalError
@@ -123,10 +125,10 @@ class Heartbeat:
         while not self._stop.wait(self.interval):
             try:
                 with session_scope(self.sessions) as s:
-                    if not run_service.heartbeat(s, self.run_id, self.claim):
-                        return  # the run finished or was taken over
+                    if self.beat(s) is False:
+                        return
             except OperationalError as err:  # a locked or restarting database: the next beat may pass
-                log.warning("run %s heartbeat: %s", self.run_id, err)
+                log.warning("%s heartbeat: %s", self.label, err)
 
     def __enter__(self):
         self._thread.start()
@@ -135,3 +137,7 @@ class Heartbeat:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join(timeout=self.interval + 5)
+
+
+def run_heartbeat(sessions: sessionmaker[Session], run_id: int, claim: str, interval: float) -> Heartbeat:
+    return Heartbeat(sessions, lambda s: run_service.heartbeat(s, run_id, claim), interval, f"run {run_id}")

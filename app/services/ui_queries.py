@@ -326,58 +326,13 @@ def judge_samples(session: Session, evaluation_id: int, limit: int = 500) -> lis
 # --- chat --------------------------------------------------------------------------------------
 def chat_stream(session: Session, settings: Settings, cache, model_id: str, messages: list[dict], *,
                 max_new_tokens: int, temperature: float, top_p: float) -> Iterator[dict]:
-    """One answer from any model of the registry, piece by piece ({"text"} then {"finish_reason", "usage"}),
-    the same way /v1/chat/completions answers. The session is only used before the first piece."""
-    from app.db.models import Endpoint as EndpointRow
-    from app.services.chat import find_model
+    """One answer, piece by piece, the way /v1/chat/completions answers (services.chat.answer)."""
+    from app.services.chat import answer
 
     if not messages or messages[-1].get("role") != "user":
         raise InvalidInput("the conversation must end with a user message", field="messages")
-    entry = find_model(session, settings, model_id)
-    if entry.kind == "endpoint":
-        from app.services.endpoints import to_gad
-
-        ep = to_gad(session.get(EndpointRow, entry.endpoint_id), settings)
-        return _endpoint_pieces(ep, messages, max_new_tokens, temperature, top_p)
-    return _local_pieces(cache, entry.path, messages, max_new_tokens, temperature, top_p)
-
-
-def _local_pieces(cache, path, messages, max_new_tokens, temperature, top_p) -> Iterator[dict]:
-    from gad.generation import stream_chat
-
-    with cache.lock(path):  # one answer at a time per loaded model; others wait their turn
-        loaded = cache.get(path)
-        yield from stream_chat(loaded, messages, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
-
-
-def _endpoint_pieces(ep, messages, max_new_tokens, temperature, top_p) -> Iterator[dict]:
-    import openai
-
-    from app.errors import StudioError
-    from gad.api_client import EndpointError
-
-    try:
-        key = ep.api_key()
-    except EndpointError as err:  # no key configured for this endpoint: the user can fix that
-        raise InvalidInput(str(err), field="model") from None
-    client = openai.OpenAI(base_url=ep.base_url, api_key=key, timeout=ep.timeout, max_retries=2)
-    finish = "stop"
-    try:
-        for chunk in client.chat.completions.create(model=ep.model, messages=messages, max_tokens=max_new_tokens,
-                                                    temperature=temperature, top_p=top_p, stream=True):
-            for choice in chunk.choices:
-                if choice.delta and choice.delta.content:
-                    yield {"text": choice.delta.content}
-                if choice.finish_reason:
-                    finish = choice.finish_reason
-    except openai.APIError as err:
-        raise StudioError(f"endpoint {ep.base_url}: {type(err).__name__}: {_redact(str(err), ep)}") from None
-    yield {"finish_reason": finish, "usage": None}
-
-
-def _redact(text: str, ep) -> str:
-    key = ep.api_key_value.get_secret_value() if ep.api_key_value is not None else None
-    return text.replace(key, "[redacted]") if key and len(key) > 3 else text
+    return answer(session, settings, cache, model_id, messages, max_new_tokens=max_new_tokens,
+                  temperature=temperature, top_p=top_p)
 
 
 # --- blind chat votes feed a study ---------------------------------------------------------------

@@ -232,7 +232,9 @@ def test_fork_with_edited_settings_and_compare(studio, browser, shots, finished_
     lr = page.locator("#cfg-lr input")
     lr.fill("0.0002")
     lr.press("Tab")
-    page.locator("#cfg-steps input, #cfg-steps textarea").first.fill("8")  # it starts at the last step: go on
+    # It starts at the parent's last step: plan far more, so it is surely still training when cancelled
+    # (a short fork can finish before the click lands on a fast moment of a loaded machine).
+    page.locator("#cfg-steps input, #cfg-steps textarea").first.fill("400")
     page.locator("#run-launch").click()
     header = page.locator("#run-header")
     expect(header).to_contain_text(f"forked from run #{finished_run}", timeout=LONG)

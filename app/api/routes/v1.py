@@ -18,12 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import DB, Can, Ctx
 from app.api.schemas import ERRORS
-from app.db.models import Endpoint as EndpointRow
-from app.errors import InvalidInput, Upstream
+from app.errors import InvalidInput
 from app.services import chat as svc
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"], responses=ERRORS)
-LOCK_WAIT_SECONDS = 30.0  # a request waits this long for its model's turn, then gets 429
 Chatter = Can("chat")
 
 
@@ -115,18 +113,14 @@ def _chunk(cid: str, created: int, model: str, delta: dict, finish: str | None =
              responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
              summary="Answer a conversation with any model from /v1/models")
 async def chat_completions(body: ChatRequest, request: Request, ctx: Ctx, _: Chatter, session: DB):
-    entry = svc.find_model(session, ctx.settings, body.model)
     messages = _messages(body)
-    stop = [body.stop] if isinstance(body.stop, str) else body.stop
-    params = dict(max_new_tokens=body.max_completion_tokens or body.max_tokens or 512,
-                  temperature=0.7 if body.temperature is None else body.temperature,
-                  top_p=1.0 if body.top_p is None else body.top_p, stop=stop, seed=body.seed)
+    pieces = await run_in_threadpool(  # finding the model is a query: off the event loop
+        lambda: svc.answer(session, ctx.settings, request.app.state.models, body.model, messages,
+                           max_new_tokens=body.max_completion_tokens or body.max_tokens or 512,
+                           temperature=0.7 if body.temperature is None else body.temperature,
+                           top_p=1.0 if body.top_p is None else body.top_p,
+                           stop=[body.stop] if isinstance(body.stop, str) else body.stop, seed=body.seed))
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-    if entry.kind == "endpoint":
-        row = session.get(EndpointRow, entry.endpoint_id)
-        pieces = _proxy(row, ctx.settings, messages, params)
-    else:
-        pieces = _local(request.app.state.models, entry.path, messages, params)
     session.close()
     # The first piece is taken before answering: loading the model or reaching the endpoint fails here,
     # as a proper HTTP error, not in the middle of a 200 stream.
@@ -162,44 +156,3 @@ async def chat_completions(body: ChatRequest, request: Request, ctx: Ctx, _: Cha
     return ChatCompletion(id=cid, created=created, model=body.model, usage=Usage(**usage),
                           choices=[Choice(message=ChoiceMessage(content=text),
                                           finish_reason=final.get("finish_reason", "stop"))])
-
-
-def _local(cache: svc.ModelCache, path: str, messages: list[dict], params: dict):
-    """Pieces from a local model; the model's lock is held for the whole answer (requests queue)."""
-    from gad.generation import stream_chat
-
-    lock = cache.acquire(path, timeout=LOCK_WAIT_SECONDS)
-    try:
-        loaded = cache.get(path)
-        yield from stream_chat(loaded, messages, **params)
-    finally:
-        lock.release()
-
-
-def _proxy(row: EndpointRow, settings, messages: list[dict], params: dict):
-    """Pieces from a teacher endpoint, through the official SDK with its stored key."""
-    import openai
-
-    from app.services.endpoints import to_gad
-
-    ep = to_gad(row, settings)
-    client = openai.OpenAI(base_url=ep.base_url, api_key=ep.api_key(), timeout=ep.timeout, max_retries=2)
-    kwargs = dict(model=ep.model, messages=messages, max_tokens=params["max_new_tokens"],
-                  temperature=params["temperature"], top_p=params["top_p"], stream=True)
-    if params.get("stop"):
-        kwargs["stop"] = params["stop"]
-    finish, usage = "stop", None
-    try:
-        for chunk in client.chat.completions.create(**kwargs):
-            if getattr(chunk, "usage", None):
-                usage = chunk.usage.model_dump()
-            for choice in chunk.choices:
-                if choice.delta and choice.delta.content:
-                    yield {"text": choice.delta.content}
-                if choice.finish_reason:
-                    finish = choice.finish_reason
-    except openai.APIError as err:
-        from app.services.endpoints import redact
-
-        raise Upstream(f"endpoint {row.name}: {type(err).__name__}: {redact(str(err), ep)}") from None
-    yield {"finish_reason": finish, "usage": usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
