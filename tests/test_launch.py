@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import yaml
 
 from gad.config import ConfigError, RunConfig
 from gad.launch import CONFIG_DIR, STRATEGIES, _run_flags, launch_command, rollout_server_command
-from tests.conftest import REPO, read_jsonl
+from tests.conftest import REPO, free_port, read_jsonl
 
 EXPECTED_TYPE = {"ddp": "MULTI_GPU", "zero2": "DEEPSPEED", "zero3": "DEEPSPEED", "fsdp": "FSDP"}
 
@@ -140,12 +139,6 @@ def test_cpu_hides_gpus_and_refuses_gpu_only_strategies():
     assert launch.shell().startswith("CUDA_VISIBLE_DEVICES='' ")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_cpu_processes_through_the_launch_command(tiny_model, pairs_file, tmp_path):
     out = tmp_path / "run"
@@ -154,7 +147,7 @@ def test_two_cpu_processes_through_the_launch_command(tiny_model, pairs_file, tm
         "method": "gad", "student": str(tiny_model), "data": str(pairs_file), "output": str(out),
         "batch_size": 2, "group_size": 4, "max_new_tokens": 8, "max_prompt_length": 48, "warmup_steps": 2,
         "steps": 2, "disc_only_steps": 1, "save_steps": 2, "lr": 1e-4, "disc_lr": 1e-3}))
-    launch = launch_command(run_yaml, strategy="ddp", num_processes=2, main_process_port=_free_port(), cpu=True)
+    launch = launch_command(run_yaml, strategy="ddp", num_processes=2, main_process_port=free_port(), cpu=True)
     env = {**os.environ, **launch.env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(launch.argv, capture_output=True, text=True, timeout=240, env=env, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -16,7 +16,6 @@ import psutil
 import pytest
 
 from tests.api.conftest import free_port, wait_for
-from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 

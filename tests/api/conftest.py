@@ -4,7 +4,6 @@ every role with API tokens, and httpx clients speaking HTTP over real sockets.""
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -13,15 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import free_port, wait_for  # noqa: F401 (re-exported for the api tests)
 from tests.studio.conftest import Worker, studio_env
 
 PASSWORD = "correct horse battery"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerThread:
@@ -110,13 +104,3 @@ def live_studio(tmp_path_factory):
         ctx.close()
         if os.environ.get("GAD_TEST_SHOW_WORKER_LOG"):
             print((tmp / "worker.log").read_text()[-5000:])
-
-
-def wait_for(predicate, timeout: float = 180, what: str = "condition", interval: float = 0.3):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import sessionmaker
 
 from app.db.models import Checkpoint, Run, RunMetric, RunStep
-from tests.conftest import REPO
+from tests.conftest import REPO, wait_for
 from tests.studio.conftest import Worker, studio_env
 
 pytestmark = pytest.mark.slow
@@ -30,16 +30,6 @@ def train_flags(tiny_model, pairs_file, steps=4, save_steps=2):
     return ["--method", "gad", "--student", str(tiny_model), "--data", str(pairs_file), "--warmup-steps", "2",
             "--steps", str(steps), "--batch-size", "2", "--group-size", "4", "--max-new-tokens", "8",
             "--save-steps", str(save_steps), "--disc-only-steps", "1", "--max-prompt-length", "48"]
-
-
-def wait_for(predicate, timeout=120, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(params=["embedded", "redis+postgresql"])

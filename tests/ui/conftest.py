@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port, wait_for
 from tests.studio.conftest import Worker, studio_env
 
 CHROMIUM = os.environ.get("GAD_CHROMIUM", "/usr/bin/chromium")
@@ -33,22 +31,6 @@ ADMIN, ANNOTATOR, PASSWORD = "ada", "ann", "correct-horse-1"
 VIEWPORT = {"width": 1440, "height": 900}  # a laptop screen
 # Loaded CI machines are slow: waits are generous, and a test never sleeps where a condition can be awaited.
 LONG = 240_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float = 240, what: str = "condition", every: float = 0.25):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 class Studio:
@@ -82,7 +64,7 @@ class Studio:
                                         "--log-level", "warning"], env=self.env, cwd=REPO, stdout=log, stderr=log,
                                        start_new_session=True)
         self.worker = Worker(self.env, self.root / "worker.log").start()
-        wait_until(self._healthy, 120, "the web server")
+        wait_for(self._healthy, 120, "the web server")
         return self
 
     def _healthy(self) -> bool:
@@ -204,7 +186,7 @@ def choose(page, elem_id: str, option: str, timeout: float = 60) -> None:
             page.keyboard.press("Escape")
             return False
 
-    wait_until(listed, timeout, f"option {option!r} in #{elem_id}", every=0.5)
+    wait_for(listed, timeout, f"option {option!r} in #{elem_id}", interval=0.5)
     wanted.click()
 
 
@@ -252,7 +234,7 @@ def finished_run(studio, dataset_id) -> int:
                                          dataset_id, name="fixture run").id
         studio.ctx.enqueue("train", run_id)
         studio.shared["run_id"] = run_id
-    wait_until(lambda: studio.run_status(run_id) in ("succeeded", "failed", "cancelled"), LONG / 1000, "the run")
+    wait_for(lambda: studio.run_status(run_id) in ("succeeded", "failed", "cancelled"), LONG / 1000, "the run")
     assert studio.run_status(run_id) == "succeeded", (studio.root / "worker.log").read_text()[-3000:]
     return run_id
 
