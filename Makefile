@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run demo test test-fast bench clean
+.PHONY: install run demo test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ test: install
 ## test-fast: everything but the slow end-to-end tests
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+## lint: ruff over the tree (its settings are in pyproject.toml); reports, changes nothing
+lint: install
+	$(BIN)/ruff check .
 
 bench: install
 	$(BIN)/python bench/gad_overhead.py

@@ -53,7 +53,7 @@ def make_context(settings: Settings | None = None, *, migrate: bool = True) -> S
         from app.db.migrate import upgrade
 
         upgrade(settings.db_url)
-    engine = make_engine(settings.db_url)
+    engine = make_engine(settings.db_url, threads=settings.web_threads)
     sessions = make_sessionmaker(engine)
     with session_scope(sessions) as s:
         sid = studio_id(s)

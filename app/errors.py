@@ -70,10 +70,12 @@ def as_studio_error(err: BaseException) -> StudioError | None:
     """gad's own input errors, seen as the studio's; anything else is not a user error (None)."""
     from gad.api_client import EndpointError
     from gad.config import ConfigError
-    from gad.data import DataError
+    from gad.data import DataError, DataTooLarge
 
     if isinstance(err, StudioError):
         return err
+    if isinstance(err, DataTooLarge):  # past a size or record limit: 413, the message names it
+        return TooLarge(str(err), field="file", where=err.where)
     if isinstance(err, (ConfigError, DataError)):
         return InvalidInput(str(err), field=getattr(err, "field", None), where=getattr(err, "where", None))
     if isinstance(err, EndpointError):  # no key on this server, key rejected, endpoint unreachable

@@ -10,13 +10,20 @@
 | GAD_HEARTBEAT_TIMEOUT | 60 | a running job silent this long is marked interrupted |
 | GAD_VISIBILITY_TIMEOUT | 172800 | Redis redelivery delay; longer than any job (48 h) |
 | GAD_ALLOW_REMOTE_CODE | false | admins only: allow trust_remote_code for hub models |
-| GAD_MAX_UPLOAD_MB | 200 | largest prompt-set upload |
+| GAD_MAX_UPLOAD_MB | 200 | largest prompt-set upload (a .gz upload may expand to 10x this) |
+| GAD_MAX_UPLOAD_ROWS | 200000 | most records one prompt-set upload may hold |
+| GAD_ENDPOINT_KEY_ENVS | *_API_KEY | environment variables an endpoint's key may name (comma-separated globs) |
+| GAD_ENDPOINT_ALLOW_LINK_LOCAL | false | let endpoints (and the connection test) reach 169.254.0.0/16, fe80::/10 |
 | GAD_SERVE_MEMORY_MB | 4096 | memory budget of the chat server's loaded-model cache |
 | GAD_BASE_MODELS | (none) | comma-separated model folders or hub ids offered for chat beside the runs' students |
 | GAD_PROCESSES_PER_RUN | 0 | processes a GPU worker trains one run with (0: one per visible GPU; 1: in the worker) |
 | GAD_LAUNCH_STRATEGY | ddp | how a run spans processes: ddp, zero2, zero3, fsdp (configs/accelerate/) |
 | GAD_LAUNCH_CPU | false | run the group on CPU processes (tests, CI) |
 | GAD_COOKIE_SECURE | auto | mark the session cookie Secure: true behind a TLS proxy; auto: when the request is https |
+| GAD_WEB_THREADS | 40 | request handler threads of the web server; the database pool is sized against it |
+| GAD_MAX_PROMPT_TOKENS | 8192 | longest /v1 prompt, in tokens (also capped by the model's context) |
+| GAD_MODEL_QUEUE | 4 | /v1 requests that may wait for one local model's turn; more get 429 at once |
+| GAD_LEASE_SECONDS | 900 | how long an annotation item stays reserved for the annotator it was handed to |
 """
 
 from __future__ import annotations
@@ -40,12 +47,19 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(172800, alias="GAD_VISIBILITY_TIMEOUT", gt=0)
     allow_remote_code: bool = Field(False, alias="GAD_ALLOW_REMOTE_CODE")
     max_upload_mb: float = Field(200.0, alias="GAD_MAX_UPLOAD_MB", gt=0)
+    max_upload_rows: int = Field(200_000, alias="GAD_MAX_UPLOAD_ROWS", gt=0)
+    endpoint_key_envs: str = Field("*_API_KEY", alias="GAD_ENDPOINT_KEY_ENVS")
+    endpoint_allow_link_local: bool = Field(False, alias="GAD_ENDPOINT_ALLOW_LINK_LOCAL")
     serve_memory_mb: float = Field(4096.0, alias="GAD_SERVE_MEMORY_MB", gt=0)
     base_models_csv: str = Field("", alias="GAD_BASE_MODELS")
     processes_per_run: int = Field(0, alias="GAD_PROCESSES_PER_RUN", ge=0)
     launch_strategy: Literal["ddp", "zero2", "zero3", "fsdp"] = Field("ddp", alias="GAD_LAUNCH_STRATEGY")
     launch_cpu: bool = Field(False, alias="GAD_LAUNCH_CPU")
     cookie_secure: Literal["auto", "true", "false"] = Field("auto", alias="GAD_COOKIE_SECURE")
+    web_threads: int = Field(40, alias="GAD_WEB_THREADS", ge=1, le=1000)
+    max_prompt_tokens: int = Field(8192, alias="GAD_MAX_PROMPT_TOKENS", ge=16)
+    model_queue: int = Field(4, alias="GAD_MODEL_QUEUE", ge=0, le=1000)
+    lease_seconds: float = Field(900.0, alias="GAD_LEASE_SECONDS", gt=0)
 
     def run_processes(self) -> int:
         """How many processes one run trains with on this worker (1: in the worker process itself)."""

@@ -6,6 +6,9 @@
     4. start one worker process (both queues) and the web server; Ctrl-C stops both, in that order
 Running it again keeps everything from last time. A run that was training when the studio stopped
 is marked interrupted at the next start and resumes from its last checkpoint on request.
+One `up` per data folder: a second one, or one started while an earlier `up`'s worker is still alive,
+is refused with the PID in the way. The worker ends when `up` ends, even when `up` is SIGKILLed
+(see worker/parent.py); the web server runs inside `up` itself.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 WORKER_GRACE_SECONDS = 10  # a training step in flight gets this long to finish before the worker is killed
 
@@ -32,12 +36,35 @@ def ensure_admin(session) -> tuple[str, str | None]:
     return "admin", None if os.environ.get("GAD_ADMIN_PASSWORD") else password
 
 
+def claim_folder(data_dir: Path):
+    """Hold the data folder's `up` lock, or raise Conflict naming the live `up` or orphaned worker in the way.
+    Flocks die with their holders, so files left by killed processes do not block."""
+    from app.errors import Conflict
+    from app.pidlock import UP_LOCK, WORKER_LOCK, HeldElsewhere, PidLock, ensure_free
+
+    where = data_dir.resolve()
+    try:
+        lock = PidLock(data_dir / UP_LOCK).acquire()
+    except HeldElsewhere as held:
+        raise Conflict(f"`gad-studio up` is already running on the data folder {where} (PID {held.pid}); "
+                       f"open that one, stop it first, or set another GAD_DATA_DIR") from None
+    try:
+        ensure_free(data_dir / WORKER_LOCK)
+    except HeldElsewhere as held:
+        lock.release()
+        raise Conflict(f"a worker of an earlier `gad-studio up` is still running on the data folder {where} "
+                       f"(PID {held.pid}); stop it (kill {held.pid}) and start again") from None
+    return lock
+
+
 def start_worker(log_path, log_level: str = "INFO") -> subprocess.Popen:
     # Its own process group: the terminal's Ctrl-C reaches `up` only, which then stops the worker in order.
+    # --parent-pid: it ends when this process ends, however this one ends (see worker/parent.py).
     # Its chatter (Celery's banner, task lines) goes to a log file; the terminal keeps the studio's own lines.
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "worker", "--queues", "gpu,io", "--loglevel", log_level],
+        return subprocess.Popen([sys.executable, "-m", "worker", "--queues", "gpu,io", "--loglevel", log_level,
+                                 "--parent-pid", str(os.getpid())],
                                 start_new_session=True, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -65,6 +92,11 @@ def _watch(proc: subprocess.Popen, stopping: threading.Event) -> None:
 
 
 def up(host: str = "127.0.0.1", port: int = 8000, *, demo: bool = True, worker: bool = True) -> int:
+    from app.settings import get_settings
+
+    settings = get_settings()
+    lock = claim_folder(settings.data_dir)  # first of all: two `up`s must not even migrate one folder together
+
     import uvicorn
 
     from app.api import create_app
@@ -74,7 +106,7 @@ def up(host: str = "127.0.0.1", port: int = 8000, *, demo: bool = True, worker: 
     from gad.progress import quiet_libraries
 
     quiet_libraries()
-    ctx = make_context()
+    ctx = make_context(settings)
     with session_scope(ctx.sessions) as s:
         admin, password = ensure_admin(s)
         ready = ensure_demo(s, ctx.settings) if demo else None
@@ -107,5 +139,6 @@ def up(host: str = "127.0.0.1", port: int = 8000, *, demo: bool = True, worker: 
             print("stopping the worker ...", flush=True)
             stop_worker(proc, ctx.settings.runs_dir)
         ctx.close()
+        lock.release()
         print("stopped.", flush=True)
     return 0

@@ -6,6 +6,10 @@ discriminator of the same size, which also takes one Bradley-Terry step per poli
 Same model, batch, group size and response length; rounds alternate between the two to cancel
 machine noise, and the ratio of median step times is printed (1.0 = no overhead).
 
+A third arm prices the discriminator-quality monitor (gad/monitor.py): the GAD step with a held-out
+check after *every* step. The check's cost over a plain GAD step, spread over `--eval-every` steps
+(the RunConfig default, 25), is the monitor's overhead as a user runs it.
+
     python bench/gad_overhead.py [--hidden 128 --layers 4 --steps 6 --rounds 3]
 """
 
@@ -30,6 +34,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4, help="prompts per step")
     ap.add_argument("--group-size", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument("--eval-every", type=int, default=25, help="disc_eval_every the overhead is reported for")
+    ap.add_argument("--eval-prompts", type=int, default=32, help="held-out prompts per check (disc_eval_prompts)")
+    ap.add_argument("--eval-samples", type=int, default=4, help="samples per held-out prompt (disc_eval_samples)")
     args = ap.parse_args()
 
     import torch
@@ -68,10 +75,18 @@ def main() -> None:
         def on_step_end(self, *a, **k):
             self.times.append(time.perf_counter() - self.t0)
 
-    def gad_round(i: int) -> list[float]:
-        c = cfg.model_copy(update={"output": str(work / f"gad{i}")})
+    from gad.monitor import DiscriminatorMonitor, HeldOutPrompt
+
+    held = [HeldOutPrompt(d.prompt_ids, d.teacher_ids) for d in data[-args.eval_prompts:]]
+
+    def gad_round(i: int, check: bool = False) -> list[float]:
+        c = cfg.model_copy(update={"output": str(work / f"gad{i}{'m' if check else ''}")})
         stage = Stage("adversarial", total, cfg.lr, True, True)
-        trainer = _build_stage(c, stage, data, tok, info, Path(c.output), 0, None, None, Progress(), Dataset)
+        monitor = DiscriminatorMonitor(held, info, every=1, samples=args.eval_samples,
+                                       max_new_tokens=args.max_new_tokens, temperature=cfg.temperature,
+                                       top_p=cfg.top_p, seed=cfg.seed) if check else None
+        trainer = _build_stage(c, stage, data, tok, info, Path(c.output), 0, None, None, Progress(), Dataset,
+                               monitor=monitor)
         timer = Timer()
         trainer.add_callback(timer)
         trainer.train()
@@ -98,12 +113,14 @@ def main() -> None:
         trainer.train()
         return timer.times[1:]
 
-    gad_times, grpo_times = [], []
+    gad_times, grpo_times, check_times = [], [], []
     for i in range(args.rounds):
         grpo_times += grpo_round(i)
         gad_times += gad_round(i)
+        check_times += gad_round(i, check=True)
         print(f"round {i + 1}/{args.rounds}: GRPO median {statistics.median(grpo_times):.3f} s, "
-              f"GAD median {statistics.median(gad_times):.3f} s", flush=True)
+              f"GAD median {statistics.median(gad_times):.3f} s, GAD + a check every step "
+              f"{statistics.median(check_times):.3f} s", flush=True)
     ratio = statistics.median(gad_times) / statistics.median(grpo_times)
     params = sum(p.numel() for p in AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1).parameters())
     print(f"\nmodel: {params / 1e6:.2f}M parameters (student = discriminator = reward model size); "
@@ -113,6 +130,12 @@ def main() -> None:
     print(f"GAD adversarial step:             median {statistics.median(gad_times):.3f} s/step "
           f"({len(gad_times)} steps)")
     print(f"ratio GAD / GRPO: {ratio:.2f}")
+    gad_s = statistics.median(gad_times)
+    check_s = max(0.0, statistics.median(check_times) - gad_s)
+    print(f"discriminator-quality check ({args.eval_prompts} held-out prompts x {args.eval_samples} samples): "
+          f"{check_s:.3f} s = {check_s / gad_s:.2f} GAD steps; at disc_eval_every={args.eval_every} the monitor adds "
+          f"{100 * check_s / (args.eval_every * gad_s):.1f}% to a run's time (ratio "
+          f"{1 + check_s / (args.eval_every * gad_s):.3f})")
 
 
 if __name__ == "__main__":

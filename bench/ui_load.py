@@ -1,12 +1,19 @@
-"""How fast the dashboard's run page opens for a long run: 2,400 steps x 30 metrics (the panels' metrics
-plus others), samples every 10 steps, checkpoints every 100, in a fresh SQLite studio.
+"""How fast the dashboard opens: its first page, a dataset, and the run page of a long run (2,400 steps
+x 30 metrics: the panels' metrics plus others, samples every 10 steps, checkpoints every 100), in a fresh
+SQLite studio.
 
-Two measurements:
+Measurements:
   - handler: the run page's open handler in-process (database queries, downsampling, the Plotly
     figure serialised as JSON), median of repeats after one warm-up;
   - browser: the real app served on loopback and a headless Chromium: from choosing the run in the
     page's run picker to the curves drawn (Gradio's round trip and Plotly's rendering included),
     median of repeats. Skipped when Chromium is missing (--no-browser skips it too).
+  - first page: a logged-in browser opens /ui/; the time until the header shows and until every
+    page-load event has answered (no pending indicator), median of repeats, with where the time went
+    (the HTML, Gradio's config, the load events);
+  - dataset open: choose a 2,000-prompt dataset in the Datasets picker; the time until its summary
+    and preview show.
+  The machine's load average is recorded with them: these are wall times on a shared machine.
 
     python bench/ui_load.py [--steps 2400] [--repeats 5] [--no-browser] [--json bench/results/ui_load.json]
 """
@@ -105,6 +112,100 @@ def time_handler(ctx, run_id: int, repeats: int) -> dict:
     return {"median_s": statistics.median(samples), "max_s": max(samples), "chart_json_bytes": size}
 
 
+def seed_dataset(ctx, n: int = 2000) -> str:
+    """A dataset of `n` prompts with teacher responses; returns its name."""
+    from app.db.session import session_scope
+    from app.services.datasets import import_dataset
+
+    path = Path(ctx.settings.data_dir) / "bench-prompts.jsonl"
+    path.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"Question {i}: " + "why is the sky blue? " * 6,
+                                        "response": "Because of Rayleigh scattering. " * 12}) + "\n"
+                            for i in range(n)))
+    with session_scope(ctx.sessions) as s:
+        import_dataset(s, path, name="bench prompts", test_fraction=0.1)
+    return "bench prompts"
+
+
+FIRST_PAGE_JS = """() => {
+  const nav = performance.getEntriesByType('navigation')[0];
+  const res = performance.getEntriesByType('resource');
+  const config = res.find(r => /\\/config(\\?|$)/.test(r.name));
+  return {html_s: nav ? nav.responseEnd / 1000 : null, config_s: config ? config.responseEnd / 1000 : null,
+          config_bytes: config ? config.encodedBodySize : null};
+}"""
+
+
+def time_pages(url: str, dataset: str, repeats: int) -> dict:
+    """The first page and opening a dataset, in a logged-in Chromium (see the module's docstring)."""
+    from playwright.sync_api import sync_playwright
+
+    first, settled, parts, dataset_open = [], [], [], []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync"])
+        context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=url)
+        page = context.new_page()
+        page.goto("/login?next=/ui/")
+        page.fill("#username", USER)
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        page.locator(".gad-header").wait_for(timeout=120_000)
+        for i in range(repeats + 1):
+            page = context.new_page()  # a new tab: the browser's cache kept, as for a returning user
+            t0 = time.perf_counter()
+            page.goto("/ui/", wait_until="commit")
+            page.locator(".gad-header").wait_for(timeout=120_000)
+            t_header = time.perf_counter() - t0
+            page.wait_for_function("() => !document.querySelector('.pending, .generating')", timeout=120_000,
+                                   polling=20)
+            t_settled = time.perf_counter() - t0
+            if i:  # the first load warms the server's caches
+                first.append(t_header)
+                settled.append(t_settled)
+                parts.append(page.evaluate(FIRST_PAGE_JS))
+                box = page.locator("#dataset-pick input")
+                box.click()
+                option = page.locator("#dataset-pick [role=option]").filter(has_text=dataset).first
+                option.wait_for()
+                t0 = time.perf_counter()
+                option.click()
+                page.locator("#dataset-summary").filter(has_text=dataset).wait_for(timeout=120_000)
+                page.wait_for_function("() => document.body.innerText.includes('Question 0:')", timeout=120_000,
+                                       polling=20)  # the preview's first row
+                dataset_open.append(time.perf_counter() - t0)
+            page.close()
+        browser.close()
+    med = statistics.median
+    return {"first_page": {"header_median_s": med(first), "header_max_s": max(first),
+                           "settled_median_s": med(settled), "settled_max_s": max(settled),
+                           "html_median_s": med(p["html_s"] for p in parts if p["html_s"] is not None),
+                           "config_median_s": med(p["config_s"] for p in parts if p["config_s"] is not None)
+                           if any(p["config_s"] for p in parts) else None,
+                           "config_bytes": parts[-1]["config_bytes"]},
+            "dataset_open": {"median_s": med(dataset_open), "max_s": max(dataset_open)}}
+
+
+def serve(ctx):
+    """The studio's web app on a loopback port, in a thread; returns (url, stop)."""
+    import uvicorn
+
+    from app.api import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(context=ctx), host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+
+    def stop():
+        server.should_exit = True
+        thread.join(timeout=10)
+    return f"http://127.0.0.1:{port}", stop
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -178,6 +279,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2400)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--pages-only", action="store_true", help="Only the first page and the dataset open.")
     parser.add_argument("--json", default=None, help="Also write the results to this file.")
     ns = parser.parse_args()
 
@@ -191,8 +293,26 @@ def main() -> None:
     small, big = "bench: short run", f"bench: {ns.steps} steps"
     seed(ctx, 40, small)
     run_id = seed(ctx, ns.steps, big)
+    dataset = seed_dataset(ctx)
     result = {"steps": ns.steps, "metrics": len(PANEL_METRICS) + len(OTHER_METRICS), "database": "sqlite",
-              "seed_s": round(time.perf_counter() - t0, 2), "handler": time_handler(ctx, run_id, ns.repeats)}
+              "seed_s": round(time.perf_counter() - t0, 2), "load_average": os.getloadavg()[0]}
+    if not ns.no_browser and Path(CHROMIUM).exists():
+        url, stop = serve(ctx)
+        try:
+            result.update(time_pages(url, dataset, ns.repeats))
+        finally:
+            stop()
+        fp = result["first_page"]
+        print(f"first page (load {result['load_average']:.1f}): header {fp['header_median_s']:.2f} s (max "
+              f"{fp['header_max_s']:.2f} s), every load event answered {fp['settled_median_s']:.2f} s; HTML "
+              f"{fp['html_median_s']:.2f} s, config {fp['config_median_s'] or 0:.2f} s; dataset open "
+              f"{result['dataset_open']['median_s']:.2f} s", flush=True)
+    if ns.pages_only:
+        if ns.json:
+            Path(ns.json).write_text(json.dumps(result, indent=2) + "\n")
+        ctx.close()
+        return
+    result["handler"] = time_handler(ctx, run_id, ns.repeats)
     print(f"run page, {ns.steps} steps x {result['metrics']} metrics: handler {result['handler']['median_s']:.3f} s "
           f"(max {result['handler']['max_s']:.3f} s, chart {result['handler']['chart_json_bytes'] / 1024:.0f} KiB)",
           flush=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import random
 import re
@@ -45,6 +46,31 @@ CONNECT_FAILURES_BEFORE_ANY_ANSWER = 3
 CONNECT_FAILURES_AFTER_AN_ANSWER = 30
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The user-info part of a URL (scheme://user:password@host): an authority has no '/', '?', '#' or
+# blank, and the greedy match ends at its last '@' (passwords hold raw '@'s more often than not).
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
+
+
+def mask_url(text: str) -> str:
+    """`text` with the credentials of every URL in it masked: http://***@host/v1. For anything shown
+    or logged: a base URL may carry a password (http://user:password@host/v1)."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
+class _MaskUrls(logging.Filter):
+    """httpx logs each request's full URL at INFO: mask its credentials before any handler sees them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = tuple(mask_url(a) if isinstance(a, str) else
+                                (mask_url(str(a)) if "://" in str(a) and "@" in str(a) else a) for a in record.args)
+        if isinstance(record.msg, str) and "@" in record.msg:
+            record.msg = mask_url(record.msg)
+        return True
+
+
+for _logger in ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "openai._base_client"):
+    logging.getLogger(_logger).addFilter(_MaskUrls())
 
 
 class EndpointError(RuntimeError):
@@ -108,7 +134,8 @@ class Endpoint(BaseModel):
         key = os.environ.get(self.api_key_env)
         if not key:
             raise EndpointError(f"environment variable {self.api_key_env} is not set: export the API key for "
-                                f"{self.base_url} there (the key is read from the environment, never from files)")
+                                f"{mask_url(self.base_url)} there (the key is read from the environment, never from "
+                                f"files)")
         return key
 
     def prices(self) -> tuple[float, float]:
@@ -402,13 +429,14 @@ class ChatRunner:
         if status in (401, 403):
             self._stop(key, f"HTTP {status}")
             source = f"${ep.api_key_env}" if ep.api_key_env else "the stored key"
-            raise EndpointError(f"{ep.base_url} rejected the API key from {source} "
+            raise EndpointError(f"{mask_url(ep.base_url)} rejected the API key from {source} "
                                 f"(HTTP {status}); nothing more was sent") from None
         if status == 404:
             self._stop(key, "HTTP 404")
-            raise EndpointError(f"{ep.base_url} answered 404 Not Found for model '{ep.model}' "
+            raise EndpointError(f"{mask_url(ep.base_url)} answered 404 Not Found for model '{ep.model}' "
                                 f"({_message(err)}): the base URL's path is wrong (it usually ends in /v1) or "
-                                f"the model does not exist there; nothing more was sent and nothing was cached") from None
+                                f"the model does not exist there; nothing more was sent and nothing was "
+                                f"cached") from None
         if status in (400, 409, 422):  # about this request: final for it, the others go on
             self.ledger.failed += 1
             return {"status": "failed", "final": True, "error": f"HTTP {status}: {_message(err)}"}
@@ -431,7 +459,7 @@ class ChatRunner:
         if self._connect_failures >= limit:
             self._stop(key, "no connection")
             when = "it stopped answering during this run" if self._heard else "it has not answered once"
-            raise EndpointError(f"cannot connect to {self.endpoint.base_url}: {_root_cause(err)} "
+            raise EndpointError(f"cannot connect to {mask_url(self.endpoint.base_url)}: {_root_cause(err)} "
                                 f"({self._connect_failures} attempts in a row; {when}). Check the base URL and "
                                 f"that the server is running; the run stopped") from None
 
@@ -457,7 +485,7 @@ def _is_connect_error(err: BaseException) -> bool:
 def _root_cause(err: BaseException) -> str:
     while err.__cause__ is not None or err.__context__ is not None:
         err = err.__cause__ or err.__context__
-    return str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+    return mask_url(str(err).splitlines()[0][:200]) if str(err) else type(err).__name__
 
 
 def _message(err: Exception) -> str:
@@ -465,5 +493,5 @@ def _message(err: Exception) -> str:
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])
-    return str(err).splitlines()[0][:200]
+            return mask_url(str(inner["message"]))
+    return mask_url(str(err).splitlines()[0][:200])

@@ -29,98 +29,158 @@ class ConfigError(ValueError):
         self.field = field
 
 
+# ----------------------------------------------------------------------------------------------
+# What each setting is: one kind per field, tagged on the field itself (json_schema_extra)
+# ----------------------------------------------------------------------------------------------
+#   method       the method menu
+#   input        a file or model the run reads, named per run (never in presets); compared by content on resume
+#   place        where the run writes or finds its per-run files; never compared
+#   training     what the student learns; compared on resume when one of its `methods` is the run's
+#   operational  how the run executes or what it reports, not what it learns; never compared
+# `fixed_by_checkpoint`: a fork cannot change it (the checkpoint's weights belong to it).
+KINDS = ("method", "input", "place", "training", "operational")
+ALL_METHODS = ("gad", "seqkd", "offpolicy")
+
+
+def _training(*methods: str, fixed_by_checkpoint: bool = False) -> dict:
+    return {"kind": "training", "methods": list(methods), **({"fixed_by_checkpoint": True} if fixed_by_checkpoint else {})}
+
+
+METHOD = {"kind": "method"}
+INPUT = {"kind": "input"}
+INPUT_FIXED = {"kind": "input", "fixed_by_checkpoint": True}
+PLACE = {"kind": "place"}
+OPERATIONAL_KIND = {"kind": "operational"}
+EVERY = _training(*ALL_METHODS)
+EVERY_FIXED = _training(*ALL_METHODS, fixed_by_checkpoint=True)
+ADVERSARIAL = _training("gad", "offpolicy")
+GAD = _training("gad")
+OFFPOLICY = _training("offpolicy")
+SUPERVISED_BASELINE = _training("seqkd", "offpolicy")
+
+
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # --- what to run -------------------------------------------------------------------------
-    method: Method = Field("gad", description="Training method: 'gad' (warmup then adversarial "
+    method: Method = Field("gad", json_schema_extra=METHOD, description="Training method: 'gad' (warmup then adversarial "
                            "stage), 'seqkd' (supervised fine-tuning on teacher responses, the "
                            "baseline) or 'offpolicy' (SeqKD, then a discriminator trained against "
                            "the frozen student, then GRPO against that frozen discriminator).")
-    student: str = Field(..., description="Student model: a Hugging Face hub id or a local folder.")
-    data: str = Field(..., description="Prompt/teacher-response file (JSONL, JSON, CSV or Parquet).")
-    teacher_responses: str | None = Field(None, description="Optional separate file of teacher "
+    student: str = Field(..., json_schema_extra=INPUT_FIXED, description="Student model: a Hugging Face hub id or a local folder.")
+    data: str = Field(..., json_schema_extra=INPUT, description="Prompt/teacher-response file (JSONL, JSON, CSV or Parquet).")
+    teacher_responses: str | None = Field(None, json_schema_extra=INPUT, description="Optional separate file of teacher "
                                           "responses (e.g. FastChat answers), joined to --data on id.")
-    output: str = Field(..., description="Run folder: metrics.jsonl, samples.jsonl, checkpoints/.")
-    seed: int = Field(42, description="Seed for sampling, data order, the split and head init.")
+    output: str = Field(..., json_schema_extra=PLACE, description="Run folder: metrics.jsonl, samples.jsonl, checkpoints/.")
+    seed: int = Field(42, json_schema_extra=EVERY, description="Seed for sampling, data order, the split and head init.")
 
     # --- data --------------------------------------------------------------------------------
-    prompt_format: Literal["chat", "plain"] = Field("chat", description="'chat' renders prompts "
+    prompt_format: Literal["chat", "plain"] = Field("chat", json_schema_extra=EVERY, description="'chat' renders prompts "
                                                     "with the student's chat template; 'plain' uses "
                                                     "the paper's Alpaca-style wrapper.")
-    test_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Share of prompts held out as a "
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0, json_schema_extra=EVERY, description="Share of prompts held out as a "
                                  "test split (deterministic given --seed).")
-    max_prompt_length: int = Field(2048, gt=0, description="Prompts longer than this many tokens "
+    max_prompt_length: int = Field(2048, gt=0, json_schema_extra=EVERY, description="Prompts longer than this many tokens "
                                    "keep their last tokens (the end of the conversation).")
-    max_new_tokens: int = Field(1536, gt=0, description="Maximum response length in tokens, for "
+    max_new_tokens: int = Field(1536, gt=0, json_schema_extra=EVERY, description="Maximum response length in tokens, for "
                                 "student samples and (truncation of) teacher responses.")
-    max_examples: int | None = Field(None, gt=0, description="Use at most this many prompts.")
-    skip_missing_responses: bool = Field(False, description="Train on the prompts that have a teacher "
+    max_examples: int | None = Field(None, gt=0, json_schema_extra=EVERY, description="Use at most this many prompts.")
+    skip_missing_responses: bool = Field(False, json_schema_extra=EVERY, description="Train on the prompts that have a teacher "
                                          "response and skip the rest (refused or failed in collection); "
                                          "off: a missing response is an error that says how many lack one.")
 
     # --- schedule ----------------------------------------------------------------------------
-    batch_size: int = Field(256, gt=0, description="Prompts per optimiser step (over all processes).")
-    group_size: int = Field(8, ge=2, description="Student responses sampled per prompt (GRPO group).")
-    warmup_steps: int | None = Field(None, ge=0, description="Warmup-stage steps (GAD, offpolicy "
+    batch_size: int = Field(256, gt=0, json_schema_extra=EVERY, description="Prompts per optimiser step (over all processes).")
+    group_size: int = Field(8, ge=2, json_schema_extra=ADVERSARIAL, description="Student responses sampled per prompt (GRPO group).")
+    warmup_steps: int | None = Field(None, ge=0, json_schema_extra=ADVERSARIAL, description="Warmup-stage steps (GAD, offpolicy "
                                      "SeqKD part). Default: one epoch over the training prompts.")
-    steps: int | None = Field(None, ge=0, description="Main-stage steps: adversarial steps for "
+    steps: int | None = Field(None, ge=0, json_schema_extra=EVERY, description="Main-stage steps: adversarial steps for "
                               "gad/offpolicy, supervised steps for seqkd. Default: one epoch.")
-    disc_only_steps: int = Field(10, ge=0, description="The first N warmup steps train only the "
+    disc_only_steps: int = Field(10, ge=0, json_schema_extra=GAD, description="The first N warmup steps train only the "
                                  "discriminator (the generator is frozen).")
-    offpolicy_disc_steps: int | None = Field(None, ge=0, description="offpolicy: steps training "
+    offpolicy_disc_steps: int | None = Field(None, ge=0, json_schema_extra=OFFPOLICY, description="offpolicy: steps training "
                                              "the discriminator against the frozen student. "
                                              "Default: same as warmup steps.")
-    generator_warmup: bool = Field(True, description="Ablation switch: fine-tune the generator on "
+    generator_warmup: bool = Field(True, json_schema_extra=GAD, description="Ablation switch: fine-tune the generator on "
                                    "teacher text during warmup.")
-    discriminator_warmup: bool = Field(True, description="Ablation switch: train the discriminator "
+    discriminator_warmup: bool = Field(True, json_schema_extra=GAD, description="Ablation switch: train the discriminator "
                                        "during warmup.")
-    save_steps: int = Field(50, gt=0, description="Save a checkpoint every N global steps (and at "
+    save_steps: int = Field(50, gt=0, json_schema_extra=OPERATIONAL_KIND, description="Save a checkpoint every N global steps (and at "
                             "the end of every stage).")
-    sample_every: int = Field(10, gt=0, description="Write a sample record every N steps.")
-    gradient_accumulation_steps: int = Field(1, gt=0, description="Micro-batches per optimiser step. The "
+    sample_every: int = Field(10, gt=0, json_schema_extra=OPERATIONAL_KIND, description="Write a sample record every N steps.")
+    gradient_accumulation_steps: int = Field(1, gt=0, json_schema_extra=EVERY, description="Micro-batches per optimiser step. The "
                                              "discriminator steps once per micro-batch in warmup (once per "
                                              "policy step in the adversarial stage), so keep 1 to match the paper.")
 
+    # --- the discriminator: schedule and held-out monitor ---------------------------------------
+    disc_steps_per_step: int = Field(1, ge=1, le=64, json_schema_extra=ADVERSARIAL, description="Discriminator optimiser steps per policy step "
+                                     "(the paper: 1). More lets D keep up with a policy that moves faster than it; "
+                                     "each extra step costs one more forward/backward of D over the step's pairs.")
+    disc_warmup_steps: int = Field(0, ge=0, json_schema_extra=GAD, description="gad: the first N adversarial steps train only the "
+                                   "discriminator on the policy's rollouts (the policy is frozen), so D is warm "
+                                   "before its reward moves the student. They count towards --steps.")
+    disc_warmup_target: float | None = Field(None, gt=0.5, le=1.0, json_schema_extra=GAD, description="gad: end the disc_warmup_steps "
+                                             "early once the held-out discriminator accuracy (the monitor, see "
+                                             "disc_eval_every) reaches this value, e.g. 0.65. Needs a test split.")
+    fork_discriminator: Literal["parent", "fresh"] = Field(
+        "parent", json_schema_extra=ADVERSARIAL, description="A fork's discriminator: 'parent' takes the one saved in the parent's checkpoint "
+        "(a fresh head on the original student when it holds none, e.g. a SeqKD parent); 'fresh' builds a new "
+        "head on the original student's backbone, as a new run starts. Checkpoints the run writes itself always "
+        "keep their discriminator.")
+    disc_eval_every: int = Field(25, ge=0, json_schema_extra=OPERATIONAL_KIND, description="Every N global steps, check the discriminator on held-out "
+                                 "pairs: fresh student samples for test-split prompts against their held-out teacher "
+                                 "responses (accuracy, identical share, score spread; see gad/monitor.py). 0: off. "
+                                 "Needs held-out pairs: test_fraction > 0 or a held_out file.")
+    held_out: str | None = Field(None, json_schema_extra=PLACE, description="Held-out prompt/teacher-response pairs (a data file) for the "
+                                 "discriminator check, used when test_fraction is 0. The studio passes its dataset's "
+                                 "test split here.")
+    disc_eval_prompts: int = Field(32, gt=0, json_schema_extra=OPERATIONAL_KIND, description="Held-out prompts per discriminator check (the first N of "
+                                   "the test split).")
+    disc_eval_samples: int = Field(4, gt=0, json_schema_extra=OPERATIONAL_KIND, description="Student samples per held-out prompt in a discriminator "
+                                   "check.")
+    monitor_teacher: str | None = Field(None, json_schema_extra=OPERATIONAL_KIND, description="White-box diagnostic: a local copy of the teacher model "
+                                        "(same tokenizer as the student). The monitor then also reports the rank "
+                                        "correlation of D's score with log p_teacher - log p_student.")
+
     # --- optimisation ------------------------------------------------------------------------
-    lr: float = Field(1e-6, gt=0, description="Policy learning rate in the adversarial stage.")
-    disc_lr: float = Field(1e-6, gt=0, description="Discriminator learning rate.")
-    warmup_lr: float = Field(1e-6, gt=0, description="Generator learning rate in the warmup "
+    lr: float = Field(1e-6, gt=0, json_schema_extra=ADVERSARIAL, description="Policy learning rate in the adversarial stage.")
+    disc_lr: float = Field(1e-6, gt=0, json_schema_extra=ADVERSARIAL, description="Discriminator learning rate.")
+    warmup_lr: float = Field(1e-6, gt=0, json_schema_extra=GAD, description="Generator learning rate in the warmup "
                              "stage (assumed equal to the adversarial lr, as in the reference runs).")
-    seqkd_lr: float = Field(5e-6, gt=0, description="Learning rate of the SeqKD baseline (and of "
+    seqkd_lr: float = Field(5e-6, gt=0, json_schema_extra=SUPERVISED_BASELINE, description="Learning rate of the SeqKD baseline (and of "
                             "the offpolicy method's SeqKD stage).")
-    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (both models).")
-    grad_clip: float = Field(0.2, gt=0, description="Gradient-norm clip for the policy.")
-    disc_grad_clip: float = Field(0.2, gt=0, description="Gradient-norm clip for the discriminator.")
-    kl_coef: float = Field(0.001, ge=0, description="KL-to-reference loss coefficient (k3 "
+    weight_decay: float = Field(0.01, ge=0, json_schema_extra=EVERY, description="AdamW weight decay (both models).")
+    grad_clip: float = Field(0.2, gt=0, json_schema_extra=EVERY, description="Gradient-norm clip for the policy.")
+    disc_grad_clip: float = Field(0.2, gt=0, json_schema_extra=ADVERSARIAL, description="Gradient-norm clip for the discriminator.")
+    kl_coef: float = Field(0.001, ge=0, json_schema_extra=ADVERSARIAL, description="KL-to-reference loss coefficient (k3 "
                            "estimator); the reference is the student at the start of the stage.")
-    clip_range: float = Field(0.2, gt=0, description="PPO ratio clip epsilon.")
-    temperature: float = Field(0.8, gt=0, description="Sampling temperature for student responses.")
-    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling for student responses.")
+    clip_range: float = Field(0.2, gt=0, json_schema_extra=ADVERSARIAL, description="PPO ratio clip epsilon.")
+    temperature: float = Field(0.8, gt=0, json_schema_extra=ADVERSARIAL, description="Sampling temperature for student responses.")
+    top_p: float = Field(1.0, gt=0, le=1, json_schema_extra=ADVERSARIAL, description="Nucleus sampling for student responses.")
 
     # --- models ------------------------------------------------------------------------------
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Precision. 'auto': float32 weights, with bfloat16 autocast on a GPU (pure bf16 "
+        "auto", json_schema_extra=EVERY, description="Precision. 'auto': float32 weights, with bfloat16 autocast on a GPU (pure bf16 "
         "weights lose AdamW updates at lr 1e-6). 'bfloat16': bf16 weights, half the memory, small updates "
         "may be lost. 'float32': no autocast.")
-    lora: bool = Field(False, description="Train LoRA adapters (peft) instead of all weights, for "
+    lora: bool = Field(False, json_schema_extra=EVERY_FIXED, description="Train LoRA adapters (peft) instead of all weights, for "
                        "student and discriminator.")
-    lora_r: int = Field(16, gt=0, description="LoRA rank.")
-    lora_alpha: int = Field(32, gt=0, description="LoRA alpha.")
-    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
-    trust_remote_code: bool = Field(False, description="Allow model code from the hub. Off unless "
+    lora_r: int = Field(16, gt=0, json_schema_extra=EVERY_FIXED, description="LoRA rank.")
+    lora_alpha: int = Field(32, gt=0, json_schema_extra=EVERY_FIXED, description="LoRA alpha.")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, json_schema_extra=EVERY_FIXED, description="LoRA dropout.")
+    trust_remote_code: bool = Field(False, json_schema_extra=OPERATIONAL_KIND, description="Allow model code from the hub. Off unless "
                                     "an admin turns it on: it runs arbitrary code.")
-    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass, for "
+    gradient_checkpointing: bool = Field(False, json_schema_extra=OPERATIONAL_KIND, description="Recompute activations in the backward pass, for "
                                          "the student and the discriminator: slower steps (about a third), "
                                          "far less memory; what lets a 1.5B-7B run fit (see docs/deployment.md).")
-    use_vllm: bool = Field(False, description="Sample from the student with vLLM (GPU, the optional extra): GRPO "
+    use_vllm: bool = Field(False, json_schema_extra=OPERATIONAL_KIND, description="Sample from the student with vLLM (GPU, the optional extra): GRPO "
                            "rollouts and the warmup's fresh samples for the discriminator alike.")
     vllm_mode: Literal["colocate", "server"] = Field(
-        "colocate", description="vLLM beside training in each process ('colocate'), or a separate "
+        "colocate", json_schema_extra=OPERATIONAL_KIND, description="vLLM beside training in each process ('colocate'), or a separate "
         "`trl vllm-serve` server ('server', see vllm_server_url).")
-    vllm_server_url: str | None = Field(None, description="Base URL of the `trl vllm-serve` server in "
+    vllm_server_url: str | None = Field(None, json_schema_extra=OPERATIONAL_KIND, description="Base URL of the `trl vllm-serve` server in "
                                         "server mode, e.g. http://gpu-node-2:8000.")
-    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, lt=1, description="Share of each GPU vLLM may take "
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, lt=1, json_schema_extra=OPERATIONAL_KIND, description="Share of each GPU vLLM may take "
                                                "in colocate mode (vLLM's own default, 0.9, leaves nothing "
                                                "for training).")
 
@@ -204,21 +264,22 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 # ----------------------------------------------------------------------------------------------
 # Settings checked against the method
 # ----------------------------------------------------------------------------------------------
-# Settings that change how a run executes or what it writes, not what it learns. They are never
-# compared on resume and never reported as ignored.
-OPERATIONAL = frozenset({"output", "save_steps", "sample_every", "trust_remote_code", "gradient_checkpointing",
-                         "use_vllm", "vllm_mode",
-                         "vllm_server_url", "vllm_gpu_memory_utilization"})
+def field_tag(name: str) -> dict:
+    """The kind (and for training settings, the methods) tagged on a RunConfig field."""
+    return RunConfig.model_fields[name].json_schema_extra or {}
 
-# Settings every method trains with. The three paths are compared on resume by content (see
-# gad/identity.py), the rest by value.
-_COMMON = frozenset({"method", "student", "data", "teacher_responses", "seed", "prompt_format", "test_fraction",
-                     "skip_missing_responses",
-                     "max_prompt_length", "max_new_tokens", "max_examples", "batch_size",
-                     "gradient_accumulation_steps", "weight_decay", "grad_clip", "dtype", "lora"})
+
+def fields_of_kind(*kinds: str) -> frozenset[str]:
+    return frozenset(n for n in RunConfig.model_fields if field_tag(n).get("kind") in kinds)
+
+
+# How a run executes or what it writes, not what it learns: never compared on resume, never "ignored".
+OPERATIONAL = fields_of_kind("operational", "place")
+# Per-run files and models: never saved in a preset.
+PER_RUN = fields_of_kind("input", "place")
+# The checkpoint's weights belong to these; a fork cannot change them.
+FIXED_BY_CHECKPOINT = frozenset(n for n in RunConfig.model_fields if field_tag(n).get("fixed_by_checkpoint"))
 _LORA = frozenset({"lora_r", "lora_alpha", "lora_dropout"})
-_ADVERSARIAL = frozenset({"steps", "group_size", "lr", "disc_lr", "disc_grad_clip", "kl_coef", "clip_range",
-                          "temperature", "top_p"})
 # seqkd draws a group of samples now and then so a user can watch the student; these settings
 # shape that sample log and nothing the student learns.
 _SAMPLE_LOG_ONLY = frozenset({"group_size", "temperature", "top_p"})
@@ -226,19 +287,21 @@ _SAMPLE_LOG_ONLY = frozenset({"group_size", "temperature", "top_p"})
 
 def method_fields(cfg: RunConfig) -> frozenset[str]:
     """The settings `cfg.method` trains with (given the other settings). Resume compares these only."""
-    used = set(_COMMON) | (_LORA if cfg.lora else set())
+    used = set(fields_of_kind("method", "input"))
+    used |= {n for n in fields_of_kind("training") if cfg.method in field_tag(n)["methods"]}
+    if not cfg.lora:
+        used -= _LORA
     if cfg.method == "seqkd":
-        used |= {"steps", "seqkd_lr"}
-    elif cfg.method == "offpolicy":
-        used |= _ADVERSARIAL | {"warmup_steps", "offpolicy_disc_steps", "seqkd_lr"}
-    else:
-        used |= _ADVERSARIAL | {"warmup_steps"}
-        if cfg.warmup_steps != 0:  # None means one epoch of warmup
-            used |= {"generator_warmup", "discriminator_warmup"}
-            if cfg.generator_warmup:
-                used.add("warmup_lr")
-                if cfg.discriminator_warmup:
-                    used.add("disc_only_steps")
+        used -= _SAMPLE_LOG_ONLY
+    if cfg.method == "gad":
+        if not cfg.disc_warmup_steps:
+            used.discard("disc_warmup_target")
+        if cfg.warmup_steps == 0:  # None means one epoch of warmup
+            used -= {"generator_warmup", "discriminator_warmup", "warmup_lr", "disc_only_steps"}
+        elif not cfg.generator_warmup:
+            used -= {"warmup_lr", "disc_only_steps"}
+        elif not cfg.discriminator_warmup:
+            used.discard("disc_only_steps")
     return frozenset(used)
 
 
@@ -269,6 +332,8 @@ def _ignored_reason(cfg: RunConfig, name: str) -> str:
         return "warmup_steps is 0, so there is no warmup stage"
     if name == "warmup_lr" and cfg.method == "gad":
         return "generator_warmup is off"
+    if name == "disc_warmup_target":
+        return "disc_warmup_steps is 0" if cfg.method == "gad" else "only gad has a discriminator warmup in its adversarial stage"
     if name == "disc_only_steps" and cfg.method == "gad":
         return "the warmup does not train both models (generator_warmup or discriminator_warmup is off)"
     return f"method {cfg.method!r} does not use it"
@@ -314,6 +379,12 @@ def method_errors(cfg: RunConfig, n_train: int | None = None) -> list[tuple[str,
                                             f"{source} to the generator, so its warmup would be skipped; lower "
                                             f"disc_only_steps below {warm}, lengthen the warmup, or set "
                                             f"generator_warmup to false if that is the ablation you want"))
+    main = steps.get("adversarial", 0)
+    if cfg.method == "gad" and cfg.disc_warmup_steps and main and cfg.disc_warmup_steps >= main \
+            and (cfg.steps is not None or n_train is not None):
+        problems.append(("disc_warmup_steps", f"{cfg.disc_warmup_steps} discriminator-only steps leave none of the "
+                                              f"{main} adversarial steps to the policy; lower disc_warmup_steps "
+                                              f"below {main} or raise steps"))
     if cfg.use_vllm and cfg.vllm_mode == "server" and not cfg.vllm_server_url:
         problems.append(("vllm_server_url", "vllm_mode 'server' needs the URL of the `trl vllm-serve` server"))
     return problems

@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gad.readers import SUPPORTED_SUFFIXES, DataError, read_rows  # noqa: F401  (re-exported: gad.data is the API)
+# re-exported: gad.data is the API
+from gad.readers import SUPPORTED_SUFFIXES, DataError, DataTooLarge, read_rows  # noqa: F401
 
 PROMPT_FIELDS = ("prompt", "question", "query", "text", "instruction")
 TEACHER_FIELDS = ("teacher_response", "response", "output", "completion", "answer", "reference")
@@ -86,7 +87,11 @@ def _text(value: Any, where: str, name: str) -> str:
 
 
 def _valid_unicode(text: str, where: str, name: str) -> str:
-    """JSON's \\ud800 escapes decode to lone surrogates, which no tokenizer or API accepts."""
+    """JSON's \\ud800 escapes decode to lone surrogates, which no tokenizer or API accepts; its
+    \\u0000 to NUL, which PostgreSQL refuses in text and no prompt means."""
+    if "\x00" in text:
+        raise DataError(where, f"field '{name}' holds a NUL character (\\u0000) at position {text.index(chr(0)) + 1}; "
+                               f"remove it from that record")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as err:
@@ -170,7 +175,7 @@ def _tool_result(msg: dict, where: str, name: str) -> str:
         raise DataError(where, f"field '{name}' (a tool result) has no 'content'")
     label = msg.get("name") or msg.get("tool_call_id")
     text = _text(msg[content_key], where, f"{name}.{content_key}")
-    return f"[tool result{': ' + str(label) if label else ''}] {text}"
+    return _valid_unicode(f"[tool result{': ' + str(label) if label else ''}] {text}", where, name)
 
 
 def _answer_from_choices(choices: Any, where: str) -> str:
@@ -200,7 +205,7 @@ def _teacher(row: dict, where: str) -> str | None:
 def _row_id(row: dict, where: str) -> str:
     for name in ID_FIELDS:
         if row.get(name) not in (None, ""):
-            return str(row[name])
+            return _valid_unicode(str(row[name]), where, name)
     return where.rsplit("/", 1)[-1]  # file:line is unique and stable
 
 
@@ -293,13 +298,16 @@ def load_responses(path: str | Path) -> dict[str, str]:
 
 def load_examples(path: str | Path, responses: str | Path | None = None, *,
                   require_response: bool = False, skip_missing: bool = False,
-                  limit: int | None = None) -> list[Example]:
+                  limit: int | None = None, max_bytes: int | None = None, max_rows: int | None = None,
+                  max_document_bytes: int | None = None) -> list[Example]:
     """Read a prompt set, optionally joining teacher responses from a second file on id.
 
     require_response: every example must have a teacher response (training); with skip_missing,
     those that lack one are dropped instead (see `require_responses` to learn how many).
+    max_bytes / max_rows / max_document_bytes: refuse a file past these (DataTooLarge; see read_rows).
     """
-    examples = [parse_row(row, where) for where, row in read_rows(path)]
+    rows = read_rows(path, max_bytes=max_bytes, max_rows=max_rows, max_document_bytes=max_document_bytes)
+    examples = [parse_row(row, where) for where, row in rows]
     if not examples:
         raise DataError(str(path), "the file holds no records")
     first_at: dict[str, str] = {}

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from gad.losses import bradley_terry_loss, discriminator_accuracy
+from gad.losses import bradley_terry_loss, identical_share, pairwise_accuracy
 from gad.modeling import TokenInfo, build_sequence, pad_sequences, score_sequences
 from gad.optim import keep_settings
 
@@ -26,6 +26,15 @@ class Group:
     teacher_ids: list[int]
     teacher_finished: bool
     student: list[tuple[list[int], bool]]  # (response ids, finished)
+
+    def identical(self) -> list[bool]:
+        """Per student response: is it the teacher's response, token for token (end-of-turn included)?"""
+        return [ids == self.teacher_ids and fin == self.teacher_finished for ids, fin in self.student]
+
+
+def identical_pairs(groups: list[Group]) -> torch.Tensor:
+    """(M,) bool over all (teacher, student_i) pairs of all groups, in the order `step` lays them out."""
+    return torch.tensor([x for g in groups for x in g.identical()], dtype=torch.bool)
 
 
 def _distributed() -> bool:
@@ -80,18 +89,26 @@ class Discriminator:
         self.model.train(was_training)
         return teacher, student
 
-    def step(self, groups: list[Group], update: bool = True) -> tuple[list[list[float]], dict[str, float]]:
-        """One Bradley-Terry step over all (teacher, student_i) pairs of all groups.
+    def step(self, groups: list[Group], update: bool = True, repeats: int = 1) -> tuple[list[list[float]], dict[str, float]]:
+        """`repeats` Bradley-Terry steps over all (teacher, student_i) pairs of all groups.
 
-        Returns the student scores per group as they were before the update, and metrics.
-        Forward/backward runs in chunks of whole groups, each chunk's loss weighted by its share
-        of the pairs, so the gradient equals the full-batch mean.
+        Returns the student scores per group as they were before the first update, and that update's
+        metrics. Forward/backward runs in chunks of whole groups, each chunk's loss weighted by its share
+        of the pairs, so the gradient equals the full-batch mean. `repeats` > 1 lets D catch up with a
+        policy that moves faster than it (`disc_steps_per_step`).
         """
         if not update or self.optimizer is None:
             t, s = self.score(groups)
             pairs_t = torch.tensor([t[i] for i, g in enumerate(s) for _ in g])
             pairs_s = torch.tensor([x for g in s for x in g])
-            return s, self._metrics(pairs_t, pairs_s, float(bradley_terry_loss(pairs_t, pairs_s)), None)
+            return s, self._metrics(pairs_t, pairs_s, float(bradley_terry_loss(pairs_t, pairs_s)), None,
+                                    identical_pairs(groups))
+        scores, metrics = self._update(groups)
+        for _ in range(repeats - 1):
+            self._update(groups)
+        return scores, metrics
+
+    def _update(self, groups: list[Group]) -> tuple[list[list[float]], dict[str, float]]:
 
         self._sync_once()
         self.model.train()
@@ -140,10 +157,14 @@ class Discriminator:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return student_scores, self._metrics(torch.cat(all_t).cpu(), torch.cat(all_s).cpu(), loss_sum, float(grad_norm))
+        return student_scores, self._metrics(torch.cat(all_t).cpu(), torch.cat(all_s).cpu(), loss_sum, float(grad_norm),
+                                             identical_pairs(groups))
 
-    def _metrics(self, t: torch.Tensor, s: torch.Tensor, loss: float, grad_norm: float | None) -> dict[str, float]:
-        out = {"disc_loss": loss, "disc_accuracy": float(discriminator_accuracy(t, s)),
+    def _metrics(self, t: torch.Tensor, s: torch.Tensor, loss: float, grad_norm: float | None,
+                 identical: torch.Tensor) -> dict[str, float]:
+        # Accuracy over distinct pairs: a student response equal to the teacher's is no error of D's.
+        out = {"disc_loss": loss, "disc_accuracy": float(pairwise_accuracy(t, s, identical)),
+               "disc_identical": float(identical_share(identical)),
                "disc_teacher_score": float(t.mean()), "disc_student_score": float(s.mean()),
                "disc_lr": self.lr}
         if grad_norm is not None:

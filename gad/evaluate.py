@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from gad.api_client import ChatRunner, Endpoint
+from gad.api_client import ChatRunner, Endpoint, mask_url
 from gad.cache import ResponseStore, import_legacy_cache, open_cache
 from gad.config import ConfigError
 from gad.data import SUPPORTED_SUFFIXES, DataError, Example, load_examples
@@ -182,7 +182,7 @@ def evaluate(models: list[ModelSpec], sets: list[str], judge: Endpoint, output: 
         for rec in per.values():
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
     table = {"rows": rows, "sets": [l for l, _ in loaded], "models": [m.name for m in models], "note": FORMULA_NOTE,
-             "judge": {"base_url": judge.base_url, "model": judge.model}, "both_orders": both_orders,
+             "judge": {"base_url": mask_url(judge.base_url), "model": judge.model}, "both_orders": both_orders,
              "health": verdict_health(rows)}
     if teacher:
         table["selected"] = _select(rows, teacher)

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from gad.config import ConfigError, RunConfig, check_plan, planned_steps
+from gad.config import FIXED_BY_CHECKPOINT, ConfigError, RunConfig, check_plan, planned_steps
 
 FORK_MARKER = "fork.json"
 
@@ -27,7 +27,8 @@ settings plan the whole run, so they must plan more than N steps.
 Carried over from the checkpoint:
   - the student's weights, always;
   - the discriminator's weights, when the fork's stage after N uses one (a checkpoint without one
-    gives a fresh head, as every GAD run starts with);
+    gives a fresh head, as every GAD run starts with); --fork-discriminator fresh asks for a fresh
+    head even when the checkpoint holds a discriminator;
   - the random-number state;
   - when the fork continues the checkpoint's stage (same stage: warmup, seqkd, disc or
     adversarial), also both models' AdamW moments, the position in that stage's data order and
@@ -42,8 +43,6 @@ Refused: settings that plan no step after N; another student, or other LoRA sett
 lora_r, lora_alpha, lora_dropout), because the checkpoint's weights are that student's and that
 adapter's."""
 
-# The checkpoint's weights belong to this student and adapter shape; a fork cannot change them.
-FIXED_BY_CHECKPOINT = ("student", "lora", "lora_r", "lora_alpha", "lora_dropout")
 
 
 def _parent_checkpoint(parent_run_dir: Path, step: int) -> tuple[int, Path, dict]:
@@ -84,7 +83,7 @@ def check_fork(parent_run_dir: str | Path, step: int, child_cfg: RunConfig) -> N
     parent_run_dir = Path(parent_run_dir)
     _parent_checkpoint(parent_run_dir, step)
     parent = _parent_settings(parent_run_dir)
-    for name in FIXED_BY_CHECKPOINT:
+    for name in sorted(FIXED_BY_CHECKPOINT):
         if name in parent and _comparable(parent[name]) != _comparable(getattr(child_cfg, name)):
             raise ConfigError(f"{name}: a fork keeps the checkpoint's weights, which belong to {name}="
                               f"{parent[name]!r}; it cannot become {getattr(child_cfg, name)!r} (start a new run)",

@@ -7,6 +7,7 @@ No plotting library is imported here.
     strong discriminator  D accuracy pinned near 100%: the reward carries no signal (reported failure mode)
     length drift          student responses far longer/shorter than the teacher's: reward hacking
     KL blow-up            the policy left its reference far behind: lower the lr or raise kl_coef
+    D at chance           held-out pairs: D orders teacher above student no better than a coin (gad.monitor)
 A stalled worker is judged by the studio from heartbeats, not from metrics.
 """
 
@@ -20,11 +21,13 @@ WINDOW = 20
 STRONG_DISC_WINDOW = WINDOW
 LENGTH_RATIO_BAND = (0.5, 2.0)
 KL_LIMIT = 1.0  # nats per token (k3 estimate); the paper's runs stay far below
+CHANCE_EVALS = 3       # consecutive held-out checks of D (gad.monitor) ...
+CHANCE_MARGIN = 0.05   # ... whose accuracy must beat 0.5 by this much to count as better than chance
 
 
 @dataclass(frozen=True)
 class Alarm:
-    kind: str       # strong_discriminator | length_drift | kl_blowup | stalled
+    kind: str       # strong_discriminator | length_drift | kl_blowup | disc_at_chance | stalled
     message: str
 
     def as_dict(self) -> dict:
@@ -57,7 +60,27 @@ def run_alarms(records: list[dict]) -> list[Alarm]:
     if kl and fmean(kl) > KL_LIMIT:
         alarms.append(Alarm("kl_blowup", f"KL to the reference averaged {fmean(kl):.2f} over the last {WINDOW} "
                             f"steps: the policy is running away (lower --lr or raise --kl-coef)"))
+    at_chance, acc = not_better_than_chance(records)
+    if at_chance:
+        steps = [r["step"] for r in records if r.get("disc_eval_accuracy") is not None][-len(acc):]
+        alarms.append(Alarm("disc_at_chance", (
+            f"the discriminator is not better than chance on held-out pairs: accuracy "
+            f"{', '.join(f'{a:.2f}' for a in acc)} at steps {', '.join(map(str, steps))} (0.5 is a coin flip), so "
+            f"its reward is noise to the student. Try: a longer discriminator warmup (disc_warmup_steps, with "
+            f"disc_warmup_target), several discriminator steps per policy step (disc_steps_per_step), a policy lr "
+            f"below disc_lr, or more teacher responses per prompt. If most samples equal the teacher's "
+            f"(disc_eval_identical), the student already imitates the teacher and there is little left to learn")))
     return alarms
+
+
+def not_better_than_chance(records: list[dict]) -> tuple[bool, list[float]]:
+    """True when the last CHANCE_EVALS held-out checks all scored accuracy <= 0.5 + CHANCE_MARGIN (a constant
+    D scores exactly 0.5). Checks where every sample equalled the teacher's (no accuracy) are skipped: there
+    was nothing to tell apart. Returns the accuracies read."""
+    acc = [r["disc_eval_accuracy"] for r in records if r.get("disc_eval_accuracy") is not None][-CHANCE_EVALS:]
+    if len(acc) < CHANCE_EVALS:
+        return False, acc
+    return all(a <= 0.5 + CHANCE_MARGIN for a in acc), acc
 
 
 def health_warnings(records: list[dict]) -> list[str]:

@@ -83,13 +83,18 @@ def tokenize_examples(examples, tokenizer, cfg: RunConfig, info) -> list[Tokeniz
 # ----------------------------------------------------------------------------------------------
 # Checkpoints and resume
 # ----------------------------------------------------------------------------------------------
+def checkpoint_step(path: Path) -> int:
+    """`.../checkpoints/step-N` -> N."""
+    return int(Path(path).name.split("-")[1])
+
+
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path, dict]]:
     """Complete checkpoints (meta.json present), oldest first."""
     found = []
     for path in (run_dir / "checkpoints").glob("step-*"):
         meta = path / "meta.json"
         if path.is_dir() and meta.is_file() and not path.name.endswith(".partial"):
-            found.append((int(path.name.split("-")[1]), path, json.loads(meta.read_text())))
+            found.append((checkpoint_step(path), path, json.loads(meta.read_text())))
     return sorted(found, key=lambda x: x[0])
 
 
@@ -249,6 +254,11 @@ def run(cfg: RunConfig, progress: Progress | None = None) -> RunResult:
         elif resume_step:
             progress.message(f"resuming {run_dir} from checkpoint step-{resume_step}")
 
+    monitor = build_monitor(cfg, test, tokenizer, info, stages)
+    if is_main and monitor is None and cfg.disc_eval_every and any(s.discriminator for s in stages):
+        progress.message("note: the discriminator-quality monitor needs held-out teacher responses: set "
+                         "test_fraction (e.g. 0.1) or held_out to see whether the discriminator learns anything")
+
     torch.manual_seed(cfg.seed)
     offset, last_ckpt, status, checksums = 0, None, "succeeded", None
     for stage in stages:
@@ -265,7 +275,10 @@ def run(cfg: RunConfig, progress: Progress | None = None) -> RunResult:
             progress.stage_started(stage.name, offset + 1, end, total)
         trainer = _build_stage(cfg, stage, data, tokenizer, info, run_dir, offset, start.reference,
                                start.resume[1] if start.resume else None, progress, Dataset,
-                               continues=start.continues, reference_step=start.reference_step)
+                               continues=start.continues, reference_step=start.reference_step, monitor=monitor,
+                               disc_warmup_done_at=(start.resume[2].get("disc_warmup_done_at")
+                                                    if start.resume and start.continues else None),
+                               fork_step=fork["step"] if fork is not None else None)
         folder = resume_folder(start, stage, run_dir)
         trainer.train(resume_from_checkpoint=str(folder) if folder else None)
         stopped = trainer.stopped
@@ -301,6 +314,36 @@ def run(cfg: RunConfig, progress: Progress | None = None) -> RunResult:
             shutil.rmtree(run_dir / ".trl", ignore_errors=True)
     progress.close()
     return RunResult(run_dir, status, final_step, total, last_ckpt, warnings)
+
+
+def build_monitor(cfg: RunConfig, test, tokenizer, info, stages: list[Stage]):
+    """The held-out discriminator check (gad.monitor), or None: no stage holds D, no held-out pairs (the test
+    split, else the `held_out` file), or it is off."""
+    if not cfg.disc_eval_every or not any(s.discriminator for s in stages):
+        return None
+    if not test and cfg.held_out:
+        try:
+            test = load_examples(cfg.held_out, require_response=True, skip_missing=True)
+        except FileNotFoundError as err:
+            raise DataError(cfg.held_out, str(err)) from None
+    if not test:
+        return None
+    from gad.modeling import autocast_dtype
+    from gad.monitor import DiscriminatorMonitor, HeldOutPrompt
+
+    held = [HeldOutPrompt(t.prompt_ids, t.teacher_ids)
+            for t in tokenize_examples(test[: cfg.disc_eval_prompts], tokenizer, cfg, info)]
+    teacher = None
+    if cfg.monitor_teacher:
+        from gad.generation import load_model
+
+        teacher = load_model(cfg.monitor_teacher, trust_remote_code=cfg.trust_remote_code).model
+        if teacher.get_input_embeddings().num_embeddings < len(tokenizer):
+            raise ConfigError(f"monitor_teacher: {cfg.monitor_teacher} has a smaller vocabulary than the student's "
+                              f"tokenizer; the white-box check needs the student's tokens", field="monitor_teacher")
+    return DiscriminatorMonitor(held, info, every=cfg.disc_eval_every, samples=cfg.disc_eval_samples,
+                                max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                                seed=cfg.seed, teacher_model=teacher, autocast=autocast_dtype(cfg.dtype))
 
 
 def _gather_checksums(disc) -> list[float]:
@@ -347,8 +390,25 @@ def _common_args(cfg: RunConfig, stage: Stage, run_dir: Path) -> dict:
     )
 
 
+def discriminator_source(cfg: RunConfig, resume: Path | None, start_ckpt: Path | None,
+                         fork_step: int | None) -> Path | None:
+    """The saved discriminator a stage starts from, or None for a fresh head on the original student.
+
+    The checkpoint the stage resumes comes first, then the one it starts from. A checkpoint inherited from a
+    fork's parent (step <= fork_step) is skipped when the fork asked for a fresh discriminator.
+    """
+    for ck in (resume, start_ckpt):
+        if ck is None or not (ck / "discriminator").is_dir():
+            continue
+        if fork_step is not None and checkpoint_step(ck) <= fork_step and cfg.fork_discriminator == "fresh":
+            continue
+        return ck / "discriminator"
+    return None
+
+
 def _build_stage(cfg, stage, data, tokenizer, info, run_dir, offset, start_ckpt, resume, progress, Dataset, *,
-                 continues: bool = True, reference_step: int | None = None):
+                 continues: bool = True, reference_step: int | None = None, monitor=None,
+                 disc_warmup_done_at: int | None = None, fork_step: int | None = None):
     """The stage's trainer. `start_ckpt`: the KL reference (the policy is loaded from it; the Trainer's
     resume then loads `resume`'s weights over it). `continues`: `resume` is this stage's own, so the
     discriminator's optimizer moments carry over too."""
@@ -364,11 +424,7 @@ def _build_stage(cfg, stage, data, tokenizer, info, run_dir, offset, start_ckpt,
 
     disc = None
     if stage.discriminator:
-        disc_dir = None
-        for ck in (resume, start_ckpt):
-            if ck is not None and (ck / "discriminator").is_dir():
-                disc_dir = ck / "discriminator"
-                break
+        disc_dir = discriminator_source(cfg, resume, start_ckpt, fork_step)
         disc_model = load_discriminator(str(disc_dir) if disc_dir else cfg.student, cfg, info.pad_id,
                                         fresh_head_seed=None if disc_dir else cfg.seed)
         if cfg.gradient_checkpointing:
@@ -384,8 +440,13 @@ def _build_stage(cfg, stage, data, tokenizer, info, run_dir, offset, start_ckpt,
 
     if reference_step is None:
         reference_step = offset if start_ckpt else 0
+    adversarial_gad = stage.name == "adversarial" and stage.update_discriminator
     ctx = StageContext(stage.name, run_dir, offset, progress, info, tokenizer, disc,
-                       stage.update_discriminator, cfg.sample_every, cfg.save_steps, reference_step)
+                       stage.update_discriminator, cfg.sample_every, cfg.save_steps, reference_step,
+                       monitor=monitor, disc_steps=cfg.disc_steps_per_step,
+                       disc_warmup_steps=cfg.disc_warmup_steps if adversarial_gad else 0,
+                       disc_warmup_target=cfg.disc_warmup_target if adversarial_gad else None,
+                       disc_warmup_done_at=disc_warmup_done_at)
     common = _common_args(cfg, stage, run_dir)
 
     if stage.name == "adversarial":

@@ -10,7 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gad.metric_catalog import PANELS as _CATALOG_PANELS
+from gad.metric_catalog import panel_metrics
+
+# The catalog's panels, lower-cased, except the generator loss, split by stage (the losses differ in kind).
 PANELS = [
+    (_CATALOG_PANELS[0].title.lower(), panel_metrics("disc_quality")),
     ("discriminator loss", ["disc_loss"]),
     ("discriminator accuracy", ["disc_accuracy"]),
     ("D(teacher) vs D(student)", ["disc_teacher_score", "disc_student_score"]),

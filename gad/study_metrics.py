@@ -6,8 +6,9 @@
   distinct_n                diversity of a set of texts
   normalise, total_variation, kl_divergence, entropy
                             distances between answer distributions (mode seeking vs covering)
-  mean_sd, standard_error, paired_difference
-                            seed statistics: is a difference between methods larger than seed noise?
+  mean_sd, standard_error, paired_difference, paired_verdict
+                            seed statistics: is a difference between methods larger than seed noise,
+                            and is it a win, a tie or a loss?
 """
 
 from __future__ import annotations
@@ -133,3 +134,13 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict:
     n = len(d)
     half = t_critical(n - 1) * sd / math.sqrt(n) if n > 1 else math.inf
     return {"mean": m, "sd": sd, "n": n, "half_width": half, "exceeds_seed_noise": abs(m) > half}
+
+
+def paired_verdict(d: Mapping, better: str, least: float) -> str:
+    """'win' / 'loss' for the first side of a `paired_difference` when its 95% interval excludes 0 and
+    |mean| >= `least`; otherwise 'tie'. `better` is 'lower' or 'higher' (which direction is good)."""
+    if better not in ("lower", "higher"):
+        raise ValueError(f"better must be 'lower' or 'higher', got {better!r}")
+    if not d["exceeds_seed_noise"] or abs(d["mean"]) < least:
+        return "tie"
+    return "win" if (d["mean"] < 0) == (better == "lower") else "loss"

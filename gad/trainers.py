@@ -60,6 +60,11 @@ class StageContext:
     sample_every: int = 10
     save_steps: int = 50
     reference_step: int = 0   # global step of the checkpoint whose student is the KL reference (0: original)
+    monitor: object | None = None  # gad.monitor.DiscriminatorMonitor: held-out checks of D
+    disc_steps: int = 1            # discriminator updates per step (disc_steps_per_step)
+    disc_warmup_steps: int = 0     # adversarial stage: the first N stage steps train D only
+    disc_warmup_target: float | None = None   # ... ending early once held-out accuracy reaches this
+    disc_warmup_done_at: int | None = None    # global step where that target was reached (kept in meta.json)
 
 
 class _StageCallback(TrainerCallback):
@@ -77,6 +82,7 @@ class _StageCallback(TrainerCallback):
         global_step = self.t.ctx.step_offset + state.global_step
         if global_step % self.t.ctx.save_steps == 0 or state.global_step >= state.max_steps:
             control.should_save = True
+        self.t._monitor_discriminator(global_step)
 
     def on_log(self, args, state, control, logs=None, **kw):
         if not logs or "train_runtime" in logs:
@@ -130,8 +136,31 @@ class StageMixin:
     def _record(self, name: str, value: float) -> None:
         self._metrics["train"][name].append(float(value))
 
+    def _monitor_discriminator(self, global_step: int) -> None:
+        """The held-out check of D (gad.monitor), filed with this step's metrics. Every rank runs it, with the
+        same seed, so sharded models stay in lockstep; it never touches training's random stream."""
+        ctx = self.ctx
+        if ctx.monitor is None or ctx.discriminator is None or not ctx.monitor.due(global_step):
+            return
+        started = time.perf_counter()
+        figures = ctx.monitor.evaluate(self.accelerator.unwrap_model(self.model), ctx.discriminator, global_step)
+        figures["disc_eval_time"] = time.perf_counter() - started  # what the check costs, next to step_time
+        for k, v in figures.items():
+            self._record(k, v)
+        acc = figures.get("disc_eval_accuracy")
+        if ctx.disc_warmup_target is not None and ctx.disc_warmup_done_at is None and acc == acc and acc is not None \
+                and acc >= ctx.disc_warmup_target and self.state.global_step < ctx.disc_warmup_steps:
+            ctx.disc_warmup_done_at = global_step
+            if self.accelerator.is_main_process:
+                ctx.progress.message(f"discriminator warmup reached held-out accuracy {acc:.2f} >= "
+                                     f"{ctx.disc_warmup_target} at step {global_step}: the policy trains from here")
+
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
+        # Every rank writes its own rng_state_{rank}.pth into the Trainer's folder: wait for all of them
+        # before rank 0 moves it, or a late rank writes into a folder that is gone (a crash under load, or
+        # a checkpoint without that rank's RNG state).
+        self.accelerator.wait_for_everyone()
         src = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
         dest = self.ctx.run_dir / "checkpoints" / f"step-{self.global_step}"
         if self.args.should_save:
@@ -146,7 +175,7 @@ class StageMixin:
             (partial / "meta.json").write_text(json.dumps({
                 "global_step": self.global_step, "stage": self.ctx.name,
                 "stage_step": self.state.global_step, "stage_max_steps": self.state.max_steps,
-                "reference_step": self.ctx.reference_step}))
+                "reference_step": self.ctx.reference_step, "disc_warmup_done_at": self.ctx.disc_warmup_done_at}))
             shutil.rmtree(dest, ignore_errors=True)  # same step saved again after a resume
             partial.rename(dest)
             self.ctx.progress.checkpoint(self.global_step, str(dest))
@@ -240,7 +269,8 @@ class WarmupTrainer(SamplingMixin, StageMixin, SFTTrainer):
         prompt_ids, teacher_ids = self._split_batch(inputs)
         students = self.sample(prompt_ids)
         groups = self._teacher_groups(prompt_ids, teacher_ids, students)
-        scores, metrics = self.ctx.discriminator.step(groups, update=self.ctx.update_discriminator)
+        scores, metrics = self.ctx.discriminator.step(groups, update=self.ctx.update_discriminator,
+                                                      repeats=self.ctx.disc_steps)
         for k, v in metrics.items():
             self._record(k, v)
         self._record("student_length", sum(len(r) for g in groups for r, _ in g.student) /
@@ -302,7 +332,7 @@ class DiscriminatorReward:
         update = training and t.ctx.update_discriminator
         # TRL may call us under no_grad; D's update needs autograd.
         with torch.inference_mode(False), torch.enable_grad():
-            scores, metrics = t.ctx.discriminator.step(groups, update=update)
+            scores, metrics = t.ctx.discriminator.step(groups, update=update, repeats=t.ctx.disc_steps)
         if training:
             for k, v in metrics.items():
                 t._record(k, v)
@@ -339,6 +369,22 @@ class AdversarialTrainer(StageMixin, GRPOTrainer):
         self.reward.trainer = self
         self._prompt_lookup = prompt_lookup
         self._init_stage(ctx)
+
+    def policy_frozen(self) -> bool:
+        """A discriminator-warmup step (disc_warmup_steps): D trains on the rollouts, the policy waits."""
+        ctx = self.ctx
+        return self.state.global_step < ctx.disc_warmup_steps and ctx.disc_warmup_done_at is None
+
+    def training_step(self, model, inputs, num_items_in_batch):
+        self.generator_active = not self.policy_frozen()
+        if self.generator_active:
+            return super().training_step(model, inputs, num_items_in_batch)
+        # Rollouts and D's update happen in _prepare_inputs (the reward function); no policy loss, no
+        # gradient, so the optimizer step that follows changes nothing.
+        model.train()
+        self._prepare_inputs(inputs)
+        self._step += 1
+        return torch.zeros((), device=self.args.device)
 
     def _get_train_sampler(self, dataset=None):
         base = super()._get_train_sampler(dataset)

@@ -161,11 +161,15 @@ def run_mode(mode: str, model_dir: Path, out: Path, ns) -> dict:
     run_dir = out / f"run-{mode}"
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, not a resume
     config = out / f"{mode}.yaml"
+    # 'monitor': transformers rollouts plus the discriminator-quality check (gad/monitor.py) after every step,
+    # so its cost can be read against the step's from the same run.
+    monitor = {"test_fraction": 0.05, "disc_eval_every": 1, "disc_eval_prompts": ns.eval_prompts,
+               "disc_eval_samples": ns.eval_samples} if mode == "monitor" else {"disc_eval_every": 0}
     config.write_text(yaml.safe_dump({
         "method": "gad", "student": str(model_dir), "data": str(DATA), "output": str(run_dir),
         "batch_size": ns.batch_size, "group_size": ns.group_size, "max_new_tokens": ns.max_new_tokens,
         "max_prompt_length": ns.prompt_tokens, "warmup_steps": 0, "steps": ns.steps, "save_steps": 10_000,
-        "sample_every": 10_000, "use_vllm": mode == "vllm"}))
+        "sample_every": 10_000, "use_vllm": mode == "vllm", **monitor}))
     report = out / f"{mode}.report.json"
     report.unlink(missing_ok=True)
     log = out / f"{mode}.log"
@@ -184,7 +188,10 @@ def run_mode(mode: str, model_dir: Path, out: Path, ns) -> dict:
     step_s = statistics.median(m["step_time"] for m in timed)
     if not ns.keep:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # GBs of weights and optimizer states
-    return {"mode": mode, "steps": len(steps), "first_step_s": steps[0]["step_time"], "step_s": step_s,
+    checks = [m["disc_eval_time"] for m in timed if m.get("disc_eval_time") is not None]
+    extra = {"check_s": statistics.median(checks), "check_per_step": statistics.median(checks) / step_s,
+             "held_out_accuracy": [m.get("disc_eval_accuracy") for m in steps if "disc_eval_time" in m]} if checks else {}
+    return {**extra, "mode": mode, "steps": len(steps), "first_step_s": steps[0]["step_time"], "step_s": step_s,
             "tokens_per_step": statistics.median(tokens),
             "tokens_per_s": statistics.median(t / m["step_time"] for t, m in zip(tokens, timed)),
             "torch_peak_reserved_gb": rep["torch_max_reserved_gb"],
@@ -204,6 +211,11 @@ def print_summary(arch: str, rows: list[dict], ns) -> None:
         print(f"{r['mode']:<13}{r['steps']:>6}{r['first_step_s']:>9.1f}{r['step_s']:>9.2f}{r['tokens_per_step']:>10.0f}"
               f"{r['tokens_per_s']:>9.0f}{gb[0]:>10}{gb[1]:>11}")
     for r in rows:
+        if "check_s" in r:
+            print(f"[{r['mode']}] one held-out discriminator check ({ns.eval_prompts} prompts x {ns.eval_samples} "
+                  f"samples): {r['check_s']:.2f} s = {r['check_per_step']:.2f} steps; at disc_eval_every=25 that adds "
+                  f"{100 * r['check_per_step'] / 25:.1f}% to a run's time")
+    for r in rows:
         if "error" in r:
             print(f"\n[{r['mode']}] {r['error']}")
 
@@ -217,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", default="Qwen2.5-0.5B", choices=sorted(PRESETS) + ["tiny"],
                    help="Architecture sizes of the random student (gad.memory.PRESETS).")
-    p.add_argument("--modes", default="vllm,transformers", help="Comma-separated: vllm, transformers.")
+    p.add_argument("--modes", default="vllm,transformers,monitor",
+                   help="Comma-separated: vllm, transformers, monitor (transformers + the held-out D check each step).")
+    p.add_argument("--eval-prompts", type=int, default=32, help="monitor mode: held-out prompts per check.")
+    p.add_argument("--eval-samples", type=int, default=4, help="monitor mode: samples per held-out prompt.")
     p.add_argument("--steps", type=int, default=4, help="Adversarial steps per mode (the first is not timed).")
     p.add_argument("--batch-size", type=int, default=8, help="Prompts per step.")
     p.add_argument("--group-size", type=int, default=8, help="Responses per prompt.")
@@ -229,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="Run without a GPU (transformers mode only; checks the script's plumbing, nothing more).")
     ns = p.parse_args(argv)
     modes = [m.strip() for m in ns.modes.split(",") if m.strip()]
-    if not modes or set(modes) - {"vllm", "transformers"}:
-        fail(f"--modes takes vllm and/or transformers, got {ns.modes!r}")
+    if not modes or set(modes) - {"vllm", "transformers", "monitor"}:
+        fail(f"--modes takes vllm, transformers and/or monitor, got {ns.modes!r}")
 
     import torch
 
@@ -239,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             fail(f"no CUDA device: torch {torch.__version__} (CUDA build: {torch.version.cuda or 'none'}) sees no GPU. "
                  f"Run this on a GPU machine with a CUDA build of torch (scripts/gpu_smoke.sh --install makes one).")
         if "vllm" in modes:
-            fail("--allow-cpu runs the transformers mode only: pass --modes transformers")
+            fail("--allow-cpu runs the transformers and monitor modes only: pass --modes transformers,monitor")
     if "vllm" in modes:
         import importlib.util
 

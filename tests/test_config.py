@@ -133,3 +133,33 @@ def test_cli_steps_0_exits_2_naming_steps(tmp_path, capsys):
                  str(tmp_path / "o"), "--steps", "0"]) == 2
     err = capsys.readouterr().err
     assert "steps: steps 0 leaves method 'seqkd' nothing to train" in err and "Traceback" not in err
+
+
+def test_every_setting_has_exactly_one_kind_and_training_settings_name_their_methods():
+    """A setting nobody classified would be silently ignored on resume: refuse that here."""
+    from gad.config import ALL_METHODS, KINDS, RunConfig, field_tag
+
+    for name, field in RunConfig.model_fields.items():
+        tag = field_tag(name)
+        assert tag.get("kind") in KINDS, f"{name}: tag it with one of {KINDS} (json_schema_extra)"
+        if tag["kind"] == "training":
+            assert tag["methods"] and set(tag["methods"]) <= set(ALL_METHODS), name
+        else:
+            assert "methods" not in tag, name
+
+
+def test_kinds_decide_what_resume_compares_presets_keep_and_forks_fix():
+    from gad.config import FIXED_BY_CHECKPOINT, OPERATIONAL, PER_RUN, load_config, method_fields
+
+    assert {"student", "data", "output", "teacher_responses", "held_out"} == PER_RUN
+    assert FIXED_BY_CHECKPOINT == {"student", "lora", "lora_r", "lora_alpha", "lora_dropout"}
+    assert {"save_steps", "disc_eval_every", "use_vllm", "output"} <= OPERATIONAL
+    seqkd = method_fields(load_config(None, dict(REQUIRED, method="seqkd")))
+    gad = method_fields(load_config(None, dict(REQUIRED, method="gad")))
+    offpolicy = method_fields(load_config(None, dict(REQUIRED, method="offpolicy")))
+    assert "seqkd_lr" in seqkd and "disc_lr" not in seqkd and "group_size" not in seqkd
+    assert {"disc_lr", "disc_steps_per_step", "warmup_lr", "disc_warmup_steps"} <= gad and "seqkd_lr" not in gad
+    assert "disc_warmup_target" not in gad          # only with disc_warmup_steps
+    assert "disc_warmup_target" in method_fields(load_config(None, dict(REQUIRED, disc_warmup_steps=5)))
+    assert {"seqkd_lr", "offpolicy_disc_steps", "disc_lr"} <= offpolicy and "warmup_lr" not in offpolicy
+    assert not (OPERATIONAL & (seqkd | gad | offpolicy))

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from gad.study_metrics import (distinct_n, entropy, kl_divergence, mean_sd, normalise, paired_difference,
-                               pairwise_auc, pearson, rankdata, spearman, standard_error, t_critical,
+                               paired_verdict, pairwise_auc, pearson, rankdata, spearman, standard_error, t_critical,
                                total_variation)
 
 
@@ -87,3 +87,15 @@ def test_paired_difference_is_a_paired_t_test():
     assert not paired_difference([1, 2, 3], [1, 1, 1])["exceeds_seed_noise"]
     with pytest.raises(ValueError):
         paired_difference([1, 2], [1])
+
+
+def test_paired_verdict_needs_the_interval_to_exclude_zero_and_a_real_effect():
+    lower_better = paired_difference([1, 1, 1], [3, 4, 5])      # d = [-2, -3, -4]: beyond noise, lower
+    assert paired_verdict(lower_better, "lower", 0.01) == "win"
+    assert paired_verdict(lower_better, "higher", 0.01) == "loss"
+    assert paired_verdict(lower_better, "lower", 5.0) == "tie"   # beyond noise, smaller than the least effect
+    noisy = paired_difference([1, 2, 3], [1, 1, 1])             # d = [0, 1, 2]: within noise
+    assert paired_verdict(noisy, "higher", 0.01) == "tie"
+    assert paired_verdict(paired_difference([2.0], [1.0]), "higher", 0.01) == "tie"  # one seed: no interval
+    with pytest.raises(ValueError):
+        paired_verdict(noisy, "up", 0.01)

@@ -109,8 +109,8 @@ def test_ablation_without_generator_warmup(tiny_model, pairs_file, tmp_path):
     run(small(tiny_model, pairs_file, tmp_path / "run", generator_warmup=False, steps=1))
     ck = {s: p for s, p, _ in list_checkpoints(tmp_path / "run")}
     assert not changed(weights(Path(tiny_model)), weights(ck[3] / "student"))
-    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
-    assert all("loss" not in m and "disc_loss" in m for m in metrics if m["stage"] == "warmup")
+    warm = [m for m in read_jsonl(tmp_path / "run" / "metrics.jsonl") if m["stage"] == "warmup"]
+    assert len(warm) == 3 and all("loss" not in m and "disc_loss" in m for m in warm)
 
 
 def test_ablation_without_discriminator_warmup(tiny_model, pairs_file, tmp_path):
@@ -192,19 +192,31 @@ def test_sigkill_then_rerun_resumes_bit_identically(tiny_model, pairs_file, tmp_
         assert not changed(ref, got), f"{sub} differs after resume"
 
 
+def _rank_logs(logs: Path) -> str:
+    """The end of every rank's stderr (and error.json, where a rank recorded one), newest attempt last."""
+    parts = []
+    for f in sorted(logs.rglob("*")):
+        if f.is_file() and f.name in ("stderr.log", "error.json"):
+            parts.append(f"--- {f.relative_to(logs)} ---\n" + f.read_text(errors="replace")[-3000:])
+    return "\n".join(parts) or f"(no rank logs under {logs})"
+
+
 def test_two_processes_keep_the_discriminator_identical(tiny_model, pairs_file, tmp_path):
     import json
 
     out = tmp_path / "ddp"
+    logs = tmp_path / "rank-logs"
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
     # --standalone picks a free rendezvous port: a fixed one collides with a concurrent suite.
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "gad.cli"] + \
-        _cli(tiny_model, pairs_file, out)[3:]
+    # --redirects 3: each rank's stdout/stderr goes to its own file, so a failure shows the rank's own error
+    # rather than whatever the launcher's interleaved stream ends with.
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "--log-dir", str(logs), "--redirects", "3",
+           "-m", "gad.cli"] + _cli(tiny_model, pairs_file, out)[3:]
     cmd[cmd.index("--steps") + 1] = "2"
     cmd[cmd.index("--warmup-steps") + 1] = "2"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, _rank_logs(logs) + "\n--- torchrun ---\n" + proc.stderr[-2000:]
     result = json.loads((out / "result.json").read_text())
     sums = result["discriminator_checksums"]
     assert len(sums) == 2 and sums[0] == sums[1]
@@ -268,5 +280,5 @@ def test_gradient_checkpointing_trains_the_same_weights(tiny_model, pairs_file, 
     assert plain.status == ckpt.status == "succeeded"
     for sub in ("student", "discriminator"):
         a, b = weights(plain.final_checkpoint / sub), weights(ckpt.final_checkpoint / sub)
-        assert a.keys() == b.keys()
+        assert a and a.keys() == b.keys()
         assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), sub

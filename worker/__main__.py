@@ -22,6 +22,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=1, help="Jobs at once (with a pool other than solo).")
     p.add_argument("--loglevel", default="INFO", help="Celery log level (DEBUG, INFO, WARNING, ERROR).")
     p.add_argument("--hostname", default=None, help="Worker name, e.g. gpu1@%%h (default: celery@host).")
+    p.add_argument("--parent-pid", type=int, default=None,
+                   help="Set by `gad-studio up`: end when that process ends, and hold the data folder's worker "
+                        "lock (worker.pid) so no second `up` starts a worker beside this one.")
     return p.parse_args(argv)
 
 
@@ -38,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from worker.celery_app import make_celery
 
     ns = parse(argv)
+    lock = _guard(ns.parent_pid) if ns.parent_pid else None  # before anything slow: `up` may die meanwhile
     quiet_libraries()
     ctx = make_context()
     app = make_celery(ctx.settings, ctx)
@@ -66,8 +70,34 @@ def main(argv: list[str] | None = None) -> int:
     if ns.hostname:
         argv += ["-n", ns.hostname]
     app.worker_main(argv=argv)
+    if lock is not None:
+        lock.release()
     return 0
 
 
+def _guard(parent_pid: int):
+    """A worker of `gad-studio up`: watch the parent, and hold worker.pid in the data folder while alive."""
+    from app.errors import Conflict
+    from app.pidlock import WORKER_LOCK, HeldElsewhere, PidLock
+    from app.settings import get_settings
+    from worker.parent import watch_parent
+
+    settings = get_settings()
+    watch_parent(parent_pid, settings.runs_dir)
+    try:
+        return PidLock(settings.data_dir / WORKER_LOCK).acquire()
+    except HeldElsewhere as held:
+        raise Conflict(f"another worker (PID {held.pid}) already serves the data folder "
+                       f"{settings.data_dir.resolve()}") from None
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except Exception as err:  # a refusal (see _guard) reads as one line in the worker log, not a traceback
+        from app.errors import StudioError
+
+        if not isinstance(err, StudioError):
+            raise
+        print(f"error: {err.message}", file=sys.stderr)
+        sys.exit(err.exit_code)

@@ -14,10 +14,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app import __version__ as VERSION  # the one version, held in gad/__init__.py
 from app.context import StudioContext, make_context
 from app.settings import Settings
-
-VERSION = "0.2.0"
 
 
 class LruCache:
@@ -56,6 +55,13 @@ def create_app(settings: Settings | None = None, *, context: StudioContext | Non
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        import anyio.to_thread
+
+        from app.services.datasets import sweep_scratch
+
+        # Handler threads = GAD_WEB_THREADS: the database pool is sized against this number.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = ctx.settings.web_threads
+        sweep_scratch(ctx.settings.data_dir / "uploads")  # scratch files of a server killed mid-upload
         yield
         ctx.producer.close()
 

@@ -23,7 +23,8 @@ IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="A row id.")]
 IdQuery = Annotated[int, Query(ge=1, le=MAX_ID, description="A row id.")]
 
 
-def get_ctx(request: Request) -> StudioContext:
+async def get_ctx(request: Request) -> StudioContext:
+    # async: a sync dependency would wait for a handler thread, and /health must not.
     return request.app.state.ctx
 
 
@@ -84,6 +85,9 @@ def user_from_request(request: Request, session: Session, ctx: StudioContext) ->
 
 def current_user(request: Request, session: DB, ctx: Ctx) -> User:
     user = user_from_request(request, session, ctx)
+    # End the read transaction: its connection goes back to the pool instead of staying checked out
+    # while the handler waits for a thread, a model's turn or a generation (the pool is finite).
+    session.commit()
     if user is None:
         raise Unauthenticated("log in (POST /api/auth/login) or send 'Authorization: Bearer <token>'")
     return user

@@ -8,7 +8,8 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import StudioError, as_studio_error
@@ -45,6 +46,10 @@ def install(app: FastAPI) -> None:
             message = ("the upload could not be read as multipart form data: send the file as the 'file' field, "
                        "with a file name under 255 characters")
             return JSONResponse({"error": "invalid_input", "message": message, "field": "file"}, status_code=400)
+        if message == "There was an error parsing the body":  # FastAPI's words for json.loads failing deep down
+            message = ("the request body could not be parsed: malformed, or nested too deeply (JSON nested more than "
+                       "a few hundred levels is refused)")
+            return JSONResponse({"error": "invalid_input", "message": message, "field": "body"}, status_code=400)
         return JSONResponse({"error": "http_error", "message": message}, status_code=err.status_code,
                             headers=getattr(err, "headers", None))
 
@@ -55,6 +60,23 @@ def install(app: FastAPI) -> None:
         log.warning("integrity error on %s %s: %s", request.method, request.url.path, err.orig)
         return JSONResponse({"error": "conflict", "message": "the request conflicts with the current data (a "
                              "duplicate name, or a row still in use); reload and try again"}, status_code=409)
+
+    @app.exception_handler(SATimeout)
+    async def pool_exhausted(request: Request, err: SATimeout):
+        # Every connection is busy (overload): the client should come back, not see a 500.
+        log.warning("no database connection free for %s %s", request.method, request.url.path)
+        return JSONResponse({"error": "overloaded", "message": "the server is busy (no database connection free); "
+                             "retry after a few seconds"}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(OperationalError)
+    async def database_busy(request: Request, err: OperationalError):
+        # SQLite's one writer at a time: a write that waited out the busy timeout behind a long one (a big
+        # import) is overload, not a bug. Anything else the database refused is a 500, logged.
+        if "database is locked" in str(err.orig):
+            log.warning("database locked for %s %s", request.method, request.url.path)
+            return JSONResponse({"error": "overloaded", "message": "the database is busy with a long write (a large "
+                                 "import?); retry after a few seconds"}, status_code=503, headers={"Retry-After": "5"})
+        return await unexpected(request, err)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, err: Exception):

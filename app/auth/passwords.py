@@ -36,3 +36,11 @@ def locked_until(failed_logins: int, last_failed_at: datetime | None) -> datetim
     if not wait or last_failed_at is None:
         return None
     return last_failed_at + timedelta(seconds=wait)
+
+
+def throttle_seconds(failures: int, free_tries: int) -> float:
+    """Wait before the next try after `failures` counted failures: none for the first `free_tries`,
+    then 2, 4, 8 ... up to 300 s (lockout_seconds is the case free_tries = 3)."""
+    if failures < free_tries:
+        return 0.0
+    return float(min(300, 2 ** (failures - free_tries + 1)))

@@ -284,6 +284,9 @@ class Study(Base):
     settings: Mapped[dict] = mapped_column(JSON, default=dict)          # generation settings, seed
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Seeds the left/right draw. Random per study and never returned: with a seed derived from the
+    # id, an annotator could compute which side is which model.
+    blind_secret: Mapped[str | None] = mapped_column(String(64))
 
 
 class StudyItem(Base):
@@ -309,3 +312,25 @@ class Vote(Base):
     choice: Mapped[str] = mapped_column(String(8))                    # a | b | tie | skip
     both_bad: Mapped[bool] = mapped_column(Boolean, default=False)    # a tie the annotator flagged
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ItemLease(Base):
+    """An item reserved for one annotator until `expires_at`: GET /next hands out items so that votes
+    plus live leases never exceed the study's `annotators_per_item`; a vote needs the voter's lease."""
+    __tablename__ = "item_leases"
+    __table_args__ = (UniqueConstraint("item_id", "annotator_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("study_items.id", ondelete="CASCADE"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LoginAttempt(Base):
+    """Failed-login counters by key: 'name:<user name>' (known or not, so both answer alike) and
+    'addr:<client address>'. Counted in SQL before the password is checked."""
+    __tablename__ = "login_attempts"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    prev_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,4 +1,10 @@
-"""Engine and session factories (nothing is connected at import time)."""
+"""Engine and session factories (nothing is connected at import time).
+
+The connection pool is sized against the web server's thread pool: every request handler runs on
+one of `threads` threads and holds at most one connection, so `threads + POOL_MARGIN` connections
+never run out while handlers wait on something else. Waiting for a connection is bounded by
+`pool_timeout`; the API answers that with 503 and Retry-After (app/api/errors.py), never a 500.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,24 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+POOL_MARGIN = 8      # connections beyond one per thread: the event loop's own short queries, workers' sweeps
+POOL_TIMEOUT = 10.0  # seconds a request waits for a connection before it is answered 503
 
-def make_engine(url: str) -> Engine:
+
+def pool_size_for(threads: int) -> tuple[int, int]:
+    """(pool_size, max_overflow) for a server running `threads` handler threads."""
+    total = max(1, threads) + POOL_MARGIN
+    size = min(10, total)
+    return size, total - size
+
+
+def make_engine(url: str, threads: int = 40, pool_timeout: float = POOL_TIMEOUT) -> Engine:
+    size, overflow = pool_size_for(threads)
+    pool = dict(pool_size=size, max_overflow=overflow, pool_timeout=pool_timeout)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        if ":memory:" in url or url in ("sqlite://", "sqlite:///"):
+            return create_engine(url, connect_args={"check_same_thread": False})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn, _record):  # WAL: readers don't block the writer; FKs on
@@ -24,7 +44,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -77,6 +77,11 @@ def find_model(session: Session, settings: Settings, model_id: str) -> ModelEntr
     raise NotFound(f"no model {model_id!r}; GET /v1/models lists them", field="model")
 
 
+class PromptTooLong(InvalidInput):
+    """The prompt is over the model's token cap: 400, as OpenAI answers a context overflow."""
+    http_status, title = 400, "prompt_too_long"
+
+
 class Busy(StudioError):
     http_status, exit_code, title = 429, 8, "busy"
 
@@ -92,18 +97,31 @@ class ModelCache:
         self.budget, self.allow_remote_code = budget_bytes, allow_remote_code
         self._models: OrderedDict[str, object] = OrderedDict()
         self._locks: dict[str, threading.Lock] = {}
+        self._waiting: dict[str, int] = {}
         self._guard = threading.Lock()
 
     def lock(self, path: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(path, threading.Lock())
 
-    def acquire(self, path: str, timeout: float) -> threading.Lock:
-        """The model's lock, waited for at most `timeout` seconds: requests to one model take turns, and
-        a burst is refused (429) instead of filling the server's thread pool with waiters."""
+    def acquire(self, path: str, timeout: float, max_waiting: int | None = None) -> threading.Lock:
+        """The model's lock, waited for at most `timeout` seconds: requests to one model take turns. At
+        most `max_waiting` requests wait (each waits on a handler thread); more are refused (429) at
+        once, so a burst cannot fill the server's thread pool with waiters."""
         lock = self.lock(path)
-        if not lock.acquire(timeout=timeout):
-            raise Busy(f"model {path!r} is answering other requests; try again shortly", retry_after=5)
+        if lock.acquire(blocking=False):
+            return lock
+        with self._guard:
+            if max_waiting is not None and self._waiting.get(path, 0) >= max_waiting:
+                raise Busy(f"model {path!r} is answering other requests and {max_waiting} more are waiting; "
+                           f"try again shortly", retry_after=5)
+            self._waiting[path] = self._waiting.get(path, 0) + 1
+        try:
+            if not lock.acquire(timeout=timeout):
+                raise Busy(f"model {path!r} is answering other requests; try again shortly", retry_after=5)
+        finally:
+            with self._guard:
+                self._waiting[path] -= 1
         return lock
 
     def get(self, path: str):
@@ -137,6 +155,7 @@ class ModelCache:
 
 # --- answering ----------------------------------------------------------------------------------
 LOCK_WAIT_SECONDS = 30.0  # a request waits this long for its model's turn, then gets 429
+CHARS_PER_TOKEN_MAX = 64  # no tokenizer packs more into one token: longer prompts are refused untokenized
 
 
 def answer(session: Session, settings: Settings, cache: ModelCache, model_id: str, messages: list[dict], *,
@@ -149,21 +168,49 @@ def answer(session: Session, settings: Settings, cache: ModelCache, model_id: st
         raise InvalidInput("the conversation must end with a user (or system) message: nothing to answer",
                            field="messages")
     entry = find_model(session, settings, model_id)
+    # Values a float32 sampler cannot take: a top_p that rounds to 0 keeps no token, a temperature
+    # near 0 divides the logits into infinities. Both mean "the most likely token".
+    top_p = max(top_p, 1e-6)
+    temperature = 0.0 if temperature < 1e-3 else temperature
     params = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=stop, seed=seed)
     if entry.kind == "endpoint":
         from app.services.endpoints import to_gad
 
         return _proxied(to_gad(session.get(EndpointRow, entry.endpoint_id), settings), messages, params)
-    return _local(cache, entry.path, messages, params)
+    _check_prompt_size(messages, settings.max_prompt_tokens)
+    return _local(cache, entry.path, messages, params, settings)
 
 
-def _local(cache: ModelCache, path: str, messages: list[dict], params: dict) -> Iterator[dict]:
-    """Pieces from a local model; its turn is held for the whole answer (requests to it queue)."""
-    from gad.generation import stream_chat
+def _check_prompt_size(messages: list[dict], cap_tokens: int) -> None:
+    chars = sum(len(m.get("content") or "") for m in messages)
+    if chars > cap_tokens * CHARS_PER_TOKEN_MAX:
+        raise PromptTooLong(f"the prompt is {chars:,} characters: far over the {cap_tokens:,}-token cap "
+                           f"(GAD_MAX_PROMPT_TOKENS)", field="messages")
 
-    lock = cache.acquire(path, timeout=LOCK_WAIT_SECONDS)
+
+def context_limits(loaded, cap_tokens: int, prompt_tokens: int, max_new_tokens: int) -> int:
+    """max_new_tokens that fits the model's context after the prompt; 400 if the prompt itself does not."""
+    context = getattr(getattr(loaded.model, "config", None), "max_position_embeddings", None) or 10**9
+    cap = min(cap_tokens, context - 1)
+    if prompt_tokens > cap:
+        raise PromptTooLong(f"the prompt is {prompt_tokens:,} tokens; this model takes at most {cap:,} (its context "
+                           f"is {context:,}; GAD_MAX_PROMPT_TOKENS is {cap_tokens:,})", field="messages")
+    return max(1, min(max_new_tokens, context - prompt_tokens))
+
+
+def _local(cache: ModelCache, path: str, messages: list[dict], params: dict,
+           settings: Settings | None = None) -> Iterator[dict]:
+    """Pieces from a local model; its turn is held for the whole answer (requests to it queue). Closing
+    this iterator ends the generation at the next token and releases the turn (finally)."""
+    from gad.generation import prompt_ids, stream_chat
+
+    queue = settings.model_queue if settings is not None else None
+    cap_tokens = settings.max_prompt_tokens if settings is not None else 10**9
+    lock = cache.acquire(path, timeout=LOCK_WAIT_SECONDS, max_waiting=queue)
     try:
-        yield from stream_chat(cache.get(path), messages, **params)
+        loaded = cache.get(path)
+        new_tokens = context_limits(loaded, cap_tokens, len(prompt_ids(loaded, messages)), params["max_new_tokens"])
+        yield from stream_chat(loaded, messages, **{**params, "max_new_tokens": new_tokens})
     finally:
         lock.release()
 
@@ -191,5 +238,5 @@ def _proxied(ep, messages: list[dict], params: dict) -> Iterator[dict]:
                 if choice.finish_reason:
                     finish = choice.finish_reason
     except openai.APIError as err:
-        raise Upstream(f"endpoint {ep.base_url}: {type(err).__name__}: {redact(str(err), ep)}") from None
+        raise Upstream(redact(f"endpoint {ep.base_url}: {type(err).__name__}: {err}", ep)) from None
     yield {"finish_reason": finish, "usage": usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}

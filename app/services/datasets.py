@@ -4,30 +4,50 @@ split it, preview it, describe it, and read it back as gad Examples or a trainin
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import Dataset, Prompt
 from app.errors import Conflict, InvalidInput, NotFound, TooLarge, as_studio_error
-from gad.data import Example, load_examples, split_examples
+from gad.data import DataTooLarge, Example, load_examples, split_examples
+from gad.readers import GZIP_EXPANSION_LIMIT
 
 
 def _hash(ex: Example) -> str:
     return hashlib.sha256(json.dumps([ex.messages, ex.response], ensure_ascii=False).encode()).hexdigest()
 
 
+# The most records one import takes: parsing and inserting grow with it, and the insert holds the
+# database's write lock (SQLite: every other writer waits). Setting GAD_MAX_UPLOAD_ROWS.
+DEFAULT_MAX_ROWS = 200_000
+INSERT_BATCH = 5_000
+
+
 def import_dataset(session: Session, path: str | Path, *, name: str | None = None, test_fraction: float = 0.0,
-                   seed: int = 42, user_id: int | None = None, source: str | None = None) -> Dataset:
-    """All-or-nothing: a DataError (file:line: field) is raised before anything is written."""
+                   seed: int = 42, user_id: int | None = None, source: str | None = None,
+                   max_bytes: int | None = None, max_rows: int | None = None,
+                   max_document_bytes: int | None = None) -> Dataset:
+    """All-or-nothing: a DataError (file:line: field) is raised before anything is written.
+    max_bytes caps the bytes read after decompression, max_rows the records, max_document_bytes a
+    JSON or Parquet file (parsed whole): TooLarge past them."""
     if not 0.0 <= test_fraction < 1.0:
         raise InvalidInput("test_fraction must be in [0, 1)", field="test_fraction")
     try:
-        examples = load_examples(path)
+        examples = load_examples(path, max_bytes=max_bytes, max_rows=max_rows, max_document_bytes=max_document_bytes)
+    except DataTooLarge as err:
+        setting = "GAD_MAX_UPLOAD_ROWS" if err.limit == "rows" else (
+            f"{GZIP_EXPANSION_LIMIT} x GAD_MAX_UPLOAD_MB uncompressed; JSON and Parquet: GAD_MAX_UPLOAD_MB")
+        raise TooLarge(f"{err} ({setting})", field="file", where=err.where) from None
     except Exception as err:
         mapped = as_studio_error(err)
         if mapped is None:
@@ -37,16 +57,26 @@ def import_dataset(session: Session, path: str | Path, *, name: str | None = Non
         raise InvalidInput(f"{source or Path(path).name}: no prompts in the file", field="file")
     train, test = split_examples(examples, test_fraction, seed)
     test_ids = {id(e) for e in test}
-    digest = hashlib.sha256("".join(_hash(e) for e in examples).encode()).hexdigest()
-    ds = Dataset(name=(name or Path(source or path).stem)[:200], source=(source or Path(path).name)[:500],
+    hashes = [_hash(e) for e in examples]
+    digest = hashlib.sha256("".join(hashes).encode()).hexdigest()
+    rows = [{"idx": i, "external_id": e.id[:200], "messages": e.messages, "teacher_response": e.response,
+             "content_hash": h, "split": "test" if id(e) in test_ids else "train"}
+            for i, (e, h) in enumerate(zip(examples, hashes))]
+    # Everything is computed before the first write: SQLite's write lock (taken by the first INSERT,
+    # held to the commit) covers only the inserts. Core inserts in batches: no ORM object per prompt.
+    ds = Dataset(name=_no_nul(name or Path(source or path).stem)[:200], source=_no_nul(source or Path(path).name)[:500],
                  content_hash=digest, n_prompts=len(examples), created_by=user_id)
     session.add(ds)
     session.flush()
-    session.add_all(Prompt(dataset_id=ds.id, idx=i, external_id=e.id[:200], messages=e.messages,
-                           teacher_response=e.response, content_hash=_hash(e),
-                           split="test" if id(e) in test_ids else "train") for i, e in enumerate(examples))
+    for start in range(0, len(rows), INSERT_BATCH):
+        batch = [{**row, "dataset_id": ds.id} for row in rows[start:start + INSERT_BATCH]]
+        session.execute(Prompt.__table__.insert(), batch)  # the table, not the class: a plain executemany
     session.flush()
     return ds
+
+
+def _no_nul(text: str) -> str:
+    return text.replace("\x00", "")
 
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
@@ -71,28 +101,92 @@ def display_name(filename: str) -> str:
     return base[:120]
 
 
-def import_upload(session: Session, data: bytes, filename: str, *, max_bytes: int, scratch: Path,
+def import_upload(session: Session, data: bytes | BinaryIO, filename: str, *, max_bytes: int, scratch: Path,
                   name: str | None = None, test_fraction: float = 0.0, seed: int = 42,
-                  user_id: int | None = None) -> Dataset:
-    """An uploaded file: size-checked, written under a generated name (the client's file name is
-    never a path), validated whole, then imported; a rejected file leaves nothing behind."""
-    if len(data) > max_bytes:
-        raise TooLarge(f"the file is {len(data):,} bytes; the limit is {max_bytes:,} (GAD_MAX_UPLOAD_MB)", field="file")
-    if not data.strip():
-        raise InvalidInput(f"{display_name(filename)}: the file is empty", field="file")
+                  user_id: int | None = None, max_rows: int | None = DEFAULT_MAX_ROWS) -> Dataset:
+    """An uploaded file (bytes, or a binary file object read in chunks): size-checked, written under a
+    generated name (the client's file name is never a path), validated whole, then imported; a
+    rejected file leaves nothing behind. Decompressed, JSONL/CSV may hold GZIP_EXPANSION_LIMIT x max_bytes
+    (read a line at a time); JSON and Parquet, parsed whole, max_bytes."""
+    stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
     suffix = upload_suffix(filename)
     shown = display_name(filename)
-    scratch.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
-        path = Path(tmp) / f"upload{suffix}"
-        path.write_bytes(data)
+    with scratch_dir(scratch) as tmp:
+        path = tmp / f"upload{suffix}"
+        size = _copy_capped(stream, path, max_bytes)
+        if size == 0 or (size < 4096 and not path.read_bytes().strip()):
+            raise InvalidInput(f"{shown}: the file is empty", field="file")
         try:
             return import_dataset(session, path, name=name or shown.rsplit(".", 1)[0], test_fraction=test_fraction,
-                                  seed=seed, user_id=user_id, source=shown)
+                                  seed=seed, user_id=user_id, source=shown,
+                                  max_bytes=max_bytes * GZIP_EXPANSION_LIMIT, max_rows=max_rows,
+                                  max_document_bytes=max_bytes)
         except InvalidInput as err:
             # gad names the scratch file; the user knows their file by its own name
-            raise InvalidInput(err.message.replace(str(path), shown), field=err.field or "file",
-                               where=(err.where or "").replace(str(path), shown) or None) from None
+            raise type(err)(err.message.replace(str(path), shown), field=err.field or "file",
+                            where=(err.where or "").replace(str(path), shown) or None) from None
+
+
+def _copy_capped(stream: BinaryIO, path: Path, max_bytes: int) -> int:
+    """Copy a chunk at a time; past max_bytes: TooLarge (the partial copy goes with the scratch folder)."""
+    size = 0
+    with path.open("wb") as out:
+        while chunk := stream.read(1 << 20):
+            size += len(chunk)
+            if size > max_bytes:
+                raise TooLarge(f"the file is larger than the limit of {max_bytes:,} bytes (GAD_MAX_UPLOAD_MB)",
+                               field="file")
+            out.write(chunk)
+    return size
+
+
+SCRATCH_PREFIX = "pid"
+
+
+@contextmanager
+def scratch_dir(root: Path) -> Iterator[Path]:
+    """A private folder under data/uploads, named after this process so that a later start can tell
+    the leftovers of a killed process (sweep_scratch) from uploads in progress."""
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as tmp:
+        yield Path(tmp)
+
+
+def sweep_scratch(root: Path) -> int:
+    """Remove the scratch folders of processes that are gone (a server killed mid-upload); folders
+    of live processes stay. Returns how many went."""
+    import shutil
+
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for entry in root.iterdir():
+        pid = _owner_pid(entry.name)
+        if pid is not None and pid != os.getpid() and _alive(pid):
+            continue
+        if pid == os.getpid():
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _owner_pid(name: str) -> int | None:
+    match = re.match(rf"^{SCRATCH_PREFIX}(\d+)-", name)
+    return int(match.group(1)) if match else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def get_dataset(session: Session, dataset_id: int) -> Dataset:

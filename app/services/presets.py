@@ -13,18 +13,20 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Preset, User
 from app.errors import Conflict, InvalidInput, NotFound, as_studio_error
+from gad.config import PER_RUN  # per-run files and models: never saved in a preset
 
 # Fields that describe one run, not a recipe: never part of a preset.
-PER_RUN = frozenset({"student", "data", "output", "teacher_responses"})
 
 PAPER_DEFAULTS = "paper defaults"
 CPU_SMOKE = "quick CPU smoke test"
 
 # A GAD run of a few steps that finishes in about a minute on a laptop CPU with a tiny model: small
-# batches, short responses, learning rates high enough that the curves move.
+# batches, short responses, learning rates high enough that the curves move, for every method (a SeqKD
+# baseline at the paper's 5e-6 would barely move in a few steps).
 _SMOKE = {"batch_size": 2, "group_size": 2, "max_new_tokens": 16, "max_prompt_length": 128, "max_examples": 16,
           "warmup_steps": 2, "steps": 4, "disc_only_steps": 1, "save_steps": 2, "sample_every": 1,
-          "lr": 1e-4, "disc_lr": 1e-4, "warmup_lr": 1e-4, "dtype": "float32"}
+          "lr": 1e-4, "disc_lr": 1e-4, "warmup_lr": 1e-4, "seqkd_lr": 1e-4, "dtype": "float32",
+          "disc_eval_every": 2, "disc_eval_prompts": 4, "disc_eval_samples": 2}
 
 BUILTIN: dict[str, dict] = {PAPER_DEFAULTS: {}, CPU_SMOKE: _SMOKE}
 

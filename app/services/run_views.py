@@ -3,6 +3,7 @@ charts (downsampled without hiding spikes), rollouts by step, config diffs and t
 
 from __future__ import annotations
 
+import re
 from datetime import timezone
 from pathlib import Path
 
@@ -16,7 +17,10 @@ from app.services.runs import get_run
 from gad.health import Alarm, run_alarms
 
 ALARM_WINDOW_STEPS = 60
-LAST_METRICS = ("loss", "disc_loss", "disc_accuracy", "reward_mean", "kl", "student_length", "teacher_length")
+LAST_METRICS = ("loss", "disc_loss", "disc_accuracy", "reward_mean", "kl", "student_length", "teacher_length",
+                "disc_eval_accuracy", "disc_eval_identical")
+# Written every disc_eval_every steps only (gad/monitor.py): read the latest value, not the last step's.
+SPARSE_METRICS = ("disc_eval_accuracy", "disc_eval_identical")
 
 
 def list_runs(session: Session, *, status: str | None = None, method: str | None = None, q: str | None = None,
@@ -43,14 +47,29 @@ def last_metrics(session: Session, run: Run) -> dict[str, float]:
         return {}
     rows = session.execute(select(RunMetric.name, RunMetric.value).where(
         RunMetric.run_id == run.id, RunMetric.step == run.step)).all()
-    return {k: v for k, v in rows if v is not None}
+    out = {k: v for k, v in rows if v is not None}
+    for name in SPARSE_METRICS:
+        if name not in out:
+            value = session.scalar(select(RunMetric.value).where(
+                RunMetric.run_id == run.id, RunMetric.name == name, RunMetric.value.is_not(None))
+                .order_by(RunMetric.step.desc()).limit(1))
+            if value is not None:
+                out[name] = value
+    return out
 
 
 def recent_records(session: Session, run: Run, window: int = ALARM_WINDOW_STEPS) -> list[dict]:
     """The last `window` steps as gad-style records ({step, stage, metric: value}) for the alarms."""
     from app.db.models import RunStep
 
+    from gad.health import CHANCE_EVALS
+
     lo = max(0, run.step - window)
+    # The held-out checks are sparse: the at-chance alarm reads the last few wherever they fall.
+    checks = session.scalars(select(RunMetric.step).where(
+        RunMetric.run_id == run.id, RunMetric.name == "disc_eval_accuracy", RunMetric.value.is_not(None))
+        .order_by(RunMetric.step.desc()).limit(CHANCE_EVALS)).all()
+    lo = min([lo] + [c - 1 for c in checks])
     steps = dict(session.execute(select(RunStep.step, RunStep.stage).where(RunStep.run_id == run.id,
                                                                             RunStep.step > lo)).all())
     records = {s: {"step": s, "stage": st} for s, st in steps.items()}
@@ -237,3 +256,43 @@ def require_run(session: Session, run_id: int) -> Run:
     if run is None:
         raise NotFound(f"no run with id {run_id}")
     return run
+
+
+def fork_plan(run: Run, step: int, values: dict | None = None) -> dict:
+    """What a fork of `run` at `step` with the parent's settings updated by `values` trains:
+    {"total": planned steps in all, "added": steps after the fork point, "steps": a `steps` value that
+    makes a fork of a finished run continue training (one more main stage: as many steps as the
+    parent's main stage had), "plan": steps per stage}."""
+    from gad.config import build_config, planned_steps
+    from gad.fork import _training_prompts
+
+    config = {k: v for k, v in {**run.config, **(values or {})}.items() if v is not None}
+    cfg = build_config({**config, "output": "fork"}, source="fork settings")
+    n_train = _training_prompts(cfg)
+    plan = planned_steps(cfg, n_train)
+    total = sum(plan.values())
+    parent_plan = planned_steps(build_config({**run.config, "output": "fork"}), n_train)
+    parent_total, main = sum(parent_plan.values()), list(parent_plan.values())[-1]  # main: the last stage
+    return {"total": total, "added": max(0, total - step), "plan": plan,
+            "steps": run.config.get("steps") if parent_total > step else main + step - parent_total + max(main, 1)}
+
+
+# Chat templates whose turns can be read back from a rendered prompt: (turn pattern, role group, text group).
+_TURNS = [
+    re.compile(r"<\|im_start\|>(\w+)\n(.*?)(?:<\|im_end\|>|\Z)", re.S),                              # ChatML (Qwen)
+    re.compile(r"<\|start_header_id\|>(\w+)<\|end_header_id\|>\n\n(.*?)(?:<\|eot_id\|>|\Z)", re.S),  # Llama 3
+]
+
+
+def prompt_messages(text: str | None) -> list[dict] | None:
+    """A prompt as the student saw it (its chat template applied) read back as messages [{role, content}],
+    without the empty assistant turn the template opens for the answer; None for an unknown template."""
+    if not text:
+        return None
+    for pattern in _TURNS:
+        turns = [{"role": m.group(1), "content": m.group(2).strip()} for m in pattern.finditer(text)]
+        if turns:
+            if turns[-1]["role"] == "assistant" and not turns[-1]["content"]:
+                turns.pop()
+            return turns or None
+    return None

@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import Checkpoint, Run, RunMetric, RunStep, Sample, utcnow
+from app.db.models import Checkpoint, Prompt, Run, RunMetric, RunStep, Sample, utcnow
 from app.enums import RunStatus
 from app.errors import Conflict, InvalidInput, NotFound, as_studio_error
 from app.services.claims import claim_row
@@ -33,18 +33,7 @@ def submit_run(session: Session, settings: Settings, values: dict, *, name: str 
     worker that runs it has another one. The run's folder is named by a uid unique beyond this
     database (a data folder outlives databases).
     """
-    values = {k: v for k, v in values.items() if v is not None}
-    values["output"] = "assigned-by-the-studio"
-    if not settings.allow_remote_code and values.get("trust_remote_code"):
-        raise InvalidInput("trust_remote_code is off on this studio; an admin can enable GAD_ALLOW_REMOTE_CODE",
-                           field="trust_remote_code")
-    try:
-        cfg = build_config(values, source="run settings")
-    except Exception as err:
-        mapped = as_studio_error(err)
-        if mapped is None:
-            raise
-        raise mapped from None
+    cfg = _checked_config(settings, values)
     values = resolve_inputs(cfg.model_dump(), settings)
     uid = uuid.uuid4().hex[:12]
     run = Run(uid=uid, name=(name or f"{cfg.method} {Path(cfg.student).name}")[:200], method=cfg.method, config={},
@@ -58,23 +47,87 @@ def submit_run(session: Session, settings: Settings, values: dict, *, name: str 
     return run
 
 
+def _checked_config(settings: Settings, values: dict) -> RunConfig:
+    """The settings as RunConfig, or the StudioError that says what is wrong (nothing is created)."""
+    values = {k: v for k, v in values.items() if v is not None}
+    values["output"] = "assigned-by-the-studio"
+    if not settings.allow_remote_code and values.get("trust_remote_code"):
+        raise InvalidInput("trust_remote_code is off on this studio; an admin can enable GAD_ALLOW_REMOTE_CODE",
+                           field="trust_remote_code")
+    try:
+        return build_config(values, source="run settings")
+    except Exception as err:
+        mapped = as_studio_error(err)
+        if mapped is None:
+            raise
+        raise mapped from None
+
+
+def _check_trainable(session: Session, dataset_id: int) -> bool:
+    """Refuse a dataset with no training prompt that has a teacher response. Returns whether it holds
+    out a test split (training then reads the train split only)."""
+    from app.services.datasets import get_dataset
+
+    ds = get_dataset(session, dataset_id)
+    has_test = session.scalar(select(func.count()).select_from(Prompt).where(
+        Prompt.dataset_id == ds.id, Prompt.split == "test")) > 0
+    query = select(func.count()).select_from(Prompt).where(Prompt.dataset_id == ds.id,
+                                                           Prompt.teacher_response.is_not(None))
+    if not session.scalar(query.where(Prompt.split == "train") if has_test else query):
+        raise InvalidInput(f"dataset {dataset_id} has no {'training ' if has_test else ''}prompts with teacher "
+                           f"responses yet; collect them first", field="dataset_id")
+    return has_test
+
+
+def check_launch(session: Session, settings: Settings, values: dict, *, dataset_id: int | None = None,
+                 fork_of: dict | None = None) -> None:
+    """Everything a launch (submit_from_dataset) or a fork (fork_run) refuses, checked without creating
+    anything: the form's "Before you launch" calls this, so it agrees with the launch. Raises the
+    StudioError the launch would raise."""
+    if fork_of:
+        overrides = {k: v for k, v in values.items() if k not in ("student", "data") and v is not None}
+        _checked_config(settings, _fork_values(session, fork_of["run_id"], fork_of.get("step"), overrides)[2])
+        return
+    if dataset_id is None:
+        raise InvalidInput("choose the dataset whose teacher responses the student learns from", field="dataset_id")
+    if not values.get("student"):
+        raise InvalidInput("choose a student model", field="student")
+    _check_trainable(session, dataset_id)
+    from app.services.inputs import resolve_model
+
+    resolve_model(_checked_config(settings, {**values, "data": "dataset.jsonl"}).student)
+
+
 def submit_from_dataset(session: Session, settings: Settings, values: dict, dataset_id: int, **kwargs) -> Run:
     """A run that trains on a studio dataset's teacher responses. They are written to a file named by
     their content hash (collections change responses; a run keeps the file it started with), which
     becomes the run's `data`. Prompts the dataset holds out as its test split stay out of training."""
-    import hashlib
-
     from app.services.datasets import export_jsonl, get_dataset
 
     ds = get_dataset(session, dataset_id)
-    has_test = any(p.split == "test" for p in ds.prompts)
+    has_test = _check_trainable(session, ds.id)
     folder = settings.data_dir / "datasets"
     scratch = export_jsonl(session, ds.id, folder / f".dataset-{ds.id}.{uuid.uuid4().hex}.tmp",
                            split="train" if has_test else None)
-    digest = hashlib.sha256(scratch.read_bytes()).hexdigest()[:16]
-    path = folder / f"dataset-{ds.id}-{digest}.jsonl"
+    path = _content_named(scratch, folder / f"dataset-{ds.id}")
+    extra = {}
+    if has_test and values.get("method", "gad") != "seqkd":
+        # The held-out pairs the discriminator-quality monitor checks D on (gad/monitor.py).
+        try:
+            held = export_jsonl(session, ds.id, folder / f".dataset-{ds.id}.{uuid.uuid4().hex}.tmp", split="test")
+            extra["held_out"] = str(_content_named(held, folder / f"dataset-{ds.id}-test"))
+        except InvalidInput:  # no test prompt has a teacher response yet: the run says the monitor is off
+            pass
+    return submit_run(session, settings, {**values, **extra, "data": str(path)}, **kwargs)
+
+
+def _content_named(scratch: Path, stem: Path) -> Path:
+    """Rename a written file to `stem-<sha256 prefix>.jsonl`: a run keeps the file it started with."""
+    import hashlib
+
+    path = stem.with_name(f"{stem.name}-{hashlib.sha256(scratch.read_bytes()).hexdigest()[:16]}.jsonl")
     scratch.replace(path)
-    return submit_run(session, settings, {**values, "data": str(path)}, **kwargs)
+    return path
 
 
 def get_run(session: Session, run_id: int) -> Run:
@@ -137,27 +190,9 @@ def resume_run(session: Session, run_id: int) -> Run:
 def fork_run(session: Session, settings: Settings, run_id: int, step: int | None = None,
              overrides: dict | None = None, name: str | None = None, user_id: int | None = None) -> Run:
     """A new run that starts from the parent's checkpoint `step` (default: its newest) with edited settings."""
-    parent = get_run(session, run_id)
-    ckpts = {c.step: c for c in parent.checkpoints}
-    if not ckpts:
-        raise RunStateError(f"run {run_id} has no checkpoint to fork from")
-    step = max(ckpts) if step is None else step
-    if step not in ckpts:
-        raise RunStateError(f"run {run_id} has no checkpoint at step {step}; it has {sorted(ckpts)}")
-    values = {**parent.config, **(overrides or {})}
-    values.pop("output", None)
-    from gad.fork import check_fork, prepare_fork  # what carries over: gad.fork.FORK_HELP
+    parent, step, values = _fork_values(session, run_id, step, overrides)
+    from gad.fork import prepare_fork  # what carries over: gad.fork.FORK_HELP
 
-    # Refuse a fork that cannot make sense (no step after the fork point, another student or LoRA
-    # shape) before any row exists.
-    try:
-        check_fork(parent.output_dir, step, build_config({k: v for k, v in values.items() if v is not None}
-                                                         | {"output": "fork"}, source="fork settings"))
-    except Exception as err:
-        mapped = as_studio_error(err)
-        if mapped is None:
-            raise
-        raise mapped from None
     child = submit_run(session, settings, values, name=name or f"{parent.name} (fork @{step})",
                        user_id=user_id, parent=parent, parent_step=step)
     # gad fills the child's folder: the checkpoint, the one its stage began at (the KL reference),
@@ -173,6 +208,31 @@ def fork_run(session: Session, settings: Settings, run_id: int, step: int | None
     child.step = step
     session.flush()
     return child
+
+
+def _fork_values(session: Session, run_id: int, step: int | None, overrides: dict | None) -> tuple[Run, int, dict]:
+    """(parent, fork step, the child's settings) of a fork that can make sense; refuses one that cannot
+    (no step after the fork point, another student or LoRA shape) before any row exists."""
+    parent = get_run(session, run_id)
+    ckpts = {c.step: c for c in parent.checkpoints}
+    if not ckpts:
+        raise RunStateError(f"run {run_id} has no checkpoint to fork from")
+    step = max(ckpts) if step is None else step
+    if step not in ckpts:
+        raise RunStateError(f"run {run_id} has no checkpoint at step {step}; it has {sorted(ckpts)}")
+    values = {**parent.config, **(overrides or {})}
+    values.pop("output", None)
+    from gad.fork import check_fork
+
+    try:
+        check_fork(parent.output_dir, step, build_config({k: v for k, v in values.items() if v is not None}
+                                                         | {"output": "fork"}, source="fork settings"))
+    except Exception as err:
+        mapped = as_studio_error(err)
+        if mapped is None:
+            raise
+        raise mapped from None
+    return parent, step, values
 
 
 def reconcile(session: Session, heartbeat_timeout: float) -> list[int]:

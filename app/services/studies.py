@@ -3,7 +3,13 @@
 Life of a study:  draft (items being generated) -> review (responses that give their model away
 are flagged; the creator drops or keeps them) -> open (annotators vote) -> closed.
 An annotator only ever receives the prompt and two anonymous responses, left and right, in an
-order drawn per item and recorded; votes are stored as a/b/tie after undoing that shuffle.
+order drawn per item and recorded; votes are stored as a/b/tie after undoing that shuffle. The
+draw is seeded by a random secret of the study (never by its id, which annotators can see).
+
+Quota: GET next reserves an item for the annotator (a lease that expires); an item is handed out
+only while its votes plus live leases are under `annotators_per_item`, and a vote through the
+queue needs the voter's lease (or an earlier vote of theirs on the item, which it replaces).
+Queue changes of one study are serialised by a lock on its row taken first thing.
 """
 
 from __future__ import annotations
@@ -11,20 +17,26 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import random
 import re
+import secrets
 from collections import Counter, defaultdict
+from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db.models import Checkpoint, Job, Study, StudyItem, User, Vote, utcnow
+from app.db.models import Checkpoint, ItemLease, Job, Study, StudyItem, User, Vote, utcnow
 from app.db.session import session_scope
 from app.enums import JobKind, Side, StudyStatus, VoteChoice
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.services.datasets import dataset_examples, get_dataset
+
+log = logging.getLogger("gad_studio.studies")
+LEASE_SECONDS = 900.0  # an item stays reserved for its annotator this long (GAD_LEASE_SECONDS)
 
 # Phrases that tell an annotator which model wrote a response. Arena tools clean these after the
 # fact; here the creator sees them before anyone votes.
@@ -70,7 +82,8 @@ def create_study(session: Session, *, name: str, model_a: dict, model_b: dict, d
     a, b = parse_model(model_a, "model_a", session), parse_model(model_b, "model_b", session)
     study = Study(name=name, model_a=json.dumps(a), model_b=json.dumps(b), dataset_id=dataset_id,
                   n_items=n_items, annotators_per_item=annotators_per_item, guidelines=guidelines or "",
-                  settings={"max_new_tokens": max_new_tokens, "seed": seed}, created_by=user_id)
+                  settings={"max_new_tokens": max_new_tokens, "seed": seed}, created_by=user_id,
+                  blind_secret=secrets.token_hex(32))
     session.add(study)
     session.flush()
     job = Job(kind=JobKind.study, params={"study_id": study.id}, created_by=user_id)
@@ -126,17 +139,34 @@ def generate_items(ctx, job_id: int) -> dict:
         seed, tokens = study.settings.get("seed", 0), study.settings.get("max_new_tokens", 256)
         specs = [_resolved(s, json.loads(study.model_a)), _resolved(s, json.loads(study.model_b))]
         study_id = study.id
+        if not study.blind_secret:  # a study made before secrets existed, or by a direct insert
+            study.blind_secret = secrets.token_hex(32)
+            s.commit()
+        secret = study.blind_secret
     resp_a, resp_b = (_answers(spec, examples, tokens, seed + i, ctx.settings.allow_remote_code)
                       for i, spec in enumerate(specs))
-    rng = random.Random(f"study-{study_id}")
+    rng = random.Random(secret)  # secret, stored: the draw is reproducible here and unguessable elsewhere
+    stripped = 0
     with session_scope(ctx.sessions) as s:
-        items = [StudyItem(study_id=study_id, position=i, prompt=ex.prompt_text, response_a=ra, response_b=rb,
-                           a_on_left=rng.random() < 0.5, leaks=leaks(ra) + leaks(rb))
-                 for i, (ex, ra, rb) in enumerate(zip(examples, resp_a, resp_b))]
+        items = []
+        for i, (ex, ra, rb) in enumerate(zip(examples, resp_a, resp_b, strict=True)):
+            (prompt, ra, rb), n = strip_nul(ex.prompt_text, ra, rb)
+            stripped += n
+            items.append(StudyItem(study_id=study_id, position=i, prompt=prompt, response_a=ra, response_b=rb,
+                                   a_on_left=rng.random() < 0.5, leaks=leaks(ra) + leaks(rb)))
         s.add_all(items)
         flagged = sum(1 for it in items if it.leaks)
         s.get(Study, study_id).status = StudyStatus.review if flagged else StudyStatus.open
-    return {"items": len(items), "flagged": flagged}
+    if stripped:
+        log.warning("study %s: removed %d NUL characters from prompts and responses", study_id, stripped)
+    return {"items": len(items), "flagged": flagged, "nul_removed": stripped}
+
+
+def strip_nul(*texts: str) -> tuple[list[str], int]:
+    """The texts without NUL characters, and how many were removed. A model can emit U+0000, which
+    PostgreSQL refuses in text columns (the whole job would fail); it carries no meaning to a reader."""
+    out = [(t or "").replace("\x00", "") for t in texts]
+    return out, sum(len(t or "") - len(o) for t, o in zip(texts, out, strict=True))
 
 
 def _resolved(session: Session, spec: dict) -> dict:
@@ -188,35 +218,99 @@ def open_studies_for(session: Session) -> list[Study]:
     return list(session.scalars(select(Study).where(Study.status == StudyStatus.open).order_by(Study.id)))
 
 
-def next_item(session: Session, study_id: int, annotator_id: int) -> dict | None:
-    """The next item this annotator has not seen that still needs votes; None when done."""
+def _lock_queue(session: Session, study_id: int) -> None:
+    """Serialise queue changes of one study. A no-op UPDATE of its row, first in the transaction,
+    takes that row's lock on PostgreSQL and the write lock on SQLite (so no stale read can be
+    followed by a write); reads after it see every committed vote and lease."""
+    session.execute(update(Study).where(Study.id == study_id).values(status=Study.status)
+                    .execution_options(synchronize_session=False))
+
+
+def _taken(session: Session, item_id: int, annotator_id: int, now) -> int:
+    """Places used on an item: counted votes, plus live leases of other annotators who have not voted."""
+    votes = session.scalar(select(func.count()).select_from(Vote).where(
+        Vote.item_id == item_id, Vote.choice != VoteChoice.skip, Vote.annotator_id != annotator_id)) or 0
+    leases = session.scalar(select(func.count()).select_from(ItemLease).where(
+        ItemLease.item_id == item_id, ItemLease.annotator_id != annotator_id, ItemLease.expires_at > now)) or 0
+    return votes + leases
+
+
+def _lease(session: Session, study_id: int, item_id: int, annotator_id: int, now, seconds: float) -> None:
+    until = now + timedelta(seconds=seconds)
+    row = session.scalar(select(ItemLease).where(ItemLease.item_id == item_id, ItemLease.annotator_id == annotator_id))
+    if row is None:
+        session.add(ItemLease(study_id=study_id, item_id=item_id, annotator_id=annotator_id, expires_at=until))
+    else:
+        row.expires_at = until
+    session.flush()
+
+
+def next_item(session: Session, study_id: int, annotator_id: int, lease_seconds: float = LEASE_SECONDS,
+              skipped: bool = False) -> dict | None:
+    """The annotator's next item, reserved for them for `lease_seconds` (commit to keep the lease): the
+    item they hold already, else one they have not seen whose votes and live leases are under the
+    quota, fewest first. None when nothing is left for them. `skipped`: the items they skipped count as
+    not seen (offered again once the rest is done)."""
     study = get_study(session, study_id)
     if study.status != StudyStatus.open:
         raise Conflict(f"study {study_id} is {study.status}, not open for votes")
-    seen = select(Vote.item_id).where(Vote.annotator_id == annotator_id)
+    _lock_queue(session, study_id)
+    now = utcnow()
+    seen = select(Vote.item_id).where(Vote.annotator_id == annotator_id,
+                                      *([Vote.choice != VoteChoice.skip] if skipped else []))
+    held = session.scalar(
+        select(StudyItem)
+        .join(ItemLease, and_(ItemLease.item_id == StudyItem.id, ItemLease.annotator_id == annotator_id))
+        .where(StudyItem.study_id == study_id, StudyItem.dropped.is_(False), StudyItem.id.not_in(seen),
+               ItemLease.expires_at > now).order_by(StudyItem.position).limit(1))
+    row = held if held is not None else _free_item(session, study, annotator_id, seen, now)
+    if row is None:
+        return None
+    _lease(session, study_id, row.id, annotator_id, now, lease_seconds)
+    return {**blind_view(row), "progress": progress(session, study_id, annotator_id), "guidelines": study.guidelines}
+
+
+def _free_item(session: Session, study: Study, annotator_id: int, seen, now) -> StudyItem | None:
     votes = (select(Vote.item_id, func.count().label("n")).where(Vote.choice != VoteChoice.skip)
              .group_by(Vote.item_id).subquery())
-    row = session.execute(
+    leases = (select(ItemLease.item_id, func.count().label("n"))
+              .where(ItemLease.study_id == study.id, ItemLease.expires_at > now, ItemLease.annotator_id != annotator_id)
+              .group_by(ItemLease.item_id).subquery())
+    used = func.coalesce(votes.c.n, 0) + func.coalesce(leases.c.n, 0)
+    return session.execute(
         select(StudyItem).outerjoin(votes, votes.c.item_id == StudyItem.id)
-        .where(StudyItem.study_id == study_id, StudyItem.dropped.is_(False), StudyItem.id.not_in(seen),
-               func.coalesce(votes.c.n, 0) < study.annotators_per_item)
-        .order_by(func.coalesce(votes.c.n, 0), StudyItem.position).limit(1)).scalar_one_or_none()
-    return None if row is None else {**blind_view(row), "progress": progress(session, study_id, annotator_id),
-                                     "guidelines": study.guidelines}
+        .outerjoin(leases, leases.c.item_id == StudyItem.id)
+        .where(StudyItem.study_id == study.id, StudyItem.dropped.is_(False), StudyItem.id.not_in(seen),
+               used < study.annotators_per_item)
+        .order_by(used, StudyItem.position).limit(1)).scalar_one_or_none()
 
 
 def progress(session: Session, study_id: int, annotator_id: int) -> dict:
-    done = session.scalar(select(func.count()).select_from(Vote).join(StudyItem, StudyItem.id == Vote.item_id)
-                          .where(StudyItem.study_id == study_id, Vote.annotator_id == annotator_id)) or 0
+    """{done: items rated, skipped: items skipped (not rated), total}."""
+    mine = (select(Vote.choice, func.count()).join(StudyItem, StudyItem.id == Vote.item_id)
+            .where(StudyItem.study_id == study_id, Vote.annotator_id == annotator_id).group_by(Vote.choice))
+    counts = dict(session.execute(mine).all())
+    skipped = counts.pop(VoteChoice.skip, 0)
+    done = sum(counts.values())
     total = session.scalar(select(func.count()).select_from(StudyItem).where(
         StudyItem.study_id == study_id, StudyItem.dropped.is_(False))) or 0
-    return {"done": done, "total": total}
+    return {"done": done, "skipped": skipped, "total": total}
 
 
-def cast_vote(session: Session, item_id: int, annotator_id: int, side: str, study_id: int | None = None) -> Vote:
+def _choice(item: StudyItem, side: str) -> str:
+    if side in (Side.tie, Side.both_bad):
+        return VoteChoice.tie
+    if side == Side.skip:
+        return VoteChoice.skip
+    return VoteChoice.a if (side == Side.left) == item.a_on_left else VoteChoice.b
+
+
+def cast_vote(session: Session, item_id: int, annotator_id: int, side: str, study_id: int | None = None,
+              queue: bool = False) -> Vote:
     """side: left | right | tie | both_bad | skip. One vote per annotator per item (a unique key);
     voting again on the same item replaces the earlier vote. With `study_id`, the item must be that
-    study's (an annotator's URL names the study)."""
+    study's (an annotator's URL names the study). With `queue` (the annotation API), the item must
+    be in the annotator's queue (their lease, or their earlier vote) and the quota must hold."""
     if side not in Side.__members__:
         raise InvalidInput(f"vote must be one of {', '.join(Side)}, got {side!r}", field="side")
     item = session.get(StudyItem, item_id)
@@ -226,14 +320,14 @@ def cast_vote(session: Session, item_id: int, annotator_id: int, side: str, stud
     study = session.get(Study, item.study_id)
     if study.status != StudyStatus.open:
         raise Conflict(f"study {study.id} is {study.status}, not open for votes")
-    if side in (Side.tie, Side.both_bad):
-        choice = VoteChoice.tie
-    elif side == Side.skip:
-        choice = VoteChoice.skip
-    else:
-        choice = VoteChoice.a if (side == Side.left) == item.a_on_left else VoteChoice.b
+    if queue:
+        _lock_queue(session, study.id)
+    choice = _choice(item, side)
     values = dict(choice=choice, both_bad=side == Side.both_bad, created_at=utcnow())
     existing = session.scalar(select(Vote).where(Vote.item_id == item_id, Vote.annotator_id == annotator_id))
+    if queue:
+        _check_queue(session, study, item_id, annotator_id, counted=choice != VoteChoice.skip,
+                     had_counted=existing is not None and existing.choice != VoteChoice.skip)
     if existing is not None:
         for k, v in values.items():
             setattr(existing, k, v)
@@ -245,6 +339,9 @@ def cast_vote(session: Session, item_id: int, annotator_id: int, side: str, stud
             session.add(vote)
             session.flush()
     except IntegrityError:
+        if queue:  # the queue lock makes this unreachable; if it ever is, the client retries
+            raise Conflict(f"another vote on item {item_id} landed at the same moment; reload and try again",
+                           field="item_id") from None
         existing = session.scalar(select(Vote).where(Vote.item_id == item_id, Vote.annotator_id == annotator_id))
         for k, v in values.items():
             setattr(existing, k, v)
@@ -253,11 +350,38 @@ def cast_vote(session: Session, item_id: int, annotator_id: int, side: str, stud
     return vote
 
 
-def undo_last(session: Session, study_id: int, annotator_id: int) -> dict | None:
-    """Take back this annotator's newest vote in the study; returns that item to vote on again."""
+def _check_queue(session: Session, study: Study, item_id: int, annotator_id: int, *, counted: bool,
+                 had_counted: bool) -> None:
+    """Refuse a vote outside the annotator's queue (403) or beyond the item's quota (409); spend the lease."""
+    lease = session.scalar(select(ItemLease).where(ItemLease.item_id == item_id,
+                                                   ItemLease.annotator_id == annotator_id))
+    voted = session.scalar(select(Vote.id).where(Vote.item_id == item_id, Vote.annotator_id == annotator_id))
+    if lease is None and voted is None:
+        raise Forbidden(f"item {item_id} is not in your queue: vote on the items GET /api/annotate/{study.id}/next "
+                        f"gives you")
+    now = utcnow()
+    live = lease is not None and _aware(lease.expires_at) > now
+    full = _taken(session, item_id, annotator_id, now) >= study.annotators_per_item
+    if counted and not had_counted and not live and full:
+        raise Conflict(f"item {item_id} has all the votes it needs ({study.annotators_per_item}) and your "
+                       f"reservation of it expired; take the next item", field="item_id")
+    if lease is not None:
+        session.delete(lease)
+
+
+def _aware(dt):
+    from datetime import timezone
+
+    return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
+
+
+def undo_last(session: Session, study_id: int, annotator_id: int, lease_seconds: float = LEASE_SECONDS) -> dict | None:
+    """Take back this annotator's newest vote in the study; returns that item to vote on again (reserved
+    for them, so the vote they cast next fits the quota)."""
     study = get_study(session, study_id)
     if study.status != StudyStatus.open:
         raise Conflict(f"study {study_id} is {study.status}: its votes are final")
+    _lock_queue(session, study_id)
     vote = session.scalar(select(Vote).join(StudyItem, StudyItem.id == Vote.item_id)
                           .where(StudyItem.study_id == study_id, Vote.annotator_id == annotator_id)
                           .order_by(Vote.created_at.desc(), Vote.id.desc()).limit(1))
@@ -266,6 +390,7 @@ def undo_last(session: Session, study_id: int, annotator_id: int) -> dict | None
     item = session.get(StudyItem, vote.item_id)
     session.delete(vote)
     session.flush()
+    _lease(session, study_id, item.id, annotator_id, utcnow(), lease_seconds)
     return {**blind_view(item), "progress": progress(session, study_id, annotator_id), "guidelines": study.guidelines}
 
 

@@ -292,7 +292,11 @@ def best_in_length_range(rows: list[dict], lo: float, hi: float, exclude: str | 
     means = [{"model": m, "score": statistics.fmean(x["score"] for x in rs),
               "length": statistics.fmean(x["length"] for x in rs)} for m, rs in by_model.items()]
     eligible = [m for m in means if lo <= m["length"] <= hi]
-    return max(eligible, key=lambda m: m["score"]) if eligible else None
+    if not eligible:
+        return None
+    best = max(eligible, key=lambda m: m["score"])
+    # Scores are shown to one decimal: models equal at that precision tie, and no one of them is "best".
+    return {**best, "tied": [m["model"] for m in eligible if round(m["score"], 1) == round(best["score"], 1)]}
 
 
 def judge_samples(session: Session, evaluation_id: int, limit: int = 500) -> list[dict]:

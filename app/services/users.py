@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from app.auth.passwords import MIN_LENGTH, hash_password, locked_until, verify_password
+from app.auth.passwords import MIN_LENGTH, hash_password, throttle_seconds, verify_password
 from app.auth.tokens import new_token, token_hash
-from app.db.models import ApiToken, User, utcnow
+from app.db.models import ApiToken, LoginAttempt, User, utcnow
 from app.enums import Role
 from app.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 
@@ -74,12 +74,17 @@ def update_user(session: Session, user_id: int, *, role: str | None = None, acti
     return user
 
 
-def set_password(session: Session, user: User, password: str) -> None:
-    """A new password also ends every browser session of the user (a stolen cookie stops working)."""
+def set_password(session: Session, user: User, password: str, *, keep_tokens: bool = False) -> None:
+    """A new password also ends every browser session of the user (a stolen cookie stops working) and,
+    unless keep_tokens, revokes every API token of theirs (a leaked token stops working too)."""
     _check_password(password)
     user.password_hash = hash_password(password)
     user.failed_logins = 0
     user.session_epoch = (user.session_epoch or 0) + 1
+    if not keep_tokens:
+        session.execute(delete(ApiToken).where(ApiToken.user_id == user.id)
+                        .execution_options(synchronize_session=False))
+    session.execute(delete(LoginAttempt).where(LoginAttempt.key == _name_key(user.name)))
     session.flush()
 
 
@@ -90,26 +95,75 @@ def end_sessions(session: Session, user_id: int, epoch: int) -> None:
                     .values(session_epoch=User.session_epoch + 1).execution_options(synchronize_session=False))
 
 
-def authenticate(session: Session, name: str, password: str, now: datetime | None = None) -> User:
-    """The user, or Unauthenticated; repeated failures lock the name for a growing while (429 upstream)."""
+NAME_FREE_TRIES = 3        # failures of one user name before each try must wait (2, 4, 8 ... 300 s)
+ADDRESS_FREE_TRIES = 20    # failures from one client address (several people may share it) before it waits
+FORGET_AFTER = timedelta(days=1)
+
+
+def _name_key(name: str) -> str:
+    return f"name:{name[:190]}"
+
+
+def authenticate(session: Session, name: str, password: str, now: datetime | None = None,
+                 address: str | None = None) -> User:
+    """The user, or Unauthenticated (401); too many failures for the name or the address: LoginThrottled
+    (429). Known and unknown names are counted and answered alike, so neither the answer nor its
+    timing says whether a name exists.
+
+    The attempt is counted (and committed) before the password is checked: parallel guesses each
+    see the ones before them, and only the first few of a burst are ever checked. A success gives
+    the attempt back."""
     now = now or datetime.now(timezone.utc)
+    keys = sorted({_name_key(name)} | ({f"addr:{address[:190]}"} if address else set()))
+    _count_attempt(session, keys, now)
     user = session.scalar(select(User).where(User.name == name))
     if user is None or not user.active:
         verify_password(_dummy_hash(), password)  # as slow as a real check: timing says nothing of names
         raise Unauthenticated("wrong user name or password")
-    until = locked_until(user.failed_logins, _aware(user.last_failed_at))
-    if until is not None and now < until:
-        raise LoginThrottled(f"too many failed logins for {name!r}; try again in {int((until - now).total_seconds()) + 1} s",
-                             retry_after=(until - now).total_seconds())
     if not verify_password(user.password_hash, password):
-        # In SQL, not Python: parallel guesses must each count.
-        session.execute(update(User).where(User.id == user.id)
-                        .values(failed_logins=User.failed_logins + 1, last_failed_at=now)
-                        .execution_options(synchronize_session=False))
         raise Unauthenticated("wrong user name or password")
+    session.execute(update(LoginAttempt).where(LoginAttempt.key == _name_key(name)).values(failures=0)
+                    .execution_options(synchronize_session=False))
+    session.execute(update(LoginAttempt).where(LoginAttempt.key.startswith("addr:"), LoginAttempt.key.in_(keys),
+                                               LoginAttempt.failures > 0)
+                    .values(failures=LoginAttempt.failures - 1).execution_options(synchronize_session=False))
     user.failed_logins = 0
     session.flush()
     return user
+
+
+def _count_attempt(session: Session, keys: list[str], now: datetime) -> None:
+    """Add this attempt to every key's count in one committed transaction, or refuse it (rolled back,
+    so a throttled try neither counts nor extends the wait). Rows are locked in key order."""
+    session.commit()  # start clean: the counting transaction holds nothing else
+    for key in keys:
+        if _ensure_row(session, key):
+            session.execute(delete(LoginAttempt).where(LoginAttempt.last_failed_at < now - FORGET_AFTER))
+        failures, previous = session.execute(
+            update(LoginAttempt).where(LoginAttempt.key == key)
+            .values(failures=LoginAttempt.failures + 1, prev_failed_at=LoginAttempt.last_failed_at, last_failed_at=now)
+            .returning(LoginAttempt.failures, LoginAttempt.prev_failed_at)
+            .execution_options(synchronize_session=False)).one()
+        free = ADDRESS_FREE_TRIES if key.startswith("addr:") else NAME_FREE_TRIES
+        wait = throttle_seconds(failures - 1, free)
+        until = _aware(previous) + timedelta(seconds=wait) if previous is not None and wait else None
+        if until is not None and now < until:
+            session.rollback()
+            raise LoginThrottled(f"too many failed logins for this user name or from this address; try again in "
+                                 f"{int((until - now).total_seconds()) + 1} s",
+                                 retry_after=(until - now).total_seconds())
+    session.commit()
+
+
+def _ensure_row(session: Session, key: str) -> bool:
+    """Insert the key's counter if it is missing (no error if another request just did); True if new."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    result = session.execute(insert(LoginAttempt).values(key=key, failures=0).on_conflict_do_nothing())
+    return bool(result.rowcount)
 
 
 @lru_cache(maxsize=1)

@@ -71,7 +71,19 @@ class LoginRedirect:
             if target is not None:
                 await RedirectResponse(target, status_code=303)(scope, receive, send)
                 return
+            await self.app(scope, receive, _no_store(send))  # Back after logout must not show a cached page
+            return
         await self.app(scope, receive, send)
+
+
+def _no_store(send):
+    """`send` with Cache-Control: no-store added to the response's headers."""
+    async def wrapped(message):
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control"]
+            message = {**message, "headers": headers + [(b"cache-control", b"no-store")]}
+        await send(message)
+    return wrapped
 
 
 def mount(api: FastAPI, ctx) -> None:
@@ -93,3 +105,17 @@ def mount(api: FastAPI, ctx) -> None:
                         theme=theme(), css=CSS, footer_links=[], run_history=False, max_file_size=max_size,
                         show_error=True)
     api.add_middleware(LoginRedirect, ctx=ctx, secret=secret)
+    _favicon(api, gr)
+
+
+def _favicon(api: FastAPI, gr) -> None:
+    """/favicon.ico for pages outside the dashboard (the login page): the browser asks for it, a 404 is noise."""
+    from pathlib import Path
+
+    from starlette.responses import FileResponse
+
+    icon = Path(gr.__file__).parent / "templates" / "frontend" / "favicon.png"
+    if icon.is_file() and not any(getattr(r, "path", None) == "/favicon.ico" for r in api.routes):
+        api.add_api_route("/favicon.ico", lambda: FileResponse(icon, media_type="image/png",
+                                                               headers={"cache-control": "max-age=86400"}),
+                          include_in_schema=False)

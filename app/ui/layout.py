@@ -57,7 +57,7 @@ def build(ui: Ui):
                 with gr.Tabs(elem_id="runs-tabs") as run_tabs:
                     with gr.Tab("All runs", id="list", elem_id="tab-runs-list") as t_list:
                         runs.build()
-                    with gr.Tab("Run", id="run", elem_id="tab-run"):
+                    with gr.Tab("Run", id="run", elem_id="tab-run") as t_run:
                         run_page.build()
                     with gr.Tab("Compare", id="compare", elem_id="tab-compare") as t_compare:
                         compare.build()
@@ -79,21 +79,31 @@ def build(ui: Ui):
         def show_header(request: gr.Request):
             return header(ui, request)
 
+        # The first page: the header, the tab the user was on and every page's pickers in ONE event (a
+        # dozen concurrent load events made the header wait behind their answers, and the hidden run page
+        # drew a long run's curves nobody saw). The runs list and the run page load when their tab opens.
         blocks.load(show_header, None, [top], **FAST)
-        # Each page's refresh keeps what the user chose (its inputs) while that still exists.
-        blocks.load(datasets.refresh_list, datasets.load_inputs(), datasets.load_outputs(), **FAST)
-        blocks.load(new_run.refresh, new_run.load_inputs(), new_run.load_outputs(), **FAST).then(
-            new_run.preview, set(new_run.inputs()), new_run.preview_outputs(), **FAST)
-        blocks.load(runs.refresh, [runs.status, runs.method, runs.query], runs.outputs(), **FAST)
-        blocks.load(compare.refresh, None, [compare.runs], **FAST)
-        blocks.load(evaluate.refresh, evaluate.load_inputs(), evaluate.load_outputs(), **FAST)
-        blocks.load(studies.refresh, studies.load_inputs(), studies.load_outputs(), **FAST)
-        blocks.load(chat.refresh, chat.load_inputs(), chat.load_outputs(), **FAST)
-        blocks.load(admin.refresh, admin.load_inputs(), admin.load_outputs(), **FAST)
         blocks.load(lambda t: gr.Tabs(selected=t) if t in TABS else gr.skip(), [tab_memory], [tabs], **FAST)
-        blocks.load(run_page.open, [run_memory, run_page.smoothing], run_page.open_outputs(), **FAST)
         blocks.load(lambda d: gr.update(value=d), [dataset_memory], [datasets.pick], **FAST).then(
             datasets.open, [datasets.pick], datasets.detail_outputs(), **FAST)
+        # Each page's refresh keeps what the user chose (its inputs) while that still exists.
+        pickers = [(datasets.refresh_list, datasets.load_inputs(), datasets.load_outputs()),
+                   (new_run.refresh, new_run.load_inputs(), new_run.load_outputs()),
+                   (evaluate.refresh, evaluate.load_inputs(), evaluate.load_outputs()),
+                   (studies.refresh, studies.load_inputs(), studies.load_outputs()),
+                   (chat.refresh, chat.load_inputs(), chat.load_outputs()),
+                   (admin.refresh, admin.load_inputs(), admin.load_outputs())]
+        blocks.load(all_of(pickers), {c for _, ins, _ in pickers for c in ins},
+                          [c for _, _, outs in pickers for c in outs], **FAST).then(
+            new_run.preview, set(new_run.inputs()), new_run.preview_outputs(), **FAST)
+
+        def runs_if_open(tab, run, smoothing, statuses, method, query, request: gr.Request):
+            if tab != "runs":
+                return [gr.skip()] * (len(run_page.open_outputs()) + len(runs.outputs()))
+            return [*run_page.open(run, smoothing, request), *runs.refresh(statuses, method, query, request)]
+
+        blocks.load(runs_if_open, [tab_memory, run_memory, run_page.smoothing, runs.status, runs.method, runs.query],
+                    run_page.open_outputs() + runs.outputs(), **FAST)
 
         # --- tabs: remember the open one, and show fresh data when one opens ---------------------------
         # A tab's refresh only renews the pickers' choices: its answer may arrive after the user has
@@ -108,6 +118,16 @@ def build(ui: Ui):
                           datasets.load_outputs(), **FAST)
         for tab in (t_runs, t_list):
             tab.select(runs.refresh, [runs.status, runs.method, runs.query], runs.outputs(), **FAST)
+
+        def open_if_closed(run_id, remembered, smoothing, request: gr.Request):
+            """The run page loads when first shown (not with the first page)."""
+            if run_id is not None:
+                return [gr.skip()] * len(run_page.open_outputs())
+            return run_page.open(remembered, smoothing, request)
+
+        for tab in (t_runs, t_run):
+            tab.select(open_if_closed, [run_page.run_id, run_memory, run_page.smoothing], run_page.open_outputs(),
+                       **FAST)
         t_compare.select(compare.refresh, None, [compare.runs], **FAST)
 
         # --- ways between pages ------------------------------------------------------------------
@@ -123,16 +143,20 @@ def build(ui: Ui):
             return ids[row] if ids and row is not None and row < len(ids) else None
 
         open_run(runs.table.select(clicked_run, [runs.ids], [nav_run], **FAST))
-        open_run(new_run.launch_event.success(lambda r: r, [new_run.launched], [nav_run], **FAST))
+        # A launch sets `launched` only when it succeeded (a refusal is shown on the form and changes nothing).
+        open_run(new_run.launched.change(lambda r: r if r is not None else gr.skip(), [new_run.launched], [nav_run],
+                                         **FAST))
 
         def fork_newest(run_id, request: gr.Request):
             return [gr.Tabs(selected="new-run")] + new_run.start_fork(run_id, None, request)
 
         to_form = [tabs] + new_run.fork_outputs()
-        run_page.fork.click(fork_newest, [run_page.run_id], to_form)
+        # The form's values change without an input event: the checks and command follow explicitly.
+        preview = (new_run.preview, set(new_run.inputs()), new_run.preview_outputs())
+        run_page.fork.click(fork_newest, [run_page.run_id], to_form).success(*preview, **FAST)
         run_page.fork_here.click(_from_ckpt(lambda c, request: [gr.Tabs(selected="new-run")]
                                             + new_run.start_fork(c["run_id"], c["step"], request)),
-                                 [run_page.ckpt], to_form)
+                                 [run_page.ckpt], to_form).success(*preview, **FAST)
         @shows_errors
         def to_evaluate(ckpt, judge, shown, request: gr.Request):
             return [gr.Tabs(selected="evaluate")] + evaluate.refresh(judge, shown, request, _chosen(ckpt))
@@ -145,6 +169,24 @@ def build(ui: Ui):
                                 [tabs] + evaluate.load_outputs())
         run_page.chat.click(to_chat, [run_page.ckpt, *chat.load_inputs()], [tabs] + chat.load_outputs())
     return blocks
+
+
+def all_of(pages: list[tuple]):
+    """One handler for several pages' refreshes [(fn, inputs, outputs)]: their outputs, in order. A page
+    whose refresh fails (a role that may not see it) keeps what it shows; the others still load."""
+    import logging
+
+    def handler(data: dict, request: gr.Request):  # data: {input component: value} (inputs given as a set)
+        out = []
+        for fn, ins, outs in pages:
+            try:
+                res = fn(*[data[c] for c in ins], request)
+                out += list(res) if len(outs) > 1 else [res]
+            except Exception:
+                logging.getLogger(__name__).exception("loading %s", getattr(fn, "__qualname__", fn))
+                out += [gr.skip()] * len(outs)
+        return out
+    return handler
 
 
 def choices_only(fn, outputs: list):

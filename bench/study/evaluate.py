@@ -3,7 +3,8 @@
   sequence_logprobs     sum of token log-probabilities of (prompt, response) pairs under a model
   evaluate_model        samples on a prompt set, scored: teacher NLL of the samples (reverse
                         direction), the model's NLL of teacher samples (forward direction), validity,
-                        distinct-2, length, exact answer distributions on the fruit prompts
+                        distinct-2, length, exact answer distributions on the fruit prompts, the share
+                        of samples identical to the teacher's first sample for the prompt
   discriminator_probe   how a discriminator's scores rank a group's samples against the teacher's
                         log-likelihood (Spearman per group), its accuracy and its score spread
 """
@@ -100,6 +101,10 @@ def evaluate_model(model, teacher, tok, info, prompts: list[str], samples: int, 
         per_prompt_valid.append(sum(ok) / len(ok))
         by_task.setdefault(task_of(p), []).extend(ok)
     total_tok = sum(n for _, n in t_lp)
+    # samples word for word the teacher's first sample for the prompt (the monitor's `identical` share, measured
+    # here for every method: a discriminator cannot score such a pair either way)
+    same = [list(rid) == list(tg[0][0]) and bool(fin) == bool(tg[0][1])
+            for group, tg in zip(groups, teacher_samples) for rid, fin in group]
     # forward direction: this model's NLL of the teacher's own samples on the same prompts
     t_items = [(pid, rid, fin) for pid, group in zip(pids, teacher_samples) for rid, fin in group]
     s_lp = sequence_logprobs(model, t_items, info)
@@ -113,6 +118,7 @@ def evaluate_model(model, teacher, tok, info, prompts: list[str], samples: int, 
         "distinct_2": distinct_n(texts, 2),
         "length": statistics.fmean(len(r) for _, r, _ in items),
         "answers": len(texts),
+        "identical_to_teacher": sum(same) / max(1, len(same)),
     }
     fruit = fruit_distribution(model, tok, info, FRUIT_PROMPTS[wording])
     out["fruit_distribution"] = fruit

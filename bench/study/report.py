@@ -1,13 +1,18 @@
-"""report.md and report.png from the study's results.json (bench/quality_study.py --report-only rewrites them)."""
+"""report.md and report.png from the study's results.json (bench/quality_study.py --report-only rewrites them).
+
+The first lines state the best GAD setting against the best SeqKD with paired differences and 95% intervals on
+ID and OOD prompts; then where each GAD setting wins, ties or loses, what the discriminator monitor measured,
+the share of samples identical to the teacher's, and wall-clock/CPU per arm.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
-from bench.study.language import GENERIC_FRUITS, TEACHER_FRUITS
-from gad.study_metrics import mean_sd, paired_difference
+from gad.study_metrics import mean_sd, paired_difference, paired_verdict
 
 SETS = (("id", "held-out prompts, training wording (ID)"), ("ood", "OOD wording, never in the teacher budget"))
 METRICS = [  # key, label, better ("lower" / "higher" / None), format, smallest difference worth a mark
@@ -15,46 +20,85 @@ METRICS = [  # key, label, better ("lower" / "higher" / None), format, smallest 
     ("student_nll", "student NLL of teacher samples (forward)", "lower", "{:.3f}", 0.005),
     ("valid", "valid", "higher", "{:.3f}", 0.01),
     ("fruit.tv", "fruit TV to teacher", "lower", "{:.3f}", 0.01),
-    ("fruit.entropy", "fruit entropy (teacher {t})", None, "{:.2f}", 0.02),
+    ("identical_to_teacher", "= teacher's sample", None, "{:.3f}", 0.01),
     ("distinct_2", "distinct-2", None, "{:.3f}", 0.005),
     ("length", "length (tokens)", None, "{:.1f}", 0.1),
 ]
+MAIN = [("teacher_nll", "teacher NLL of samples", "lower", "{:+.3f}", 0.01), ("valid", "valid", "higher", "{:+.3f}",
+                                                                            0.01)]
+MONITOR = [("disc_eval_accuracy", "held-out accuracy (identical pairs apart)"),
+           ("disc_eval_identical", "identical share"), ("disc_eval_spread", "score spread"),
+           ("disc_eval_rho_logratio", "ρ(D, log p_T − log p_S)"), ("disc_eval_rho_teacher", "ρ(D, log p_T)")]
+SEQKD = {"single": "seqkd N x 1 (best, early-stopped)", "multi": "seqkd N/k x k (best, early-stopped)"}
 
 
-def marked(d: dict, min_effect: float) -> bool:
-    """A difference worth a mark: beyond seed noise (paired t-test, 5%) and not negligible in size."""
-    return d["exceeds_seed_noise"] and abs(d["mean"]) >= min_effect
-PROBE_KEYS = [("rho_teacher_logp", "ρ(D, teacher log p)"),
-              ("rho_teacher_logp_per_token", "ρ(D, teacher log p / token)"),
-              ("rho_log_ratio", "ρ(D, log T − log S)"), ("valid_auc", "valid-vs-invalid AUC"),
-              ("accuracy", "accuracy (non-identical pairs)"), ("identical_to_teacher", "samples = teacher response"),
-              ("score_spread", "reward sd within group")]
-
-
-def _get(row: dict, key: str):
+def _get(row, key: str):
     for part in key.split("."):
         row = row.get(part) if isinstance(row, dict) else None
     return row
 
 
+def _ok(x) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
 def method_rows(results: dict) -> dict[str, dict[int, dict]]:
-    """method name -> seed -> {"id": eval, "ood": eval, "steps", "generator_steps", "seconds"} (ordered)."""
-    out: dict[str, dict[int, dict]] = {"pretrained (start)": {}, "seqkd (best, early-stopped)": {}}
-    for s, r in results["seqkd"].items():
-        out["pretrained (start)"][int(s)] = {**r["pretrained"], "steps": None, "generator_steps": None, "seconds": None}
-        out["seqkd (best, early-stopped)"][int(s)] = {**r["seqkd"], "steps": r["best_step"],
-                                                      "generator_steps": r["best_step"], "seconds": None}
-    for b in results["branches"]:
-        out.setdefault(b["name"], {})[b["seed"]] = {**b["eval"], "steps": b["optimizer_steps"],
-                                                    "generator_steps": b["generator_steps"], "seconds": b["seconds"]}
+    """method name -> seed -> {"id", "ood", "data", "seconds", "cpu_seconds", "generator_steps"} (ordered)."""
+    out: dict[str, dict[int, dict]] = {"pretrained (start)": {}}
+    for s, r in results["seqkd"]["single"].items():
+        out["pretrained (start)"][int(s)] = {**r["pretrained"], "data": None, "seconds": None, "cpu_seconds": None,
+                                            "generator_steps": 0}
+    for data, label in SEQKD.items():
+        out[label] = {int(s): {**r["seqkd"], "data": data, "seconds": r["seconds"], "cpu_seconds": r["cpu_seconds"],
+                               "generator_steps": r["best_step"], "steps_run": r["steps_run"]}
+                      for s, r in results["seqkd"][data].items()}
+    for a in results["arms"]:
+        out.setdefault(a["name"], {})[a["seed"]] = {**a["eval"], "data": a["data"], "seconds": a["seconds"],
+                                                    "cpu_seconds": a["cpu_seconds"],
+                                                    "generator_steps": a["generator_steps"]}
     return out
 
 
-BASE = "seqkd (best, early-stopped)"
+def _diff(rows, a: str, b: str, key: str, metric: str) -> dict:
+    seeds = sorted(set(rows[a]) & set(rows[b]))
+    return paired_difference([_get(rows[a][s][key], metric) for s in seeds], [_get(rows[b][s][key], metric)
+                                                                             for s in seeds])
 
 
-def _fmt(fmt: str, m: float, sd: float) -> str:
-    return f"{fmt.format(m)} ± {fmt.format(sd)}"
+def _ci(d: dict, fmt: str) -> str:
+    if math.isinf(d["half_width"]):
+        return f"{fmt.format(d['mean'])} (one seed: no interval)"
+    return f"{fmt.format(d['mean'])} [{fmt.format(d['mean'] - d['half_width'])}, {fmt.format(d['mean'] + d['half_width'])}]"
+
+
+verdict = paired_verdict
+
+
+def _mean(xs):
+    xs = [x for x in xs if _ok(x)]
+    return statistics.fmean(xs) if xs else float("nan")
+
+
+def _checks(arm: dict, key: str) -> list[tuple[int, float, str]]:
+    """(step, value, stage) of the monitor's checks of one arm's run."""
+    m = arm["metrics"]
+    return [(st, v, sg) for st, v, sg in zip(m["step"], m.get(key, [None] * len(m["step"])), m["stage"]) if _ok(v)]
+
+
+def monitor_summary(arm: dict) -> dict:
+    """The monitor's figures at the end of the warmup stage, at the last check, and averaged over the adversarial
+    stage's checks; the training-time disc_accuracy/disc_identical averaged over the adversarial stage."""
+    out = {}
+    for key, _ in MONITOR:
+        c = _checks(arm, key)
+        warm = [v for _, v, sg in c if sg == "warmup"]
+        adv = [v for _, v, sg in c if sg == "adversarial"]
+        out[key] = {"warmup_end": warm[-1] if warm else float("nan"), "last": c[-1][1] if c else float("nan"),
+                    "adversarial_mean": _mean(adv)}
+    m = arm["metrics"]
+    for key in ("disc_accuracy", "disc_identical"):
+        out[key] = _mean([v for v, sg in zip(m.get(key, []), m["stage"]) if sg == "adversarial"])
+    return out
 
 
 def write_report(results: dict, out: Path) -> None:
@@ -63,210 +107,49 @@ def write_report(results: dict, out: Path) -> None:
     rows = method_rows(results)
     seeds = sorted(results["seeds"])
     teacher = results["teacher"]["eval"]
+    arms = [a["name"] for a in S["arms"]]
     L = []
     w = L.append
-    w("# After SeqKD has converged on a fixed teacher budget, does GAD get more? (small-scale CPU study)")
+    best_sk = min(SEQKD.values(), key=lambda n: _mean(v["id"]["teacher_nll"] for v in rows[n].values()))
+    best_gad = min(arms, key=lambda n: _mean(v["id"]["teacher_nll"] for v in rows[n].values()))
+    w("# Where can GAD beat SeqKD on a fixed teacher budget? (small-scale CPU study, issue 16)")
     w("")
-    w(f"Command: `{results['command']}`  ")
-    w(f"Commit: {results['commit']}  ")
-    w(f"Machine: {results['machine']}; {results['jobs']} worker processes, one thread each  ")
-    w(f"Wall time: **{results['wall_minutes']:.1f} min** (" + ", ".join(
-        f"{k}: {v / 60:.1f} min" for k, v in results["phase_seconds"].items()) + "); CPU time of all processes "
-      f"{results['cpu_minutes']:.1f} min, i.e. at least {results['cpu_minutes'] / max(1, results['jobs']):.1f} min of "
-      f"wall time on {results['jobs']} idle cores; load average at the end "
-      f"{', '.join(f'{x:.1f}' for x in results['load_average'])} (other work shared the machine when it is above "
-      f"{results['jobs']})  ")
-    w(f"Seeds: {seeds} (each seed: SeqKD data order and sampling, every branch's sampling, data order and "
-      f"discriminator head). Teacher, teacher budget and pretrained student are shared by all seeds, as a user "
-      f"has one teacher set and one base model.")
+    w(f"**Best GAD setting ({best_gad}) against the best SeqKD ({best_sk})**, GAD − SeqKD paired by seed, mean "
+      f"[95% interval] over {len(seeds)} seeds (best = lowest mean ID teacher NLL; picking the best of "
+      f"{len(arms)} GAD settings on these seeds flatters GAD):")
     w("")
-    w(_findings(results, rows))
-    w("")
-    w("## Setup")
-    m = results["models"]
-    w(f"- Task language (`bench/study/language.py`): count, repeat, name a fruit (teacher: apple .55, banana .25, "
-      f"cherry .12, plum .08), describe an animal (two of 8 adjectives); each in an ID wording and an OOD wording. "
-      f"Validity is the task's exact rule.")
-    w(f"- Teacher: {m['teacher']['params']:,} parameters ({S['teacher_hidden']} hidden, {S['teacher_layers']} layers), "
-      f"{S['teacher_steps']} steps on {S['teacher_corpus']} teacher-style examples (both wordings). Used in "
-      f"distillation only through {S['n_train'] + S['n_val']} sampled responses (temperature 1) collected as text "
-      f"with `gad.teacher.collect_local`: **N = {S['n_train']} for training, {S['n_val']} held out** for early "
-      f"stopping, all in the ID wording.")
-    w(f"- Student: {m['student']['params']:,} parameters ({S['student_hidden']} hidden, {S['student_layers']} layers), "
-      f"pretrained {S['pretrain_steps']} steps on {S['pretrain_corpus']} generic-style examples (both wordings; "
-      f"counts without commas, any of 8 fruits, any of 14 adjectives), never on teacher outputs.")
-    w(f"- SeqKD: batch {S['seqkd_batch']}, lr {S['seqkd_lr']:g}, a checkpoint per epoch "
-      f"({S['n_train'] // S['seqkd_batch']} steps), stopped when the held-out teacher responses' NLL has not "
-      f"improved for {S['patience']} epochs (at most {S['max_epochs']}); the best checkpoint is the baseline.")
-    w(f"- Extra budget from that checkpoint (`gad.fork.prepare_fork`), **{S['disc_warmup_steps'] + S['adv_steps']} "
-      f"optimizer steps for every branch of the sweep**: `seqkd+` continues SeqKD (same run, moments kept); `gad` = "
-      f"{S['disc_warmup_steps']} discriminator-warmup steps against the frozen student (the warmup stage with "
-      f"`generator_warmup=false`: the generator's warmup is the SeqKD stage) + {S['adv_steps']} adversarial steps; "
-      f"`offpolicy` = the same {S['disc_warmup_steps']} discriminator steps, then {S['adv_steps']} GRPO steps "
-      f"against the frozen discriminator. Adversarial steps: {S['gad_batch']} prompts x {S['group_size']} samples "
-      f"(temperature {S['temperature']}), the library's defaults otherwise (KL 0.001, clip 0.2, gradient clip 0.2). "
-      f"The discriminator is the pretrained student's backbone with a fresh head, as the library builds it. "
-      f"Policy lr x discriminator lr: {S['sweep_lr']} x {S['sweep_disc_lr']} for GAD; off-policy at discriminator lr "
-      f"{S['offpolicy_disc_lr']:g}.")
-    w(f"- Two more branches test what a longer discriminator warmup buys: GAD with {S['long_warmup']} discriminator-"
-      f"warmup steps (+ {S['adv_steps']} adversarial) against SeqKD continued for the same "
-      f"{S['long_warmup'] + S['adv_steps']} steps.")
-    w(f"- A diagnostic control that is not a method of the studio (it reads the teacher's weights): the same GRPO "
-      f"stage for {S['adv_steps']} steps, rewarded by log T(y) − log S(y), the score a perfect Bradley-Terry "
-      f"discriminator converges to (`oracle reward`). It shows what a reward that does track the teacher buys.")
-    w(f"- Evaluation (`bench/study/evaluate.py`): {S['eval_prompts']} prompts per set x {S['eval_samples']} samples at "
-      f"temperature 1, the same prompts and sampling seeds for every method. Fruit distributions are exact "
-      f"(the model's probability of each of the 8 fruit answers; 'other' is the rest).")
-    w("")
-    w(f"Teacher (its own samples): ID valid {teacher['id']['valid']:.3f}, teacher NLL "
-      f"{teacher['id']['teacher_nll']:.3f}; "
-      f"OOD valid {teacher['ood']['valid']:.3f}, teacher NLL {teacher['ood']['teacher_nll']:.3f}. Validity of the "
-      f"{S['n_train']} training responses: {results['teacher']['train_valid']:.3f}.")
-    w("")
-    # --- early stopping -----------------------------------------------------------------------
-    w("## SeqKD with early stopping")
-    w("")
-    w("| seed | best step (epochs) | stopped at | held-out teacher-response NLL: start, best, at stop | "
-      "SeqKD wall time |")
-    w("|---|---|---|---|---|")
-    for s in seeds:
-        r = results["seqkd"][str(s)]
-        best = next(c for c in r["curve"] if c["step"] == r["best_step"])
-        w(f"| {s} | {r['best_step']} ({r['best_step'] / r['epoch_steps']:.0f}) | {r['steps_run']} | "
-          f"{r['curve'][0]['val_nll']:.3f}, {best['val_nll']:.3f}, {r['curve'][-1]['val_nll']:.3f} | "
-          f"{r['seconds']:.0f} s |")
-    w("")
-    # --- headline tables ----------------------------------------------------------------------
-    for key, title in SETS:
-        w(f"## Results on {title}: mean ± sd over {len(seeds)} seeds")
-        w("")
-        heads = [label.format(t=f"{teacher[key]['fruit']['entropy']:.2f}") for _, label, _, _, _ in METRICS]
-        w("| method | extra steps (generator) | extra wall s | " + " | ".join(heads) + " |")
-        w("|---|---|---|" + "---|" * len(METRICS))
-        w("| teacher (reference) | | | " + " | ".join(
-            fmt.format(_get(teacher[key], k)) if _get(teacher[key], k) is not None else ""
-            for k, _, _, fmt, _ in METRICS)
-          + " |")
-        for name, per_seed in rows.items():
-            vals = list(per_seed.values())
-            steps = vals[0]["steps"]
-            extra = "" if name.startswith("pretrained") else "0" if name == BASE else \
-                f"{steps} ({vals[0]['generator_steps']})"
-            secs = "" if vals[0]["seconds"] is None else _fmt("{:.0f}", *mean_sd([v["seconds"] for v in vals]))
-            cells = [_fmt(fmt, *mean_sd([_get(v[key], k) for v in vals])) for k, _, _, fmt, _ in METRICS]
-            w(f"| {name} | {extra} | {secs} | " + " | ".join(cells) + " |")
-        w("")
-        w(f"Difference from SeqKD (best), paired by seed: mean ± sd; **bold** = larger than seed noise (paired t-test, "
-          f"5%, {len(seeds) - 1} degrees of freedom) and at least " +
-          ", ".join(f"{least:g} in {label.split(' (')[0]}" for _, label, _, _, least in METRICS) +
-          "; ↑/↓ = better/worse where a direction is better.")
-        w("")
-        w("| method | " + " | ".join(label.split(" (")[0] for _, label, _, _, _ in METRICS) + " |")
-        w("|---|" + "---|" * len(METRICS))
-        base = rows[BASE]
-        for name, per_seed in rows.items():
-            if name in (BASE,) or name.startswith("pretrained"):
-                continue
-            cells = []
-            for k, _, better, fmt, least in METRICS:
-                common = [s for s in seeds if s in per_seed and s in base]
-                d = paired_difference([_get(per_seed[s][key], k) for s in common],
-                                      [_get(base[s][key], k) for s in common])
-                arrow = ""
-                if better and d["mean"] != 0:
-                    arrow = " ↑" if (d["mean"] < 0) == (better == "lower") else " ↓"
-                text = f"{fmt.format(d['mean'])} ± {fmt.format(d['sd'])}{arrow}"
-                cells.append(f"**{text}**" if marked(d, least) else text)
-            w(f"| {name} | " + " | ".join(cells) + " |")
-        w("")
-        se_nll = statistics.median(v[key]["teacher_nll_se"] for per in rows.values() for v in per.values())
-        se_val = statistics.median(v[key]["valid_se"] for per in rows.values() for v in per.values())
-        sd_nll = statistics.median(mean_sd([v[key]["teacher_nll"] for v in per.values()])[1] for per in rows.values())
-        w(f"Sampling noise of one evaluation (standard error over prompts, median over runs): teacher NLL "
-          f"{se_nll:.3f}, valid {se_val:.3f}; seed-to-seed sd of teacher NLL (median over methods) {sd_nll:.3f}. "
-          f"The methods share prompts and sampling seeds, so paired differences are less noisy than either.")
-        w("")
-    # --- fruit distributions -------------------------------------------------------------------
-    w("## Answer distributions on the fruit prompt (exact probabilities, mean over seeds)")
-    w("")
-    cols = list(TEACHER_FRUITS) + [f for f in GENERIC_FRUITS if f not in TEACHER_FRUITS] + ["other"]
-    for key, title in SETS:
-        w(f"{title}:")
-        w("")
-        w("| model | " + " | ".join(cols) + " |")
-        w("|---|" + "---|" * len(cols))
-        t = results["teacher"]["fruit"][key]
-        w("| teacher | " + " | ".join(f"{t[c]:.3f}" for c in cols) + " |")
-        for name, per_seed in rows.items():
-            d = [v[key]["fruit_distribution"] for v in per_seed.values()]
-            w(f"| {name} | " + " | ".join(f"{statistics.fmean(x[c] for x in d):.3f}" for c in cols) + " |")
-        w("")
-    # --- the reward's quality ------------------------------------------------------------------
-    w("## Does the discriminator's reward track closeness to the teacher?")
-    w("")
-    w(f"At every checkpoint of the adversarial stage ({S['probe_every']}-step cadence, from the end of the "
-      f"discriminator warmup), {S['probe_prompts']} fixed training prompts x {S['group_size']} fresh student samples "
-      f"(temperature {S['temperature']}) are scored by that checkpoint's discriminator and by the teacher. ρ is "
-      f"Spearman's rank correlation within each group (averaged over groups whose samples are not all identical); "
-      f"log T − log S is the log-ratio the Bradley-Terry optimum estimates. Mean over checkpoints, ± sd over seeds; "
-      f"'first' is the end of the discriminator warmup. Accuracy here leaves out samples identical to the "
-      f"teacher's response (no discriminator can separate those); the library's `disc_accuracy` metric counts them "
-      f"as errors, so at a converged student it reads about half of this.")
-    w("")
-    w("| branch | " + " | ".join(label for _, label in PROBE_KEYS) + " | ρ(D, teacher log p) first → last |")
-    w("|---|" + "---|" * (len(PROBE_KEYS) + 1))
-    for name in [n for n in rows if n.startswith(("gad", "offpolicy"))]:
-        runs = [{**b, "probes": after_warmup(b)} for b in results["branches"] if b["name"] == name and b.get("probes")]
+    heads = []
+    for key, label in (("id", "ID"), ("ood", "OOD")):
         cells = []
-        for k, _ in PROBE_KEYS:
-            per_seed = [statistics.fmean(p[k] for p in b["probes"] if p[k] is not None) for b in runs
-                        if any(p[k] is not None for p in b["probes"])]
-            cells.append(_fmt("{:.2f}", *mean_sd(per_seed)) if per_seed else "n/a")
-        first = [b["probes"][0]["rho_teacher_logp"] for b in runs if b["probes"][0]["rho_teacher_logp"] is not None]
-        last = [b["probes"][-1]["rho_teacher_logp"] for b in runs if b["probes"][-1]["rho_teacher_logp"] is not None]
-        fl = f"{statistics.fmean(first):.2f} → {statistics.fmean(last):.2f}" if first and last else "n/a"
-        w(f"| {name} | " + " | ".join(cells) + f" | {fl} |")
+        for metric, mlabel, better, fmt, least in MAIN:
+            d = _diff(rows, best_gad, best_sk, key, metric)
+            v = verdict(d, better, least)
+            heads.append(v)
+            cells.append(f"{mlabel} {_ci(d, fmt)} ({v} for GAD; {better} is better)")
+        w(f"- {label}: " + "; ".join(cells))
+    wins, losses = heads.count("win"), heads.count("loss")
+    w(f"- Verdict: GAD {'wins' if wins and not losses else 'loses' if losses and not wins else 'is mixed' if wins else 'ties'} "
+      f"against the best SeqKD on these 4 measures ({wins} wins, {losses} losses, {4 - wins - losses} ties; "
+      f"a win or loss needs the interval to exclude 0 and at least 0.01).")
     w("")
-    if results.get("disc_probe"):
-        w(f"What changes it: discriminators trained offline with Bradley-Terry against the frozen best SeqKD student "
-          f"(its samples drawn once per training prompt), scored on {S['probe_prompts']} held-out prompts x "
-          f"{S['group_size']} fixed samples after each number of steps ({S['gad_batch']} prompts a step), and on "
-          f"{S['probe_prompts']} of its own training groups. ρ is ρ(D, teacher log p) as above. Mean ± sd over seeds.")
-        w("")
-        steps = S["probe_at"]
-        w("| discriminator | " + " | ".join(f"held-out ρ @{s}" for s in steps) +
-          f" | valid AUC @{steps[-1]} | accuracy @{steps[-1]} | ρ(D, length) @{steps[-1]} | "
-          f"ρ on its training groups @{steps[-1]} |")
-        w("|---|" + "---|" * (len(steps) + 4))
-        names = [v["name"] for v in results["disc_probe"][0]["variants"]]
-        for name in names:
-            curves = [next(v for v in d["variants"] if v["name"] == name)["curve"] for d in results["disc_probe"]]
-            cells = []
-            for i, _ in enumerate(steps):
-                vals = [c[i]["rho_teacher_logp"] for c in curves if c[i]["rho_teacher_logp"] is not None]
-                cells.append(_fmt("{:.2f}", *mean_sd(vals)) if vals else "n/a")
-            for k in ("valid_auc", "accuracy", "rho_length"):
-                vals = [c[-1][k] for c in curves if c[-1][k] is not None]
-                cells.append(_fmt("{:.2f}", *mean_sd(vals)) if vals else "n/a")
-            vals = [c[-1]["train"]["rho_teacher_logp"] for c in curves
-                    if c[-1].get("train", {}).get("rho_teacher_logp") is not None]
-            cells.append(_fmt("{:.2f}", *mean_sd(vals)) if vals else "n/a")
-            w(f"| {name} | " + " | ".join(cells) + " |")
-        w("")
-    # --- per seed --------------------------------------------------------------------------------
-    w("## Per seed")
+    w(_where(results, rows, arms))
     w("")
-    w("| seed | method | ID teacher NLL | ID student NLL | ID valid | OOD teacher NLL | OOD student NLL | OOD valid | "
-      "ID valid by task | OOD valid by task |")
-    w("|---|---|---|---|---|---|---|---|---|---|")
-    for name, per_seed in rows.items():
-        for s, v in sorted(per_seed.items()):
-            bt = lambda e: ", ".join(f"{k} {x:.2f}" for k, x in e["valid_by_task"].items())  # noqa: E731
-            w(f"| {s} | {name} | {v['id']['teacher_nll']:.3f} | {v['id']['student_nll']:.3f} | "
-              f"{v['id']['valid']:.3f} | "
-              f"{v['ood']['teacher_nll']:.3f} | {v['ood']['student_nll']:.3f} | {v['ood']['valid']:.3f} | "
-              f"{bt(v['id'])} | {bt(v['ood'])} |")
+    w(_what_stops(results, rows, arms, best_sk))
     w("")
+    w(f"Command: `{results.get('command', '?')}`  ")
+    w(f"Commit: {results['commit']}  ")
+    w(f"Machine: {results['machine']}; {results['jobs']} worker processes, one thread each, CPU only  ")
+    w(f"Wall time: **{results['wall_minutes']:.1f} min** (" + ", ".join(
+        f"{k}: {v / 60:.1f} min" for k, v in results["phase_seconds"].items()) + f"); CPU time of all processes "
+      f"**{results['cpu_minutes']:.1f} min**; load average at the end "
+      f"{', '.join(f'{x:.1f}' for x in results['load_average'])}  ")
+    w(f"Seeds: {seeds} (each seed: data order, sampling, discriminator head; the teacher, the teacher budget and the "
+      f"pretrained student are shared, as a user has one teacher set and one base model).")
+    w("")
+    _setup(w, results, S)
+    _monitor_section(w, results, arms)
+    _identical_and_cost(w, results, rows, teacher)
+    _tables(w, results, rows, teacher, seeds, best_sk)
     w("## Every setting")
     w("")
     w("```json")
@@ -276,50 +159,228 @@ def write_report(results: dict, out: Path) -> None:
     plot(results, rows, out / "report.png")
 
 
-def after_warmup(branch: dict) -> list[dict]:
-    """The probes from the end of the discriminator warmup on (a long warmup is also probed inside)."""
-    return [p for p in branch.get("probes", []) if p["step"] >= branch.get("disc_warmup", 0)]
+def _baseline(name: str, rows: dict) -> str:
+    data = next(iter(rows[name].values()))["data"]
+    return SEQKD[data]
 
 
-def _findings(results: dict, rows: dict) -> str:
-    """The numbers the conclusion rests on, in sentences generated from results.json."""
-    seeds = sorted(results["seeds"])
-    base = rows[BASE]
-    lines = ["## Findings (generated from the numbers below)", ""]
-    es = [results["seqkd"][str(s)] for s in seeds]
-    lines.append(f"- SeqKD's held-out NLL stopped improving after "
-                 f"{', '.join(str(r['best_step'] // r['epoch_steps']) for r in es)} epochs (seeds {seeds}); "
-                 f"every branch starts from that checkpoint.")
-    for name, per_seed in rows.items():
-        if name == BASE or name.startswith("pretrained"):
-            continue
-        better, worse = [], []
-        for key, set_name in (("id", "ID"), ("ood", "OOD")):
-            for k, label, direction, fmt, least in METRICS:
-                if direction is None:
-                    continue
-                common = [s for s in seeds if s in per_seed]
-                d = paired_difference([_get(per_seed[s][key], k) for s in common],
-                                      [_get(base[s][key], k) for s in common])
-                if not marked(d, least):
-                    continue
-                good = (d["mean"] < 0) == (direction == "lower")
-                (better if good else worse).append(f"{set_name} {label.split(' (')[0]} {fmt.format(d['mean'])}")
-        text = f"- **{name}** vs SeqKD, beyond seed noise: "
-        text += ("better on " + "; ".join(better)) if better else "better on nothing"
-        text += ("; worse on " + "; ".join(worse)) if worse else ""
-        lines.append(text + ".")
-    gad_better = [line for line in lines if line.startswith("- **gad") and "better on nothing" not in line]
-    lines.append(f"- Verdict: {len(gad_better)} of {sum(1 for n in rows if n.startswith('gad'))} GAD configurations "
-                 f"improved on the converged SeqKD student on any metric beyond seed noise.")
-    probes = [p["rho_teacher_logp"] for b in results["branches"] for p in after_warmup(b)
-              if p["rho_teacher_logp"] is not None and b["method"] == "gad"]
-    if probes:
-        lines.append(f"- Through GAD's adversarial stage (all configurations, seeds and checkpoints, {len(probes)} "
-                     f"probes), the rank correlation between the discriminator's reward and the teacher's "
-                     f"log-likelihood of a group's samples averaged {statistics.fmean(probes):.2f} "
-                     f"(range {min(probes):.2f} to {max(probes):.2f}).")
+def _where(results: dict, rows: dict, arms: list[str]) -> str:
+    """Each GAD setting against SeqKD on the same training set: win / tie / loss per main measure."""
+    lines = ["## Where GAD wins, ties and loses (each setting vs SeqKD on the same training set)", "",
+             "GAD − SeqKD paired by seed, mean [95% interval]; win/loss = the interval excludes 0 and the difference "
+             "is at least 0.01. All GAD settings start from the pretrained student and take the same number of "
+             "generator steps.", "",
+             "| GAD setting | vs | " + " | ".join(f"{s.upper()} {lab}" for s in ("id", "ood") for _, lab, _, _, _ in MAIN)
+             + " | overall |", "|---|---|" + "---|" * 5]
+    for name in arms:
+        base = _baseline(name, rows)
+        cells, vs = [], []
+        for key in ("id", "ood"):
+            for metric, _, better, fmt, least in MAIN:
+                d = _diff(rows, name, base, key, metric)
+                v = verdict(d, better, least)
+                vs.append(v)
+                cells.append(f"{_ci(d, fmt)} {v}")
+        overall = ("wins" if "win" in vs and "loss" not in vs else "loses" if "loss" in vs and "win" not in vs
+                   else "mixed" if "win" in vs else "ties")
+        lines.append(f"| {name} | {base.split(' (')[0]} | " + " | ".join(cells) + f" | **{overall}** |")
     return "\n".join(lines)
+
+
+def _what_stops(results: dict, rows: dict, arms: list[str], best_sk: str) -> str:
+    """The measured quantities that limit GAD here, in sentences generated from the numbers."""
+    summaries = [monitor_summary(a) for a in results["arms"]]
+    acc = _mean(s["disc_eval_accuracy"]["last"] for s in summaries)
+    acc_w = _mean(s["disc_eval_accuracy"]["warmup_end"] for s in summaries)
+    ident = _mean(s["disc_eval_identical"]["last"] for s in summaries)
+    rho = _mean(s["disc_eval_rho_logratio"]["adversarial_mean"] for s in summaries)
+    rho_t = _mean(s["disc_eval_rho_teacher"]["adversarial_mean"] for s in summaries)
+    t = results["teacher"]["eval"]
+    gap = {k: _mean(v[k]["teacher_nll"] for v in rows[best_sk].values()) - t[k]["teacher_nll"] for k in ("id", "ood")}
+    pre = {k: _mean(v[k]["teacher_nll"] for v in rows["pretrained (start)"].values()) for k in ("id", "ood")}
+    sk_ident = _mean(v["id"]["identical_to_teacher"] for v in rows[best_sk].values())
+    lines = ["## What the measurements say about why", "",
+             f"- Room left: the teacher's own samples score teacher NLL {t['id']['teacher_nll']:.3f} (ID) / "
+             f"{t['ood']['teacher_nll']:.3f} (OOD); the pretrained student {pre['id']:.3f} / {pre['ood']:.3f}; the best "
+             f"SeqKD is {gap['id']:+.3f} / {gap['ood']:+.3f} above the teacher.",
+             f"- The discriminator (all GAD settings and seeds, held-out monitor): accuracy on held-out pairs "
+             f"{acc_w:.2f} at the end of the warmup stage, {acc:.2f} at the last check (0.5 = chance); "
+             f"ρ(D, log p_T − log p_S) {rho:.2f} and ρ(D, log p_T) {rho_t:.2f} averaged over the adversarial stage's "
+             f"checks; {ident:.0%} of the student's held-out samples were the teacher's response word for word at the "
+             f"last check (best SeqKD on ID evaluation prompts: {sk_ident:.0%} equal to the teacher's first sample)."]
+    limits = []
+    if _ok(acc) and acc < 0.6:
+        limits.append(f"D is near chance on held-out pairs ({acc:.2f})")
+    if _ok(rho) and rho < 0.2:
+        limits.append(f"its reward barely ranks samples by the log-ratio it should estimate (ρ {rho:.2f})")
+    if _ok(ident) and ident > 0.3:
+        limits.append(f"{ident:.0%} of samples are identical to the teacher's response, pairs no D can order")
+    if limits:
+        lines.append("- What stops GAD here: " + "; ".join(limits) + ".")
+    else:
+        lines.append("- The discriminator passes the monitor's checks (held-out accuracy ≥ 0.6, ρ with the "
+                     "log-ratio ≥ 0.2, identical share ≤ 30%): where GAD still does not win, the limit is the "
+                     "policy update per generator step (a GRPO step on a learned reward against a supervised step on "
+                     "the teacher's text), not the discriminator.")
+    es = [results["seqkd"]["single"][str(x)] for x in results["seeds"]]
+    one = _mean(next((c["val_nll"] for c in r["curve"] if c["step"] >= r["epoch_steps"]), float("nan")) for r in es)
+    best = _mean(min(c["val_nll"] for c in r["curve"]) for r in es)
+    lines.append(f"- Where the adversarial stage starts: after one epoch (GAD's warmup) SeqKD's held-out NLL is "
+                 f"{one:.3f}, at its best {best:.3f} (start {_mean(r['curve'][0]['val_nll'] for r in es):.3f}); "
+                 f"SeqKD's own best step: {', '.join(str(r['best_step']) for r in es)} vs GAD's "
+                 f"{results['settings']['generator_steps']} generator steps.")
+    lines.append("- Scale (a judgement from the figures above, not a measurement): where the monitor passes and GAD "
+                 "still loses, a GRPO step on a learned reward moves this student less than a supervised step on "
+                 "the teacher's text, so GAD needs a regime where SeqKD's signal is spent while the student still "
+                 "differs from the teacher (a bigger capacity gap, open-ended answers, a larger teacher budget) - "
+                 "models larger than a CPU study can train; where the monitor fails, the limit is the "
+                 "discriminator's data (held-out accuracy, identical pairs) before it is the scale.")
+    return "\n".join(lines)
+
+
+def _setup(w, results: dict, S: dict) -> None:
+    m, a = results["models"], results["teacher"]
+    k = S["multi_k"]
+    w("## Setup")
+    w("")
+    w("- Task language (`bench/study/language.py`): count, repeat, name a fruit (teacher: apple .55, banana .25, "
+      "cherry .12, plum .08), describe an animal (two of 8 adjectives); ID and OOD wordings; validity is the "
+      "task's exact rule.")
+    w(f"- Teacher: {m['teacher']['params']:,} parameters, {S['teacher_steps']} steps on {S['teacher_corpus']} "
+      f"teacher-style examples. Student: {m['student']['params']:,} parameters, pretrained {S['pretrain_steps']} "
+      f"steps on generic-style text, never on teacher outputs.")
+    w(f"- **Teacher budget, equal for every method: {S['n_train']} training responses + {S['n_val']} held out**, "
+      f"sampled at temperature 1 and collected as text (`gad.teacher.collect_local`). Training set 'N x 1': "
+      f"{S['n_train']} prompts x 1 response; 'N/k x k': the first {S['n_train'] // k} of those prompts x {k} "
+      f"independent responses, one row each (the library's discriminator takes one teacher response per group, so "
+      f"'several positives' is approximated honestly by repeated prompts: each row is its own group with its own "
+      f"positive). The {S['n_val']} held-out responses serve SeqKD's early stopping and GAD's discriminator monitor "
+      f"(RunConfig `held_out`, test_fraction 0): no method trains on them. Budget validity: "
+      + ", ".join(f"{n} {v:.3f}" for n, v in a["train_valid"].items()) + ".")
+    w(f"- SeqKD from the pretrained student: batch {S['seqkd_batch']}, lr {S['seqkd_lr']:g}, a checkpoint per epoch, "
+      f"stopped after {S['patience']} epochs without improvement of the held-out responses' NLL (at most "
+      f"{S['max_epochs']}); the best checkpoint is the baseline.")
+    w(f"- GAD from the same pretrained student (the paper's recipe): warmup stage = one epoch at batch "
+      f"{S['gad_batch']} ({S['n_train'] // S['gad_batch']} steps: {S['disc_only_steps']} discriminator-only, then "
+      f"SeqKD at lr {S['seqkd_lr']:g} with the discriminator training beside it), then the adversarial stage "
+      f"({S['gad_batch']} prompts x {S['group_size']} samples at temperature {S['temperature']}, the library's "
+      f"defaults otherwise). **Fixed generator budget: every GAD run is stopped after {S['generator_steps']} "
+      f"generator optimiser steps** (warmup + adversarial; discriminator-only steps are extra and reported). "
+      f"SeqKD's best step count is in the SeqKD table below; its batch is {S['seqkd_batch']} prompts, GAD's "
+      f"{S['gad_batch']} prompts x {S['group_size']} samples.")
+    w("- GAD settings (RunConfig fields): " + "; ".join(
+        f"**{x['name']}**: " + ", ".join(f"{k2}={v}" for k2, v in x.items() if k2 != "name") for x in S["arms"]) + ".")
+    w(f"- Monitor (gad.monitor): every {S['disc_eval_every']} steps, {S['disc_eval_prompts']} held-out prompts x "
+      f"{S['disc_eval_samples']} fresh student samples against the held-out teacher responses; monitor_teacher = "
+      f"the study's teacher (white-box).")
+    w(f"- Evaluation (`bench/study/evaluate.py`): {S['eval_prompts']} prompts per set x {S['eval_samples']} samples at "
+      f"temperature 1, the same prompts and sampling seeds for every method.")
+    w("")
+
+
+def _monitor_section(w, results: dict, arms: list[str]) -> None:
+    w("## The discriminator through training (held-out monitor)")
+    w("")
+    w("Mean ± sd over seeds. 'warmup end' = the last check of the warmup stage; 'adv' = mean over the adversarial "
+      "stage's checks; 'last' = the last check. The training-time `disc_accuracy` leaves identical pairs out; "
+      "`disc_identical` is their share. D-only steps: adversarial steps the policy waited for D (disc_warmup_steps).")
+    w("")
+    w("| GAD setting | D-only steps | held-out acc: warmup end → last | ρ(D, log p_T − log p_S): warmup end, adv | "
+      "ρ(D, log p_T): adv | identical share: last | spread: last | training disc_accuracy / identical (adv) |")
+    w("|---|---|---|---|---|---|---|---|")
+
+    def f(vals, fmt="{:.2f}"):
+        vals = [v for v in vals if _ok(v)]
+        return "n/a" if not vals else f"{fmt.format(statistics.fmean(vals))} ± {fmt.format(mean_sd(vals)[1])}"
+
+    for name in arms:
+        runs = [a for a in results["arms"] if a["name"] == name]
+        ms = [monitor_summary(a) for a in runs]
+        w(f"| {name} | {f([a['disc_only_adversarial_steps'] for a in runs], '{:.0f}')} | "
+          f"{f([m['disc_eval_accuracy']['warmup_end'] for m in ms])} → {f([m['disc_eval_accuracy']['last'] for m in ms])} | "
+          f"{f([m['disc_eval_rho_logratio']['warmup_end'] for m in ms])}, "
+          f"{f([m['disc_eval_rho_logratio']['adversarial_mean'] for m in ms])} | "
+          f"{f([m['disc_eval_rho_teacher']['adversarial_mean'] for m in ms])} | "
+          f"{f([m['disc_eval_identical']['last'] for m in ms])} | {f([m['disc_eval_spread']['last'] for m in ms])} | "
+          f"{f([m['disc_accuracy'] for m in ms])} / {f([m['disc_identical'] for m in ms])} |")
+    w("")
+
+
+def _identical_and_cost(w, results: dict, rows: dict, teacher: dict) -> None:
+    w("## Samples identical to the teacher's, and what each method costs")
+    w("")
+    w("Identical share: evaluation samples (temperature 1) equal word for word to the teacher's first sample for the "
+      "prompt (the teacher's own other samples give the reference). Wall and CPU seconds per run (one thread; "
+      "SeqKD includes its per-epoch early-stopping checks, GAD the monitor, both the final evaluation).")
+    w("")
+    w("| method | ID identical | OOD identical | generator steps | wall s | CPU s |")
+    w("|---|---|---|---|---|---|")
+    w(f"| teacher (reference) | {teacher['id']['identical_to_teacher']:.3f} | "
+      f"{teacher['ood']['identical_to_teacher']:.3f} | | | |")
+    for name, per in rows.items():
+        vals = list(per.values())
+        sec = "" if vals[0]["seconds"] is None else "{:.0f} ± {:.0f}".format(*mean_sd([v["seconds"] for v in vals]))
+        cpu = "" if vals[0]["cpu_seconds"] is None else "{:.0f} ± {:.0f}".format(
+            *mean_sd([v["cpu_seconds"] for v in vals]))
+        steps = ", ".join(str(v["generator_steps"]) for v in vals)
+        w(f"| {name} | {'{:.3f} ± {:.3f}'.format(*mean_sd([v['id']['identical_to_teacher'] for v in vals]))} | "
+          f"{'{:.3f} ± {:.3f}'.format(*mean_sd([v['ood']['identical_to_teacher'] for v in vals]))} | {steps} | "
+          f"{sec} | {cpu} |")
+    w("")
+
+
+def _tables(w, results: dict, rows: dict, teacher: dict, seeds: list[int], best_sk: str) -> None:
+    w("## SeqKD with early stopping")
+    w("")
+    w("| training set | seed | best step (epochs) | stopped at | held-out NLL: start, best, at stop |")
+    w("|---|---|---|---|---|")
+    for data in SEQKD:
+        for s in seeds:
+            r = results["seqkd"][data][str(s)]
+            best = next(c for c in r["curve"] if c["step"] == r["best_step"])
+            w(f"| {data} | {s} | {r['best_step']} ({r['best_step'] / r['epoch_steps']:.0f}) | {r['steps_run']} | "
+              f"{r['curve'][0]['val_nll']:.3f}, {best['val_nll']:.3f}, {r['curve'][-1]['val_nll']:.3f} |")
+    w("")
+    for key, title in SETS:
+        w(f"## All measures on {title}: mean ± sd over {len(seeds)} seeds")
+        w("")
+        w("| method | " + " | ".join(label for _, label, _, _, _ in METRICS) + " |")
+        w("|---|" + "---|" * len(METRICS))
+        w("| teacher (reference) | " + " | ".join(fmt.format(_get(teacher[key], k)) if _ok(_get(teacher[key], k))
+                                                 else "" for k, _, _, fmt, _ in METRICS) + " |")
+        for name, per in rows.items():
+            vals = list(per.values())
+            cells = []
+            for k, _, _, fmt, _ in METRICS:
+                m, sd = mean_sd([_get(v[key], k) for v in vals])
+                cells.append(f"{fmt.format(m)} ± {fmt.format(sd)}")
+            w(f"| {name} | " + " | ".join(cells) + " |")
+        w("")
+        w(f"Difference from {best_sk.split(' (')[0]}, paired by seed (mean ± sd; **bold** = beyond seed noise, "
+          f"paired t-test at 5%, and at least the measure's smallest difference):")
+        w("")
+        w("| method | " + " | ".join(label.split(" (")[0] for _, label, _, _, _ in METRICS) + " |")
+        w("|---|" + "---|" * len(METRICS))
+        for name in rows:
+            if name in (best_sk, "pretrained (start)"):
+                continue
+            cells = []
+            for k, _, better, fmt, least in METRICS:
+                d = _diff(rows, name, best_sk, key, k)
+                text = f"{fmt.format(d['mean'])} ± {fmt.format(d['sd'])}"
+                cells.append(f"**{text}**" if d["exceeds_seed_noise"] and abs(d["mean"]) >= least else text)
+            w(f"| {name} | " + " | ".join(cells) + " |")
+        w("")
+    w("## Per seed")
+    w("")
+    w("| seed | method | ID teacher NLL | ID valid | OOD teacher NLL | OOD valid | ID valid by task |")
+    w("|---|---|---|---|---|---|---|")
+    for name, per in rows.items():
+        for s, v in sorted(per.items()):
+            bt = ", ".join(f"{k} {x:.2f}" for k, x in v["id"]["valid_by_task"].items())
+            w(f"| {s} | {name} | {v['id']['teacher_nll']:.3f} | {v['id']['valid']:.3f} | {v['ood']['teacher_nll']:.3f} "
+              f"| {v['ood']['valid']:.3f} | {bt} |")
+    w("")
 
 
 def plot(results: dict, rows: dict, path: Path) -> None:
@@ -330,124 +391,62 @@ def plot(results: dict, rows: dict, path: Path) -> None:
 
     S = results["settings"]
     seeds = sorted(results["seeds"])
-    names = list(rows)
-    short = [n.replace(" (best, early-stopped)", "").replace(" (start)", "") for n in names]
-    fig, axes = plt.subplots(3, 4, figsize=(22, 14))
-    # early stopping
+    names = [n for n in rows if not n.startswith("pretrained")]
+    short = [n.replace(" (best, early-stopped)", "") for n in names]
+    fig, axes = plt.subplots(2, 4, figsize=(22, 10))
     ax = axes[0, 0]
-    for s in seeds:
-        r = results["seqkd"][str(s)]
-        ax.plot([c["step"] for c in r["curve"]], [c["val_nll"] for c in r["curve"]], "o-", ms=3, label=f"seed {s}")
-        ax.axvline(r["best_step"], color=ax.lines[-1].get_color(), ls=":", lw=1)
-    ax.set_ylim(0, None)
+    for data, ls in (("single", "-"), ("multi", "--")):
+        for s in seeds:
+            r = results["seqkd"][data][str(s)]
+            ax.plot([c["step"] for c in r["curve"]], [c["val_nll"] for c in r["curve"]], ls, marker="o", ms=3,
+                    label=f"{data} seed {s}")
+    ax.set_yscale("log")
     ax.set_xlabel("SeqKD step")
-    ax.set_title("SeqKD: held-out teacher-response NLL (dotted: best)", fontsize=9)
-    ax.legend(fontsize=7)
-    # per-method metrics
-    panels = [(axes[0, 1], "id", "teacher_nll", "ID: teacher NLL of samples (reverse; lower = closer)"),
-              (axes[0, 2], "ood", "teacher_nll", "OOD: teacher NLL of samples"),
-              (axes[0, 3], "id", "student_nll", "ID: student NLL of teacher samples (forward)"),
-              (axes[1, 0], "ood", "student_nll", "OOD: student NLL of teacher samples"),
-              (axes[1, 1], "id", "valid", "ID: valid answers"),
-              (axes[1, 2], "ood", "valid", "OOD: valid answers"),
-              (axes[1, 3], "ood", "fruit.tv", "OOD fruit prompt: TV distance to the teacher")]
+    ax.set_title("SeqKD: held-out teacher-response NLL", fontsize=9)
+    ax.legend(fontsize=6)
     teacher = results["teacher"]["eval"]
-    skip_pre = [i for i, n in enumerate(names) if not n.startswith("pretrained")]
-    for ax, key, metric, title in panels:
-        for j, i in enumerate(skip_pre):
-            vals = [_get(v[key], metric) for v in rows[names[i]].values()]
+    for ax, key, metric, title in ((axes[0, 1], "id", "teacher_nll", "ID: teacher NLL of samples (lower = closer)"),
+                                   (axes[0, 2], "ood", "teacher_nll", "OOD: teacher NLL of samples"),
+                                   (axes[0, 3], "id", "valid", "ID: valid answers"),
+                                   (axes[1, 0], "ood", "valid", "OOD: valid answers")):
+        for j, n in enumerate(names):
+            vals = [_get(v[key], metric) for v in rows[n].values()]
             ax.scatter([j] * len(vals), vals, s=14, alpha=0.7)
             m, sd = mean_sd(vals)
             ax.errorbar([j], [m], yerr=[sd], fmt="_", color="black", capsize=5)
-        tv = _get(teacher[key], metric)
-        if tv is not None and metric != "fruit.tv":
-            ax.axhline(tv, color="grey", ls="--", lw=1, label="teacher")
-        base = statistics.fmean(_get(v[key], metric) for v in rows[BASE].values())
-        ax.axhline(base, color="C0", ls=":", lw=1, label="SeqKD best (mean)")
-        if "nll" in metric:
-            ax.set_yscale("log")
-        ax.set_xticks(range(len(skip_pre)), [short[i] for i in skip_pre], rotation=60, ha="right", fontsize=7)
+        ax.axhline(teacher[key][metric], color="grey", ls="--", lw=1, label="teacher")
+        ax.set_xticks(range(len(names)), short, rotation=60, ha="right", fontsize=7)
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
-    # reward quality through the adversarial stage
-    ax = axes[2, 0]
-    ax2 = axes[2, 1]
-    for name in [n for n in names if n.startswith(("gad", "offpolicy"))]:
-        runs = [b for b in results["branches"] if b["name"] == name and b.get("probes")]
-        if not runs:
-            continue
-        steps = [p["step"] for p in runs[0]["probes"]]
-        ls = "-" if name.startswith("gad") else "--"
-        for a, k in ((ax, "rho_teacher_logp"), (ax2, "accuracy")):
-            ys = []
-            for i in range(len(steps)):
-                vals = [b["probes"][i][k] for b in runs if i < len(b["probes"]) and b["probes"][i][k] is not None]
-                ys.append(statistics.fmean(vals) if vals else float("nan"))
-            a.plot(steps, ys, ls, marker="o", ms=3, label=name)
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set_ylim(-1, 1)
-    ax.set_xlabel("extra steps (discriminator warmup + adversarial)")
-    ax.set_title("reward vs teacher: Spearman ρ(D score, teacher log p) per group", fontsize=9)
-    ax.legend(fontsize=6)
-    ax2.axhline(0.5, color="grey", lw=0.8)
-    ax2.set_ylim(0, 1)
-    ax2.set_xlabel("extra steps")
-    ax2.set_title("discriminator accuracy (pairs that differ from the teacher's response)", fontsize=9)
-    ax2.legend(fontsize=6)
-    # offline discriminators
-    ax = axes[2, 2]
-    if results.get("disc_probe"):
-        names_v = [v["name"] for v in results["disc_probe"][0]["variants"]]
-        for name in names_v:
-            curves = [next(v for v in d["variants"] if v["name"] == name)["curve"] for d in results["disc_probe"]]
-            xs = [c["step"] for c in curves[0]]
-            ys = [statistics.fmean([c[i]["rho_teacher_logp"] for c in curves if c[i]["rho_teacher_logp"] is not None]
-                                   or [float("nan")]) for i in range(len(xs))]
-            sds = [mean_sd([c[i]["rho_teacher_logp"] for c in curves if c[i]["rho_teacher_logp"] is not None]
-                           or [0.0])[1] for i in range(len(xs))]
-            line = ax.errorbar(xs, ys, yerr=sds, marker="o", ms=3, capsize=3, label=f"{name} (held-out)")
-            tr = [statistics.fmean([c[i]["train"]["rho_teacher_logp"] for c in curves
-                                    if c[i].get("train", {}).get("rho_teacher_logp") is not None] or [float("nan")])
-                  for i in range(len(xs))]
-            ax.plot(xs, tr, "--", color=line[0].get_color(), lw=1, label=f"{name} (training groups)")
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.set_ylim(-1, 1)
-        ax.set_xlim(-10, None)
-        ax.set_xlabel("discriminator steps against the frozen SeqKD student")
-        ax.set_title("what changes it: ρ(D, teacher log p), offline discriminators", fontsize=9)
-        ax.legend(fontsize=5, loc="lower left")
-    # fruit distributions
-    ax = axes[2, 3]
-    cols = list(TEACHER_FRUITS) + ["other fruits", "other"]
-    models = [("teacher", {k: results["teacher"]["fruit"][k] for k in ("id", "ood")})]
-    for i in skip_pre:
-        per_seed = rows[names[i]].values()
-        models.append((short[i], {k: {c: statistics.fmean(v[k]["fruit_distribution"][c] for v in per_seed)
-                                      for c in GENERIC_FRUITS + ["other"]} for k in ("id", "ood")}))
-    labels, bottoms = [], None
-    x = 0
-    xs_all, heights = [], {c: [] for c in cols}
-    for label, d in models:
-        for key in ("id", "ood"):
-            dist = d[key]
-            for c in cols:
-                if c == "other fruits":
-                    heights[c].append(sum(dist[f] for f in GENERIC_FRUITS if f not in TEACHER_FRUITS))
-                else:
-                    heights[c].append(dist[c])
-            xs_all.append(x)
-            labels.append(f"{label} {key.upper()}")
-            x += 1
-        x += 0.5
-    bottoms = [0.0] * len(xs_all)
-    for c in cols:
-        ax.bar(xs_all, heights[c], bottom=bottoms, label=c, width=0.9)
-        bottoms = [b + h for b, h in zip(bottoms, heights[c])]
-    ax.set_xticks(xs_all, labels, rotation=70, ha="right", fontsize=6)
-    ax.set_title("fruit answers: exact probabilities (mean over seeds)", fontsize=9)
-    ax.legend(fontsize=6, ncol=2)
-    fig.suptitle(f"GAD vs converged SeqKD, N = {S['n_train']} teacher responses, {len(seeds)} seeds "
-                 f"(bench/quality_study.py)", fontsize=11)
+    panels = ((axes[1, 1], "disc_eval_accuracy", "held-out D accuracy (identical pairs apart; 0.5 = chance)", (0, 1)),
+              (axes[1, 2], "disc_eval_rho_logratio", "ρ(D, log p_T − log p_S), solid; ρ(D, log p_T), dotted", (-1, 1)),
+              (axes[1, 3], "disc_eval_identical", "held-out samples identical to the teacher's response", (0, 1)))
+    for ax, key, title, ylim in panels:
+        for i, name in enumerate(a["name"] for a in S["arms"]):
+            runs = [a for a in results["arms"] if a["name"] == name]
+            series = {}
+            for a in runs:
+                for st, v, _ in _checks(a, key):
+                    series.setdefault(st, []).append(v)
+            xs = sorted(series)
+            line = ax.plot(xs, [statistics.fmean(series[x]) for x in xs], "-", marker="o", ms=2, label=name,
+                           color=f"C{i}")
+            if key == "disc_eval_rho_logratio":
+                series = {}
+                for a in runs:
+                    for st, v, _ in _checks(a, "disc_eval_rho_teacher"):
+                        series.setdefault(st, []).append(v)
+                xs = sorted(series)
+                ax.plot(xs, [statistics.fmean(series[x]) for x in xs], ":", color=line[0].get_color(), lw=1)
+        ax.axvline(S["n_train"] // S["gad_batch"], color="grey", ls=":", lw=1)
+        if key == "disc_eval_accuracy":
+            ax.axhline(0.5, color="grey", lw=0.8)
+        ax.set_ylim(*ylim)
+        ax.set_xlabel("GAD step (dotted: end of the warmup stage, N x 1 data)")
+        ax.set_title(title + f", mean over {len(seeds)} seeds", fontsize=9)
+        ax.legend(fontsize=6)
+    fig.suptitle(f"GAD vs SeqKD from the pretrained student, {S['n_train']} + {S['n_val']} teacher responses, "
+                 f"{S['generator_steps']} GAD generator steps, {len(seeds)} seeds (bench/quality_study.py)", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)

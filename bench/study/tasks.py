@@ -1,18 +1,19 @@
-"""The study's units of work. Each runs in a worker process (one thread), is deterministic given its
-arguments, and returns a JSON-able dict; the orchestration is in bench/quality_study.py.
+"""The study's units of work. Each runs in a worker process (one thread, CPU only), is deterministic given
+its arguments, and returns a JSON-able dict with its own wall and CPU seconds; the orchestration is in
+bench/quality_study.py.
 
   train_lm        a model trained by the studio's own seqkd pipeline on a corpus (teacher, pretraining)
-  teacher_assets  the fixed teacher budget (N responses, collected as text), teacher samples for evaluation
-  seqkd_es        SeqKD on the N responses with early stopping on held-out teacher responses
-  branch          from the best SeqKD checkpoint: more SeqKD, GAD, or the off-policy baseline (a fork)
-  disc_probe      discriminators trained against the frozen SeqKD student: do their scores rank samples
-                  the way the teacher's likelihood does, and what changes that
+  teacher_assets  the fixed teacher budget (collected as text): N prompts x 1 response, the same number of
+                  responses as N/k prompts x k responses, a held-out set; teacher samples for evaluation
+  seqkd_es        SeqKD from the pretrained student with early stopping on the held-out teacher responses
+  gad_arm         GAD from the pretrained student (the paper's recipe: one epoch of SeqKD + discriminator
+                  warmup, then the adversarial stage), stopped at a fixed number of generator steps, with the
+                  library's held-out discriminator monitor (gad.monitor) on
 """
 
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import time
 from pathlib import Path
@@ -21,6 +22,8 @@ from pathlib import Path
 def setup_worker() -> None:
     import os
 
+    # The study is a CPU study, on any machine: no GPU even where torch has a CUDA build and a GPU is present.
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
@@ -31,6 +34,18 @@ def setup_worker() -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
+
+
+class _Clock:
+    """Wall and CPU seconds of one unit of work (the worker is single-threaded, so CPU ~ one core's time)."""
+
+    def __init__(self):
+        self.wall, self.cpu = time.time(), time.process_time()
+
+    def stamp(self, out: dict) -> dict:
+        out["seconds"] = time.time() - self.wall
+        out["cpu_seconds"] = time.process_time() - self.cpu
+        return out
 
 
 def _load_lm(path):
@@ -54,6 +69,9 @@ def _common(S: dict) -> dict:
     return dict(max_new_tokens=S["max_new_tokens"], max_prompt_length=S["max_prompt_length"])
 
 
+DATA_FILES = {"single": "distill_train.jsonl", "multi": "distill_train_multi.jsonl"}
+
+
 # ----------------------------------------------------------------------------------------------
 def train_lm(out: str, data: str, seed: int, hidden: int, layers: int, steps: int, batch: int, lr: float,
              S: dict) -> dict:
@@ -61,23 +79,25 @@ def train_lm(out: str, data: str, seed: int, hidden: int, layers: int, steps: in
     from gad.pipeline import run
     from gad.tiny import build_tiny_model
 
+    clock = _Clock()
     out = Path(out)
     shutil.rmtree(out, ignore_errors=True)
     build_tiny_model(out / "init", seed=seed, hidden_size=hidden, layers=layers)
-    t0 = time.time()
     res = run(RunConfig(method="seqkd", student=str(out / "init"), data=data, output=str(out / "run"), steps=steps,
                         batch_size=batch, seqkd_lr=lr, save_steps=10_000, sample_every=10_000, seed=seed, **_common(S)))
-    import torch
-
     params = sum(p.numel() for p in _load_lm(res.final_checkpoint / "student").parameters())
-    torch.manual_seed(0)
-    return {"path": str(res.final_checkpoint / "student"), "seconds": time.time() - t0, "params": params}
+    return clock.stamp({"path": str(res.final_checkpoint / "student"), "params": params})
 
 
 # ----------------------------------------------------------------------------------------------
 def teacher_assets(S: dict, teacher: str, work: str) -> dict:
     """The teacher budget (collected through the studio's local-teacher path: text only) and, for
-    evaluation only, the teacher's own samples and scores on the held-out and OOD prompts."""
+    evaluation only, the teacher's own samples and scores on the held-out and OOD prompts.
+
+    Two training sets with the same number of teacher responses: `n_train` prompts x 1 response, and the
+    first n_train / multi_k of those prompts x multi_k responses (sampled independently at temperature 1, one
+    row per response with its own id). Both share the `n_val` held-out responses (SeqKD's early stopping and
+    GAD's discriminator monitor)."""
     import torch
 
     from bench.study import language as L
@@ -85,23 +105,32 @@ def teacher_assets(S: dict, teacher: str, work: str) -> dict:
     from gad.data import Example
     from gad.teacher import collect_local
 
+    clock = _Clock()
     work = Path(work)
-    n = S["n_train"] + S["n_val"]
+    n, k = S["n_train"] + S["n_val"], S["multi_k"]
     budget_prompts = L.prompts(S["prompt_seed"], n, "id")
+    multi_prompts = budget_prompts[:S["n_train"] // k]
+    examples = [Example(f"q{i}", [{"role": "user", "content": p}]) for i, p in enumerate(budget_prompts)]
+    examples += [Example(f"m{i}-{j}", [{"role": "user", "content": p}]) for i, p in enumerate(multi_prompts)
+                 for j in range(k)]
+    prompts_of = {ex.id: ex.messages[0]["content"] for ex in examples}
     torch.manual_seed(S["prompt_seed"])
-    t0 = time.time()
-    res = collect_local([Example(f"q{i}", [{"role": "user", "content": p}]) for i, p in enumerate(budget_prompts)],
-                        teacher, work / "teacher_budget.jsonl", max_new_tokens=S["max_new_tokens"], temperature=1.0)
-    rows = [{"id": r["id"], "prompt": p, "response": r["response"]} for r, p in zip(res.records, budget_prompts)]
-    train, val = rows[:S["n_train"]], rows[S["n_train"]:]
-    for name, part in (("distill_train", train), ("distill_val", val)):
+    res = collect_local(examples, teacher, work / "teacher_budget.jsonl", max_new_tokens=S["max_new_tokens"],
+                        temperature=1.0)
+    rows = [{"id": r["id"], "prompt": prompts_of[r["id"]], "response": r["response"]} for r in res.records]
+    single = [r for r in rows if r["id"].startswith("q")]
+    parts = {"distill_train": single[:S["n_train"]], "distill_val": single[S["n_train"]:],
+             "distill_train_multi": [r for r in rows if r["id"].startswith("m")]}
+    for name, part in parts.items():
         (work / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
-    collect_s = time.time() - t0
 
     model = _load_lm(teacher)
     tok, info = _tok_info(teacher)
-    out = {"collect_seconds": collect_s, "train_valid": sum(L.is_valid(r["prompt"], r["response"]) for r in train)
-           / len(train), "eval": {}, "fruit": {}}
+    out = {"train_valid": {name: sum(L.is_valid(r["prompt"], r["response"]) for r in part) / len(part)
+                           for name, part in parts.items()},
+           "responses": {name: len(part) for name, part in parts.items()},
+           "distinct_prompts": {name: len({r["prompt"] for r in part}) for name, part in parts.items()},
+           "eval": {}, "fruit": {}}
     for wording, seed in (("id", S["eval_seed"]), ("ood", S["eval_seed"] + 1)):
         ps = L.prompts(seed, S["eval_prompts"], wording)
         ts = sample(model, [prompt_ids(tok, p) for p in ps], S["eval_samples"], info, 1.0, 10_000 + seed,
@@ -112,7 +141,7 @@ def teacher_assets(S: dict, teacher: str, work: str) -> dict:
         out["eval"][wording] = evaluate_model(model, model, tok, info, ps, S["eval_samples"], ts, seed=seed,
                                               max_new_tokens=S["max_new_tokens"], teacher_fruit=fruit,
                                               wording=wording)
-    return out
+    return clock.stamp(out)
 
 
 def _eval_both(model, teacher, tok, info, S: dict, work: Path, teacher_fruit: dict, seed: int) -> dict:
@@ -141,17 +170,19 @@ def _val_items(tok, info, path) -> tuple[list[str], list]:
 
 
 # ----------------------------------------------------------------------------------------------
-def seqkd_es(seed: int, S: dict, student: str, teacher: str, work: str, teacher_fruit: dict) -> dict:
-    """SeqKD on the N responses, a checkpoint per epoch, stopped when the held-out teacher responses'
-    NLL has not improved for `patience` epochs. The best checkpoint is the baseline and the branch point."""
+def seqkd_es(seed: int, S: dict, student: str, teacher: str, work: str, teacher_fruit: dict,
+             data: str = "single", eval_pretrained: bool = True) -> dict:
+    """SeqKD from the pretrained student on one training set, a checkpoint per epoch, stopped when the held-out
+    teacher responses' NLL has not improved for `patience` epochs. The best checkpoint is the baseline."""
     from bench.study import language as L
     from bench.study.evaluate import prompt_ids, sample, sequence_logprobs
     from gad.config import RunConfig
     from gad.pipeline import run
     from gad.progress import Progress
 
+    clock = _Clock()
     work = Path(work)
-    run_dir = work / f"seed{seed}" / "seqkd"
+    run_dir = work / f"seed{seed}" / f"seqkd-{data}"
     shutil.rmtree(run_dir, ignore_errors=True)
     tok, info = _tok_info(student)
     teacher_m = _load_lm(teacher)
@@ -185,244 +216,108 @@ def seqkd_es(seed: int, S: dict, student: str, teacher: str, work: str, teacher_
         def should_stop(self):
             return self.bad >= S["patience"]
 
-    epoch = S["n_train"] // S["seqkd_batch"]
+    rows = len(_read_jsonl(work / DATA_FILES[data]))
+    epoch = rows // S["seqkd_batch"]
     es = EarlyStop()
-    es.curve.append(score(Path(student), 0))  # the pretrained student, for the curve (never the branch point)
+    es.curve.append(score(Path(student), 0))  # the pretrained student, for the curve
     t0 = time.time()
-    res = run(RunConfig(method="seqkd", student=student, data=str(work / "distill_train.jsonl"), output=str(run_dir),
+    res = run(RunConfig(method="seqkd", student=student, data=str(work / DATA_FILES[data]), output=str(run_dir),
                         steps=S["max_epochs"] * epoch, batch_size=S["seqkd_batch"], seqkd_lr=S["seqkd_lr"],
                         save_steps=epoch, sample_every=10_000, seed=seed, **_common(S)), es)
-    seconds = time.time() - t0
+    train_seconds = time.time() - t0
     best = es.best["step"]
-    out = {"seed": seed, "curve": es.curve, "best_step": best, "epoch_steps": epoch, "seconds": seconds,
-           "status": res.status, "steps_run": res.global_step, "run_dir": str(run_dir)}
-    teacher_fruit = {k: v for k, v in teacher_fruit.items()}
-    for name, path in (("pretrained", Path(student)), ("seqkd", run_dir / "checkpoints" / f"step-{best}" / "student")):
-        import torch
+    out = {"seed": seed, "data": data, "curve": es.curve, "best_step": best, "epoch_steps": epoch,
+           "train_seconds": train_seconds, "status": res.status, "steps_run": res.global_step}
+    picks = [("seqkd", run_dir / "checkpoints" / f"step-{best}" / "student")]
+    if eval_pretrained:
+        picks.insert(0, ("pretrained", Path(student)))
+    import torch
 
+    for name, path in picks:
         torch.manual_seed(seed)
         out[name] = _eval_both(_load_lm(path), teacher_m, tok, info, S, work, teacher_fruit, seed)
-    return out
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # disk: 14 workers x 20 epochs of checkpoints
+    return clock.stamp(out)
 
 
 # ----------------------------------------------------------------------------------------------
-def _probe_groups(tok, info, work: Path, S: dict, seed: int):
-    """Fixed training prompts with their teacher responses, for the rank-correlation probe."""
-    from bench.study.evaluate import prompt_ids, response_ids
-    from gad.modeling import split_response
-
-    rows = _read_jsonl(work / "distill_train.jsonl")
-    rng = random.Random(seed)
-    picked = rng.sample(rows, S["probe_prompts"])
-    out = []
-    for r in picked:
-        t_ids, fin = split_response(response_ids(tok, r["response"]) + [info.eot_id], info)
-        out.append((r["prompt"], prompt_ids(tok, r["prompt"]), t_ids, fin))
-    return out
+KEPT = ("step", "stage", "loss", "disc_loss", "disc_accuracy", "disc_identical", "reward_std", "kl", "step_time",
+        "disc_eval_accuracy", "disc_eval_identical", "disc_eval_spread", "disc_eval_margin",
+        "disc_eval_rho_logratio", "disc_eval_rho_teacher", "disc_eval_time")
 
 
-def branch(seed: int, name: str, spec: dict, S: dict, student: str, teacher: str, work: str, parent: str,
-           best_step: int, teacher_fruit: dict) -> dict:
-    """Fork the SeqKD run at its best checkpoint and train the extra budget with one method."""
+def gad_arm(seed: int, name: str, spec: dict, S: dict, student: str, teacher: str, work: str,
+            teacher_fruit: dict) -> dict:
+    """GAD from the pretrained student: the warmup stage (one epoch: `disc_only_steps` discriminator-only steps,
+    then SeqKD at seqkd_lr with the discriminator training beside it), then the adversarial stage with the arm's
+    settings. The run is stopped once the generator has taken `generator_steps` optimiser steps in all (warmup +
+    adversarial; discriminator-only steps are not generator steps), so every arm gets the same generator budget
+    whatever its discriminator warmup does. The held-out monitor checks D every `disc_eval_every` steps on the
+    `n_val` held-out teacher responses, white-box against the teacher (monitor_teacher)."""
     import torch
-    from transformers import AutoModelForSequenceClassification
 
-    from bench.study.evaluate import discriminator_probe
     from gad.config import RunConfig
-    from gad.fork import prepare_fork
-    from gad.pipeline import list_checkpoints, run
+    from gad.pipeline import run
     from gad.progress import Progress
 
+    clock = _Clock()
     work = Path(work)
     run_dir = work / f"seed{seed}" / "".join(c if c.isalnum() or c in "-." else "_" for c in name)
     shutil.rmtree(run_dir, ignore_errors=True)
-    W, A = spec.get("disc_warmup", S["disc_warmup_steps"]), S["adv_steps"]
-    common = dict(student=student, data=str(work / "distill_train.jsonl"), output=str(run_dir), seed=seed,
-                  sample_every=10_000, **_common(S))
-    adv = dict(batch_size=S["gad_batch"], group_size=S["group_size"], lr=spec.get("lr", 1e-6),
-               disc_lr=spec.get("disc_lr", 1e-6), save_steps=S["probe_every"], temperature=S["temperature"])
-    kind = spec["method"]
-    offset = best_step  # a fork keeps the parent's step numbers
-    if kind == "seqkd":
-        cfg = RunConfig(method="seqkd", steps=best_step + spec.get("steps", W + A), batch_size=S["seqkd_batch"],
-                        seqkd_lr=S["seqkd_lr"],
-                        save_steps=S["n_train"] // S["seqkd_batch"], **common)
-    elif kind == "gad" and spec.get("disc_init") == "seqkd":
-        # Not a fork: a new run whose student *is* the best SeqKD checkpoint, so the library builds the
-        # discriminator from that backbone (a fork builds it from the run's original student).
-        offset = 0
-        seqkd_student = str(Path(parent) / "checkpoints" / f"step-{best_step}" / "student")
-        cfg = RunConfig(method="gad", warmup_steps=W, generator_warmup=False, steps=A,
-                        **adv, **{**common, "student": seqkd_student})
-    elif kind == "gad":  # the generator's warmup is SeqKD; the discriminator warms up W steps against it
-        cfg = RunConfig(method="gad", warmup_steps=best_step + W, generator_warmup=False, steps=A, **adv, **common)
-    else:                # offpolicy: SeqKD (the parent's) -> D against the frozen student -> GRPO on frozen D
-        cfg = RunConfig(method="offpolicy", warmup_steps=best_step, offpolicy_disc_steps=W, steps=A,
-                        seqkd_lr=S["seqkd_lr"], **adv, **common)
-    if offset:
-        prepare_fork(parent, run_dir, best_step, cfg)
+    data = spec.get("data", "single")
+    rows = len(_read_jsonl(work / DATA_FILES[data]))
+    warm = rows // S["gad_batch"]   # one epoch
+    budget = S["generator_steps"]
+    gen_warm = warm - S["disc_only_steps"]
+    if budget <= gen_warm:
+        raise ValueError(f"generator_steps {budget} leaves no adversarial step after a warmup with {gen_warm} "
+                         f"generator steps; raise generator_steps")
+    d_warm = spec.get("disc_warmup_steps", 0)
+    cfg = RunConfig(
+        method="gad", student=student, data=str(work / DATA_FILES[data]), output=str(run_dir), seed=seed,
+        batch_size=S["gad_batch"], group_size=S["group_size"], temperature=S["temperature"],
+        warmup_steps=warm, generator_warmup=True, discriminator_warmup=True, disc_only_steps=S["disc_only_steps"],
+        warmup_lr=S["seqkd_lr"], steps=budget - gen_warm + d_warm,
+        lr=spec["lr"], disc_lr=spec["disc_lr"], disc_steps_per_step=spec.get("disc_steps_per_step", 1),
+        disc_warmup_steps=d_warm, disc_warmup_target=spec.get("disc_warmup_target") if d_warm else None,
+        held_out=str(work / "distill_val.jsonl"), disc_eval_every=S["disc_eval_every"],
+        disc_eval_prompts=S["disc_eval_prompts"], disc_eval_samples=S["disc_eval_samples"], monitor_teacher=teacher,
+        save_steps=100_000, sample_every=100_000, **_common(S))
 
     class Log(Progress):
+        """Keeps the metrics, and stops the run at the generator budget (a stop saves a final checkpoint)."""
+
         def __init__(self):
-            self.records = []
+            self.records, self.generator_steps = [], 0
 
         def metrics(self, record):
-            keep = ("step", "stage", "loss", "disc_loss", "disc_accuracy", "reward_std", "kl", "step_time",
-                    "disc_teacher_score", "disc_student_score", "student_length", "entropy")
-            self.records.append({k: record.get(k) for k in keep if k in record})
+            self.records.append({k: record[k] for k in KEPT if k in record})
+            if "loss" in record and record.get("stage") in ("warmup", "adversarial"):
+                self.generator_steps += 1
+
+        def message(self, text):
+            if "discriminator warmup reached" in text:
+                self.records.append({"step": self.records[-1]["step"] if self.records else 0, "note": text})
+
+        def should_stop(self):
+            return self.generator_steps >= budget
 
     log = Log()
     torch.manual_seed(seed)
-    t0 = time.time()
     res = run(cfg, log)
-    seconds = time.time() - t0
-    new = [r for r in log.records if r["step"] > offset]
-    out = {"seed": seed, "name": name, "method": kind, "spec": spec, "seconds": seconds, "disc_warmup": W,
-           "optimizer_steps": len(new),
-           "generator_steps": sum(1 for r in new if r["stage"] in ("seqkd", "adversarial")),
-           "metrics": new, "status": res.status}
+    recs = [r for r in log.records if "note" not in r]
+    warm_end = max((r["step"] for r in recs if r.get("stage") == "warmup"), default=0)
+    policy_start = min((r["step"] for r in recs if r.get("stage") == "adversarial" and "loss" in r), default=None)
+    out = {"seed": seed, "name": name, "spec": spec, "data": data, "warmup_steps": warm,
+           "optimizer_steps": res.global_step, "generator_steps": log.generator_steps,
+           "disc_only_adversarial_steps": (policy_start - warm_end - 1) if policy_start else None,
+           "status": "stopped at the generator budget" if log.generator_steps >= budget else res.status,
+           "metrics": recs, "notes": [r["note"] for r in log.records if "note" in r]}
     tok, info = _tok_info(student)
     teacher_m = _load_lm(teacher)
-    final = res.final_checkpoint / "student"
     torch.manual_seed(seed)
-    out["eval"] = _eval_both(_load_lm(final), teacher_m, tok, info, S, work, teacher_fruit, seed)
-    if kind != "seqkd":  # the reward through the adversarial stage, at every checkpoint from the D warmup's end
-        groups = _probe_groups(tok, info, work, S, seed)
-        probes = []
-        for step, path, meta in list_checkpoints(run_dir):
-            if step <= offset or not (path / "discriminator").is_dir():
-                continue
-            if step < offset + W and (step - offset) % S["probe_warmup_every"]:
-                continue  # during a long discriminator warmup, a probe every probe_warmup_every steps
-            disc = AutoModelForSequenceClassification.from_pretrained(str(path / "discriminator"), num_labels=1).eval()
-            disc.config.pad_token_id = info.pad_id
-            p = discriminator_probe(_load_lm(path / "student"), disc, teacher_m, tok, info, groups, S["group_size"],
-                                    S["temperature"], seed=step, max_new_tokens=S["max_new_tokens"])
-            probes.append({"step": step - offset, "stage": meta.get("stage"), **p})
-        out["probes"] = probes
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
-def oracle_branch(seed: int, name: str, spec: dict, S: dict, student: str, teacher: str, work: str, parent: str,
-                  best_step: int, teacher_fruit: dict) -> dict:
-    """A diagnostic control, not a method of the studio: the same GRPO stage (TRL, the library's settings) from the
-    best SeqKD checkpoint, but rewarded by what a perfect Bradley-Terry discriminator would score,
-    log T(y) - log S(y) (the teacher's weights are used: white-box). If this does not move the student towards
-    the teacher either, no discriminator could."""
-    import torch
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM
-    from trl import GRPOConfig, GRPOTrainer
-
-    from bench.study.evaluate import prompt_ids, sequence_logprobs
-    from gad.modeling import split_response
-
-    work = Path(work)
-    run_dir = work / f"seed{seed}" / "oracle"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    start = str(Path(parent) / "checkpoints" / f"step-{best_step}" / "student")
-    tok, info = _tok_info(start)
-    teacher_m = _load_lm(teacher)
-    pids = {}
-    for r in _read_jsonl(work / "distill_train.jsonl"):
-        ids = prompt_ids(tok, r["prompt"])
-        pids[tok.decode(ids)] = ids
-
-    class Trainer(GRPOTrainer):
-        def _tokenize_prompts(self, prompts):  # the pipeline's exact ids, as gad.trainers.AdversarialTrainer
-            return [pids[p] for p in prompts], None, {}
-
-    holder = {}
-
-    def reward(prompts, completions, completion_ids, **kwargs):
-        items = [(pids[p], *split_response(ids, info)) for p, ids in zip(prompts, completion_ids)]
-        t_lp = sequence_logprobs(teacher_m, items, info)
-        model = holder["trainer"].model
-        was = model.training
-        model.eval()
-        s_lp = sequence_logprobs(model, items, info)
-        model.train(was)
-        return [t - s for (t, _), (s, _) in zip(t_lp, s_lp)]
-
-    reward.__name__ = "oracle_log_ratio"
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(start)
-    args = GRPOConfig(
-        output_dir=str(run_dir / "trl"), max_steps=S["adv_steps"], learning_rate=spec["lr"],
-        lr_scheduler_type="constant",
-        warmup_steps=0, weight_decay=0.01, max_grad_norm=0.2, logging_steps=1, save_strategy="no", report_to=[],
-        seed=seed, data_seed=seed, bf16=False, use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
-        per_device_train_batch_size=S["gad_batch"] * S["group_size"], num_generations=S["group_size"],
-        max_completion_length=S["max_new_tokens"], temperature=S["temperature"], top_p=1.0, beta=0.001, epsilon=0.2,
-        scale_rewards="group", remove_unused_columns=False, gradient_checkpointing=False)
-    trainer = Trainer(model=model, reward_funcs=[reward], args=args, processing_class=tok,
-                      train_dataset=Dataset.from_list([{"prompt": p} for p in pids]))
-    holder["trainer"] = trainer
-    t0 = time.time()
-    trainer.train()
-    seconds = time.time() - t0
-    out = {"seed": seed, "name": name, "method": "oracle", "spec": spec, "seconds": seconds, "disc_warmup": 0,
-           "optimizer_steps": trainer.state.global_step, "generator_steps": trainer.state.global_step,
-           "status": "succeeded",
-           "metrics": [{"step": h.get("step"), "reward_std": h.get("reward_std"), "kl": h.get("kl")}
-                       for h in trainer.state.log_history if "reward_std" in h]}
-    model = trainer.model.eval()
-    torch.manual_seed(seed)
-    out["eval"] = _eval_both(model, teacher_m, tok, info, S, work, teacher_fruit, seed)
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
-def disc_probe(seed: int, S: dict, backbones: dict, seqkd_student: str, teacher: str, work: str) -> dict:
-    """Discriminators trained with Bradley-Terry against the frozen best SeqKD student (its samples drawn
-    once, fresh per prompt visit would cost far more), scored as they train on fixed held-out groups and on
-    groups of their own training data (the first `probe_prompts` training prompts with their pooled samples)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    from bench.study.evaluate import discriminator_probe, prompt_ids, response_ids, sample
-    from gad.discriminator import Discriminator, Group
-    from gad.modeling import split_response
-
-    work = Path(work)
-    tok, info = _tok_info(seqkd_student)
-    student = _load_lm(seqkd_student)
-    teacher_m = _load_lm(teacher)
-    rows = _read_jsonl(work / "distill_train.jsonl")
-    train = []
-    for r in rows:
-        t_ids, fin = split_response(response_ids(tok, r["response"]) + [info.eot_id], info)
-        train.append((r["prompt"], prompt_ids(tok, r["prompt"]), t_ids, fin))
-    pool = sample(student, [g[1] for g in train], S["group_size"], info, S["temperature"], 31 + seed,
-                  S["max_new_tokens"])
-    held = []
-    for r in _read_jsonl(work / "distill_val.jsonl")[:S["probe_prompts"]]:
-        t_ids, fin = split_response(response_ids(tok, r["response"]) + [info.eot_id], info)
-        held.append((r["prompt"], prompt_ids(tok, r["prompt"]), t_ids, fin))
-    held_samples = sample(student, [g[1] for g in held], S["group_size"], info, S["temperature"], 47 + seed,
-                          S["max_new_tokens"])
-    out = {"seed": seed, "variants": []}
-    for variant in S["probe_variants"]:
-        path = backbones[variant["backbone"]]
-        torch.manual_seed(seed)
-        model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1)
-        model.config.pad_token_id = info.pad_id
-        disc = Discriminator(model, info, lr=variant["lr"], weight_decay=0.01, grad_clip=0.2)
-        rng = random.Random(seed)
-        curve, t0 = [], time.time()
-        n = S["probe_prompts"]
-        for step in range(S["probe_steps"] + 1):
-            if step in S["probe_at"]:
-                p = discriminator_probe(student, model, teacher_m, tok, info, held, S["group_size"], S["temperature"],
-                                        seed=0, max_new_tokens=S["max_new_tokens"], samples=held_samples)
-                q = discriminator_probe(student, model, teacher_m, tok, info, train[:n], S["group_size"],
-                                        S["temperature"], seed=0, max_new_tokens=S["max_new_tokens"], samples=pool[:n])
-                curve.append({"step": step, **p, "train": q})
-            if step == S["probe_steps"]:
-                break
-            idx = rng.sample(range(len(train)), S["gad_batch"])
-            disc.step([Group(train[i][1], train[i][2], train[i][3], pool[i]) for i in idx])
-        out["variants"].append({**variant, "curve": curve, "seconds": time.time() - t0})
-    return out
+    out["eval"] = _eval_both(_load_lm(res.final_checkpoint / "student"), teacher_m, tok, info, S, work,
+                             teacher_fruit, seed)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    shutil.rmtree(run_dir / ".trl", ignore_errors=True)
+    return clock.stamp(out)

@@ -52,6 +52,8 @@ def test_login_sets_an_httponly_cookie_and_csrf_guards_writes(studio):
         made = c.post("/api/auth/tokens", json={"name": "x"}, headers={"X-CSRF-Token": csrf})
         assert made.status_code == 201 and made.json()["token"].startswith("gad_")
         listed = c.get("/api/auth/tokens").json()
+        mine = [t for t in listed if t["id"] == made.json()["id"]]
+        assert len(mine) == 1 and mine[0]["name"] == "x", listed    # listed (so the next check is not vacuous)
         assert all(t["token"] is None for t in listed)              # shown once, never again
         c.post("/api/auth/logout")
         assert c.get("/api/auth/me").status_code == 401
@@ -120,6 +122,7 @@ def test_nobody_can_read_an_api_key_back(studio):
                                                 "model": "gpt-4o", "key_env_var": secret})
         bodies.append(pasted.text)
         assert pasted.status_code == 422
+    assert len(bodies) == 5 and "openai-x" in bodies[1]           # real listings, not empty or error pages
     assert all(secret not in b for b in bodies)
     assert made.json()["key"] == "stored (encrypted)"
     from sqlalchemy import text

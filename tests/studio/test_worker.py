@@ -160,9 +160,12 @@ def test_duplicate_delivery_runs_once(stack, tiny_model, pairs_file):
     app = make_celery(settings)
     for _ in range(2):  # the same task delivered twice more (three in all)
         app.send_task("gad.train_run", args=[run_id], queue="gpu")
+    # A marker run queued behind the duplicates: the one solo worker takes the queue in order, so once the
+    # marker has been claimed, both duplicates have been consumed (and skipped, or run: what is asserted).
+    marker = int(cli(env, "runs", "submit", *train_flags(tiny_model, pairs_file, steps=1)).stdout.split()[-1])
     start_worker()
-    wait_for(lambda: status(sessions, run_id) == "succeeded", what="succeeded")
-    time.sleep(3)  # let the duplicates be consumed
+    wait_for(lambda: status(sessions, marker) in ("succeeded", "failed"), what="the marker run behind the duplicates")
+    assert status(sessions, run_id) == "succeeded"
     with sessions() as s:
         assert s.get(Run, run_id).attempts == 1
         steps = s.scalars(select(RunStep.step).where(RunStep.run_id == run_id)).all()

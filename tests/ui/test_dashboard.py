@@ -84,6 +84,10 @@ def test_launch_gad_run_from_the_form_and_watch_it_finish(studio, browser, shots
     expect(header).to_contain_text("succeeded", timeout=LONG)
     expect(header).to_contain_text("step 6 / 6")
     expect(page.locator("#run-curves")).to_contain_text("Discriminator accuracy")
+    # the held-out check of D (the dataset holds out a test split; the smoke preset checks every 2 steps)
+    expect(page.locator("#run-curves")).to_contain_text("Discriminator quality (held-out)")
+    expect(header).to_contain_text("D held-out accuracy")
+    expect(header).to_contain_text("identical to teacher")
     shot(page, shots, "04-run-curves")
 
     page.get_by_role("tab", name="Rollouts").click()
@@ -129,6 +133,47 @@ def test_evaluate_a_checkpoint_with_the_local_judge(studio, browser, shots, fini
     page.context.close()
 
 
+# Blind checks read every response body the page received. Streamed ones (Gradio's event stream) are
+# still open when the check runs, so a tap in the page copies each fetch() body as its chunks arrive;
+# finished responses (documents, assets, plain requests) come from Playwright's own records.
+RESPONSE_TAP = """
+window.__gadBodies = [];
+const gadFetch = window.fetch.bind(window);
+window.fetch = async (...args) => {
+  const response = await gadFetch(...args);
+  try {
+    const copy = response.clone();
+    if (copy.body) {
+      const entry = {url: response.url || String(args[0]), text: ""};
+      window.__gadBodies.push(entry);
+      const reader = copy.body.getReader(), decoder = new TextDecoder();
+      (async () => { for (;;) { const {done, value} = await reader.read(); if (done) break;
+                                entry.text += decoder.decode(value, {stream: true}); } })().catch(() => {});
+    }
+  } catch (e) {}
+  return response;
+};
+"""
+
+
+def tapped(page) -> list[int]:
+    """A mark: how much of each tapped fetch body has arrived so far (for `received(..., since=...)`)."""
+    return page.evaluate("(window.__gadBodies || []).map(e => e.text.length)")
+
+
+def received(page, finished: list, since: list[int] = ()) -> dict[str, str]:
+    """url -> body of what `page` received: the `finished` requests' bodies and the tapped fetches (only
+    what arrived after the mark `since`, when given)."""
+    bodies = {}
+    for request in finished:
+        response = request.response()
+        if response is not None and not 300 <= response.status < 400:
+            bodies[request.url] = response.body().decode("utf-8", errors="replace")
+    for i, entry in enumerate(page.evaluate("window.__gadBodies || []")):
+        bodies[f"{entry['url']} (fetch #{i})"] = entry["text"][since[i] if i < len(since) else 0:]
+    return bodies
+
+
 def test_study_with_leak_review_and_blind_annotation(studio, browser, shots, finished_run, dataset_id, tmp_path):
     from app.services.datasets import dataset_examples
 
@@ -145,6 +190,8 @@ def test_study_with_leak_review_and_blind_annotation(studio, browser, shots, fin
     open_tab(page, "tab-studies")
     page.locator("#study-name input, #study-name textarea").first.fill("checkpoint vs file")
     choose(page, "study-model-a", f"run-{finished_run}/step-")
+    model_a = page.locator("#study-model-a input").input_value()
+    assert model_a.startswith(f"run-{finished_run}/step-"), model_a
     model_b = page.locator("#study-model-b input")
     model_b.fill(str(answers))
     model_b.press("Enter")
@@ -160,14 +207,32 @@ def test_study_with_leak_review_and_blind_annotation(studio, browser, shots, fin
     page.locator("#study-drop").click()
     expect(header).to_contain_text("open", timeout=LONG)
 
-    annotator = login(browser, studio, ANNOTATOR, "/annotate/")
+    from app.db.models import Run
+
+    with studio.ctx.sessions() as s:
+        run = s.get(Run, finished_run)
+        # What would unblind the annotator: model ids, run names and folders, the answers file, the study name.
+        real = {x for x in (model_a, f"run-{finished_run}/", run.name, run.uid, run.output_dir, str(answers),
+                            answers.name, "checkpoint vs file") if x}
+    logged_in = login(browser, studio, ANNOTATOR, "/annotate/")
+    annotator = logged_in.context.new_page()  # a fresh tab of that session, recorded from its first request
+    logged_in.close()
+    responses = []
+    annotator.on("requestfinished", lambda request: responses.append(request))
+    annotator.add_init_script(RESPONSE_TAP)
+    annotator.goto("/annotate/")
     expect(annotator.locator("#ann-prompt")).not_to_be_empty(timeout=LONG)
     expect(annotator.locator("#ann-progress")).to_contain_text("0 rated")
-    body = annotator.locator("body").inner_text()
-    assert f"run-{finished_run}" not in body and "model-b-answers" not in body  # blind: no model names
-    assert "checkpoint vs file" not in body                                     # nor the study name
-    assert annotator.locator("#tab-runs-button").count() == 0                   # and no studio
     first_prompt = annotator.locator("#ann-prompt").inner_text()
+    shown = annotator.locator("body").inner_text() + annotator.content()
+    bodies = received(annotator, responses)
+    leaks = sorted(f"{x!r} in {where}" for x in real
+                   for where, text in [("the page", shown), *bodies.items()] if x in text)
+    assert leaks == [], leaks                                                    # blind, before any vote
+    # Not vacuous: the item itself reached the page through the responses that were checked.
+    fragment = re.match(r"[A-Za-z ,]{8,}", first_prompt.strip()).group(0)[:30]
+    assert any(fragment in text for text in bodies.values()), (fragment, list(bodies))
+    assert annotator.locator("#tab-runs-button").count() == 0                   # and no studio
     annotator.keyboard.press("1")                                                 # left is better
     expect(annotator.locator("#ann-progress")).to_contain_text("1 rated", timeout=LONG)
     annotator.keyboard.press("u")                                                 # undo
@@ -193,6 +258,9 @@ def test_study_with_leak_review_and_blind_annotation(studio, browser, shots, fin
 
 def test_chat_with_a_checkpoint_streams_an_answer(studio, browser, shots, finished_run):
     page = login(browser, studio, ADMIN)
+    page.add_init_script(RESPONSE_TAP)  # for the blind part below: the page's streamed responses are read too
+    page.reload()
+    page.locator(".gad-header").wait_for()
     open_tab(page, "tab-chat")
     choose(page, "chat-model-1", f"run-{finished_run}/step-")
     page.locator("#chat-max-tokens input[type=number]").fill("48")
@@ -210,10 +278,26 @@ def test_chat_with_a_checkpoint_streams_an_answer(studio, browser, shots, finish
     # Two models side by side, blind: names hidden until the vote, which lands in a study.
     page.locator("#chat-blind input").check()
     choose(page, "chat-model-2", "base/tiny")
+    real = [page.locator(f"#chat-model-{i} input").input_value() for i in (1, 2)]
+    assert real[0].startswith(f"run-{finished_run}/step-") and real[1].startswith("base/tiny"), real
+    responses = []  # from here to the vote: the blind conversation (the pickers above name models openly)
+
+    def record(request):
+        responses.append(request)
+
+    page.on("requestfinished", record)
+    mark = tapped(page)
     page.locator("#chat-input textarea").fill("Name three colours.")
     page.locator("#chat-input textarea").press("Enter")
     expect(page.locator("#chat-vote-left")).to_be_visible(timeout=LONG)
-    assert "Model A" in page.locator("#chat-bot-1").inner_text() or "Model B" in page.locator("#chat-bot-1").inner_text()
+    columns = [page.locator(f"#chat-bot-{i}").inner_text() for i in (1, 2)]
+    assert "Model A" in columns[0] and "Model B" in columns[1], columns         # both anonymous labels
+    bodies = received(page, responses, since=mark)
+    assert any("Model A" in text for text in bodies.values()), list(bodies)    # the answers were recorded
+    leaks = sorted(f"{m!r} in {where}" for m in real + [f"run-{finished_run}/", "tiny-demo"]
+                   for where, text in [("the columns", "\n".join(columns)), *bodies.items()] if m in text)
+    assert leaks == [], leaks                                                   # blind until the vote
+    page.remove_listener("requestfinished", record)
     page.locator("#chat-vote-left").click()
     verdict = page.locator("#chat-vote-result")
     expect(verdict).to_contain_text("Vote recorded in the study “Chat arena:", timeout=LONG)

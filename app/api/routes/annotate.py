@@ -1,11 +1,15 @@
 """The annotator's queue: open studies, the next blind item, vote, skip, undo. Nothing here names a
-model: an annotator sees prompts and two anonymous responses, left and right."""
+model: an annotator sees prompts and two anonymous responses, left and right.
+
+GET next reserves the item it returns (a lease of GAD_LEASE_SECONDS); a vote must be on an item of
+the annotator's queue (403 otherwise) and within the item's quota (409 once its reservation expired
+and others filled it). Concurrent votes and undos of one study take turns; none answers 500."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from app.api.deps import DB, Can, IdPath
+from app.api.deps import DB, Can, Ctx, IdPath
 from app.api.schemas import ERRORS, AnnotatorStudy, BlindItem, VoteIn, VoteOut
 from app.services import studies as svc
 
@@ -22,22 +26,23 @@ def my_studies(user: Annotator, session: DB) -> list[AnnotatorStudy]:
 
 @router.get("/{study_id}/next", response_model=BlindItem, responses={204: {"description": "Nothing left to vote on"}},
             summary="My next item (blind)")
-def next_item(study_id: IdPath, user: Annotator, session: DB):
-    item = svc.next_item(session, study_id, user.id)
+def next_item(study_id: IdPath, user: Annotator, session: DB, ctx: Ctx):
+    item = svc.next_item(session, study_id, user.id, lease_seconds=ctx.settings.lease_seconds)
+    session.commit()  # the lease
     return Response(status_code=204) if item is None else BlindItem(**item)
 
 
 @router.post("/{study_id}/votes", response_model=VoteOut, summary="Vote left/right/tie/both_bad, or skip")
 def vote(study_id: IdPath, body: VoteIn, user: Annotator, session: DB) -> VoteOut:
-    svc.cast_vote(session, body.item_id, user.id, body.side, study_id=study_id)
+    svc.cast_vote(session, body.item_id, user.id, body.side, study_id=study_id, queue=True)
     session.commit()
     return VoteOut(item_id=body.item_id)
 
 
 @router.post("/{study_id}/undo", response_model=BlindItem, responses={204: {"description": "No vote to undo"}},
              summary="Take back my last vote; returns that item")
-def undo(study_id: IdPath, user: Annotator, session: DB):
+def undo(study_id: IdPath, user: Annotator, session: DB, ctx: Ctx):
     svc.get_study(session, study_id)
-    item = svc.undo_last(session, study_id, user.id)
+    item = svc.undo_last(session, study_id, user.id, lease_seconds=ctx.settings.lease_seconds)
     session.commit()
     return Response(status_code=204) if item is None else BlindItem(**item)

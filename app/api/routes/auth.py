@@ -20,10 +20,16 @@ def _set_cookie(response: Response, request: Request, value: str, setting: str) 
                         secure=secure, path="/")
 
 
+def _address(request: Request) -> str | None:
+    # The peer address. Behind a proxy, run uvicorn with --proxy-headers (and --forwarded-allow-ips) so
+    # this is the client's, not the proxy's.
+    return request.client.host if request.client else None
+
+
 @router.post("/api/auth/login", response_model=LoginOut, summary="Log in; sets the session cookie")
 def login(body: LoginIn, request: Request, response: Response, session: DB, ctx: Ctx) -> LoginOut:
     try:
-        user = user_service.authenticate(session, body.username, body.password)
+        user = user_service.authenticate(session, body.username, body.password, address=_address(request))
     finally:
         session.commit()  # failed attempts count, whatever happens next
     cookie, csrf = make_session(ctx.settings.fernet_key(), user.id, user.session_epoch)
@@ -113,7 +119,7 @@ def login_form(request: Request, session: DB, ctx: Ctx, username: str = Form("")
     import html
 
     try:
-        user = user_service.authenticate(session, username, password)
+        user = user_service.authenticate(session, username, password, address=_address(request))
     except StudioError as err:
         session.commit()
         page = LOGIN_PAGE.format(next=html.escape(_safe_next(next)),

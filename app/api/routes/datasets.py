@@ -27,13 +27,15 @@ async def upload(ctx: Ctx, user: Researcher, session: DB, file: UploadFile = Fil
                                              description="Share of prompts held out as the test split."),
                  seed: int = Form(42)) -> DatasetOut:
     limit = int(ctx.settings.max_upload_mb * 2**20)
-    data = await file.read(limit + 1)  # never more than the limit in memory
-    if len(data) > limit:
-        raise TooLarge(f"the file is larger than the limit of {limit:,} bytes (GAD_MAX_UPLOAD_MB)", field="file")
+    if file.size is not None and file.size > limit:
+        raise TooLarge(f"the file is {file.size:,} bytes; the limit is {limit:,} (GAD_MAX_UPLOAD_MB)", field="file")
+
     def store() -> DatasetOut:  # parsing and inserting a large file must not stall the event loop
-        ds = svc.import_upload(session, data, file.filename or "upload", max_bytes=limit,
+        # Starlette spooled the upload to a temporary file: it is copied from there in chunks, never
+        # held whole in memory.
+        ds = svc.import_upload(session, file.file, file.filename or "upload", max_bytes=limit,
                                scratch=ctx.settings.data_dir / "uploads", name=name, test_fraction=test_fraction,
-                               seed=seed, user_id=user.id)
+                               seed=seed, user_id=user.id, max_rows=ctx.settings.max_upload_rows)
         session.commit()
         return DatasetOut(**svc.dataset_view(session, ds))
 

@@ -1,27 +1,51 @@
-"""/health: no login; says whether the database and the broker answer."""
+"""/health: no login; says whether the database and the broker answer.
+
+It must answer when the server is busiest, so it shares nothing with request handlers: its own
+tiny database engine (one connection, not the request pool), its own two threads (not the handler
+thread pool), and short timeouts on every probe."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import text
+import threading
 
-from app.api.deps import Ctx
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, Request
+from sqlalchemy import create_engine, text
+
 from app.api.schemas import Health
 
 router = APIRouter(tags=["health"])
+PROBE_SECONDS = 3.0
+_engines_guard = threading.Lock()
+_limiter: dict[int, anyio.CapacityLimiter] = {}
+
+
+def _probe_engine(ctx, attr: str, url: str):
+    """One small engine per process and URL: a single connection, refused after a short wait."""
+    with _engines_guard:
+        engine = getattr(ctx, attr, None)
+        if engine is None:
+            args = {"timeout": PROBE_SECONDS} if url.startswith("sqlite") else {"connect_timeout": int(PROBE_SECONDS)}
+            engine = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=PROBE_SECONDS,
+                                   pool_pre_ping=not url.startswith("sqlite"), connect_args=args)
+            setattr(ctx, attr, engine)
+        return engine
+
+
+def _database(ctx) -> str:
+    try:
+        with _probe_engine(ctx, "_health_engine", ctx.settings.db_url).connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return "ok"
+    except Exception as err:  # reported, not raised: /health must answer when the database does not
+        return f"unreachable: {type(err).__name__}"
 
 
 def _check(ctx) -> Health:
     from app.api import VERSION
 
-    try:
-        with ctx.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        database = "ok"
-    except Exception as err:  # reported, not raised: /health must answer when the database does not
-        database = f"unreachable: {type(err).__name__}"
-    broker = _broker(ctx)
+    database, broker = _database(ctx), _broker(ctx)
     return Health(status="ok" if database == "ok" and broker == "ok" else "degraded", database=database,
                   broker=broker, version=VERSION)
 
@@ -34,18 +58,23 @@ def _broker(ctx) -> str:
 
             redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping()
         elif url.startswith("sqla+"):
-            engine = getattr(ctx, "_broker_engine", None)
-            if engine is None:  # one small engine per process, not one per probe
-                from sqlalchemy import create_engine
-
-                engine = ctx._broker_engine = create_engine(url[5:], pool_size=1, max_overflow=0)
-            with engine.connect() as conn:
+            with _probe_engine(ctx, "_broker_engine", url[5:]).connect() as conn:
                 conn.execute(text("SELECT 1"))
         return "ok"
     except Exception as err:  # reported, not raised (see above)
         return f"unreachable: {type(err).__name__}"
 
 
+def _own_threads() -> anyio.CapacityLimiter:
+    # Per event loop (a limiter belongs to the loop that made it); two threads: probes are short.
+    import asyncio
+
+    loop_id = id(asyncio.get_running_loop())
+    if loop_id not in _limiter:
+        _limiter[loop_id] = anyio.CapacityLimiter(2)
+    return _limiter[loop_id]
+
+
 @router.get("/health", response_model=Health, summary="Database and broker reachability (no login)")
-async def health(ctx: Ctx) -> Health:
-    return await run_in_threadpool(_check, ctx)
+async def health(request: Request) -> Health:
+    return await anyio.to_thread.run_sync(_check, request.app.state.ctx, limiter=_own_threads())

@@ -2,15 +2,21 @@
 
 Any OpenAI client works against the studio: base_url http://host:8000/v1 and a studio API token
 as the key. Checkpoints and base models answer from the loaded-model cache (transformers); a model
-named endpoint/<name> is proxied to that teacher endpoint with its stored key."""
+named endpoint/<name> is proxied to that teacher endpoint with its stored key.
+
+No database session is held while a request waits for a model or generates (the session is closed
+once the model is found). A client that goes away, streaming or not, stops the generation: the
+answer's iterator is closed, which ends it at the next token and frees the model's turn."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
@@ -53,7 +59,7 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, gt=0, le=32768)
     stop: str | list[str] | None = None
     stream: bool = False
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
     n: int = Field(1, ge=1, le=1, description="Only one choice per request.")
 
 
@@ -125,34 +131,72 @@ async def chat_completions(body: ChatRequest, request: Request, ctx: Ctx, _: Cha
     # The first piece is taken before answering: loading the model or reaching the endpoint fails here,
     # as a proper HTTP error, not in the middle of a 200 stream.
     first = await run_in_threadpool(next, pieces)
-
-    def all_pieces():
-        yield first
-        yield from pieces
-
     if body.stream:
-        def stream():
-            yield _chunk(cid, created, body.model, {"role": "assistant", "content": ""})
-            for piece in all_pieces():
-                if "text" in piece:
-                    yield _chunk(cid, created, body.model, {"content": piece["text"]})
-                else:
-                    yield _chunk(cid, created, body.model, {}, piece["finish_reason"])
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-
-    def collect():
-        text, final = [], {}
-        for piece in all_pieces():
-            if "text" in piece:
-                text.append(piece["text"])
-            else:
-                final = piece
-        return "".join(text), final
-
-    text, final = await run_in_threadpool(collect)
+        return StreamingResponse(_stream(cid, created, body.model, first, pieces), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+    text, final = await _collect_unless_gone(request, first, pieces)
     usage = final.get("usage") or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     return ChatCompletion(id=cid, created=created, model=body.model, usage=Usage(**usage),
                           choices=[Choice(message=ChoiceMessage(content=text),
                                           finish_reason=final.get("finish_reason", "stop"))])
+
+
+def _next_or_none(pieces: Iterator[dict]) -> dict | None:
+    return next(pieces, None)
+
+
+async def _stream(cid: str, created: int, model: str, first: dict, pieces: Iterator[dict]):
+    """SSE chunks. Starlette cancels this when the client disconnects; `finally` then closes the
+    answer (the thread computing a token finishes it first, so the iterator is never closed mid-step)."""
+    try:
+        yield _chunk(cid, created, model, {"role": "assistant", "content": ""})
+        piece = first
+        while piece is not None:
+            if "text" in piece:
+                yield _chunk(cid, created, model, {"content": piece["text"]})
+            else:
+                yield _chunk(cid, created, model, {}, piece["finish_reason"])
+            piece = await run_in_threadpool(_next_or_none, pieces)
+        yield "data: [DONE]\n\n"
+    finally:
+        pieces.close()
+
+
+async def _collect_unless_gone(request: Request, first: dict, pieces: Iterator[dict]) -> tuple[str, dict]:
+    """The whole answer, gathered on a thread while the event loop watches the connection: a client
+    that goes away stops the generation at the next token (nobody would read the answer)."""
+    gone = threading.Event()
+
+    def collect() -> tuple[str, dict]:
+        text, final = [], {}
+        try:
+            piece = first
+            while piece is not None and not gone.is_set():
+                if "text" in piece:
+                    text.append(piece["text"])
+                else:
+                    final = piece
+                piece = next(pieces, None)
+        finally:
+            pieces.close()
+        return "".join(text), final
+
+    async def watch() -> None:
+        while True:  # the body was read already: the next message is the disconnect
+            if (await request.receive())["type"] == "http.disconnect":
+                gone.set()
+                return
+
+    def collect_or_error():  # an error is re-raised outside the task group (which would wrap it in a group)
+        try:
+            return collect(), None
+        except Exception as err:  # noqa: BLE001 - re-raised below, unchanged
+            return None, err
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        result, error = await run_in_threadpool(collect_or_error)
+        tg.cancel_scope.cancel()
+    if error is not None:
+        raise error
+    return result

@@ -61,8 +61,18 @@ class AdminPage:
                 self.u_pick = gr.Dropdown(label="User", choices=[], elem_id="user-pick")
                 self.u_new_role = gr.Dropdown([r.value for r in Role], label="Set role")
                 self.u_active = gr.Checkbox(label="Active", value=True)
-                self.u_update = gr.Button("Update user", size="sm")
-            self.user_result = gr.HTML()
+                self.u_reset = gr.Textbox(label="Reset password", type="password", elem_id="user-reset",
+                                          info="optional: a new password for this user (ends their sessions)")
+                self.u_update = gr.Button("Update user", size="sm", elem_id="user-update")
+            self.user_result = gr.HTML(elem_id="user-result")
+        with gr.Accordion("My account: change my password", open=False, elem_id="my-account"):
+            with gr.Row():
+                self.my_current = gr.Textbox(label="Current password", type="password", elem_id="my-current")
+                self.my_new = gr.Textbox(label="New password", type="password", elem_id="my-new",
+                                         info="at least 8 characters")
+                self.my_repeat = gr.Textbox(label="New password again", type="password", elem_id="my-repeat")
+                self.my_change = gr.Button("Change my password", size="sm", elem_id="my-change")
+            self.my_result = gr.HTML(elem_id="my-result")
         return self
 
     def wire(self) -> None:
@@ -73,8 +83,10 @@ class AdminPage:
                              [self.test_result, self.endpoints, self.test_pick, self.ep_key])
         self.u_create.click(self.create_user, [self.u_name, self.u_role, self.u_password],
                             [self.user_result, self.users, self.u_pick, self.u_password])
-        self.u_update.click(self.update_user, [self.u_pick, self.u_new_role, self.u_active],
-                            [self.user_result, self.users, self.u_pick])
+        self.u_update.click(self.update_user, [self.u_pick, self.u_new_role, self.u_active, self.u_reset],
+                            [self.user_result, self.users, self.u_pick, self.u_reset])
+        self.my_change.click(self.change_password, [self.my_current, self.my_new, self.my_repeat],
+                             [self.my_result, self.my_current, self.my_new, self.my_repeat])
 
     def load_inputs(self) -> list:
         return [self.test_pick, self.u_pick]
@@ -158,12 +170,37 @@ class AdminPage:
         return ok_box(f"User “{new_name}” created ({role})."), html, pick, ""
 
     @shows_errors
-    def update_user(self, user_id, role, active, request: gr.Request):
+    def update_user(self, user_id, role, active, password, request: gr.Request):
         user_id = parse_id(user_id)
         if user_id is None:
             raise InvalidInput("choose a user")
-        with self.ui.session(request, "users") as (s, _):
-            user_service.update_user(s, user_id, role=role or None, active=bool(active))
+        with self.ui.session(request, "users") as (s, admin):
+            user = user_service.update_user(s, user_id, role=role or None, active=bool(active), actor=admin)
+            if password:
+                user_service.set_password(s, user, password)
             s.commit()
+            name, own = user.name, user.id == admin.id
         html, pick = self._users(request, user_id)
-        return ok_box("User updated."), html, pick
+        done = f"User “{name}” updated" + (": new password set, their sessions ended." if password else ".")
+        if password and own:
+            done += " That includes this one: log in again with the new password."
+        return ok_box(done), html, pick, ""
+
+    def change_password(self, current, new, repeat, request: gr.Request):
+        """Anyone changes their own password, proving the current one. The new one ends every session
+        of the user, this page's included (a stolen cookie must stop working): they log in again."""
+        from app.auth.passwords import verify_password
+        from app.errors import StudioError
+
+        try:
+            if not new or new != repeat:
+                raise InvalidInput("the two new passwords differ" if new else "type a new password", field="password")
+            with self.ui.session(request) as (s, user):
+                if not verify_password(user.password_hash, current or ""):
+                    raise InvalidInput("the current password is not right", field="current")
+                user_service.set_password(s, user, new)
+                s.commit()
+        except StudioError as err:  # stays on the page, next to the button
+            return error_box(f"Password not changed: {err.message}"), gr.skip(), gr.skip(), gr.skip()
+        return ('<div class="okbox">Password changed. Every session of yours has ended, this one too: '
+                '<a href="/login?next=/ui/">log in again</a> with the new password.</div>', "", "", "")

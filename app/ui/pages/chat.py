@@ -21,6 +21,31 @@ SLOTS = 3
 NONE = "(none)"
 
 
+# The chat renders Markdown (the models write it) and sanitises HTML; the user's own words must show as
+# typed, so every ASCII punctuation mark of theirs is backslash-escaped (Markdown then shows it literally,
+# as text, never as HTML) and the escape is undone before the text goes to a model or a study.
+_PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+def as_shown(text: str) -> str:
+    """The user's message as the chat displays it: literally."""
+    return "".join("\\" + c if c in _PUNCT else c for c in text)
+
+
+def as_typed(text: str) -> str:
+    """Undo `as_shown`."""
+    out, chars = [], iter(text)
+    for c in chars:
+        out.append(next(chars, "") if c == "\\" else c)
+    return "".join(out)
+
+
+def said(message: dict) -> str:
+    """A chat message's text as its author wrote it."""
+    text = text_of(message["content"])
+    return as_typed(text) if message["role"] == "user" else text
+
+
 def text_of(content) -> str:
     """Gradio 6 hands message content back as a list of parts; the models want plain text."""
     if isinstance(content, str):
@@ -134,7 +159,7 @@ class ChatPage:
 
         def worker(i: int, model_id: str, history: list[dict]):
             convo = ([{"role": "system", "content": system}] if system and system.strip() else []) + \
-                    [{"role": m["role"], "content": text_of(m["content"])} for m in history] + \
+                    [{"role": m["role"], "content": said(m)} for m in history] + \
                     [{"role": "user", "content": message}]
             try:
                 with self.ui.ctx.sessions() as s:
@@ -153,7 +178,7 @@ class ChatPage:
         for t in threads:
             t.start()
         labels = self._labels(order, blind)
-        base = [bots[i] + [{"role": "user", "content": message}] for i in range(len(order))]
+        base = [bots[i] + [{"role": "user", "content": as_shown(message)}] for i in range(len(order))]
         while True:
             finished = all(done)
             shown = []
@@ -191,4 +216,4 @@ class ChatPage:
         history = list(history or [])
         if len(history) < 2 or history[-1]["role"] != "assistant":
             return None
-        return text_of(history[-2]["content"]), text_of(history[-1]["content"])
+        return said(history[-2]), said(history[-1])

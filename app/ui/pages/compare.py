@@ -53,9 +53,40 @@ class ComparePage:
             differing = []
             for other in runs[1:]:  # every setting in which some run differs from the first
                 differing += [d["field"] for d in run_views.config_diff(runs[0], other) if d["field"] not in differing]
-            rows = [[esc(f)] + [esc(r.config.get(f)) for r in runs] for f in sorted(differing)]
+            used = [_used_settings(r.config) for r in runs]
+            rows = [[esc(f)] + [_setting_cell(r.config.get(f), f in u, r.method) for r, u in zip(runs, used)]
+                    for f in sorted(differing)]
+            if any(r.parent_id for r in runs):  # where a fork came from matters as much as its settings
+                rows.insert(0, ["<b>forked from</b>"] + [f"run #{r.parent_id} at step {r.parent_step}" if r.parent_id
+                                                         else "–" for r in runs])
             labels = [{"id": r.id, "label": f"#{r.id} {r.name}"} for r in runs]
         diff = table(["setting"] + [lab["label"] for lab in labels], rows, raw=set(range(len(runs) + 1)),
                      empty="The runs have the same settings.")
+        if rows:
+            diff = ('<div class="gad-hint">Greyed: the run’s method does not use that setting, so the difference '
+                    'does not matter.</div>' + diff)
         return (charts.compare_curves(labels, series, metrics or [], smoothing), diff,
                 gr.update(choices=sorted(set(names) | set(DEFAULT_METRICS))))
+
+
+def _used_settings(config: dict) -> frozenset[str]:
+    """The training settings the run's method uses, plus every setting no method trains with (save_steps,
+    sample_every, ...): those always matter. Unreadable settings: all of them."""
+    from gad.config import build_config, method_fields
+
+    try:
+        cfg = build_config(config)
+        some_method = set().union(*(method_fields(build_config({**config, "method": m, "lora": True,
+                                                                "warmup_steps": None, "disc_warmup_steps": 1,
+                                                                "generator_warmup": True,
+                                                                "discriminator_warmup": True}))
+                                    for m in ("gad", "seqkd", "offpolicy")))
+        return frozenset(method_fields(cfg) | (set(config) - some_method))
+    except Exception:
+        return frozenset(config)
+
+
+def _setting_cell(value, used: bool, method: str) -> str:
+    if used:
+        return esc(value)
+    return f'<span style="color:#94a3b8" title="ignored by {esc(method)}">{esc(value)} (ignored by {esc(method)})</span>'

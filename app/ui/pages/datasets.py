@@ -16,8 +16,7 @@ from app.services import endpoints as ep_service
 from app.services import jobs as job_service
 from app.services.ui_queries import dataset_options
 from app.ui.common import LIVE, Ui, parse_id, shows_errors
-from app.ui.widgets import charts
-from app.ui.widgets.html import cards, error_box, esc, ok_box, table, when
+from app.ui.widgets.html import cards, error_box, esc, histogram_svg, ok_box, table, when
 from app.ui.widgets.jobs import is_live, job_panel
 
 PAGE = 20
@@ -51,8 +50,8 @@ class DatasetsPage:
         with gr.Column(visible=False) as self.detail:
             self.summary = gr.HTML(elem_id="dataset-summary")
             with gr.Row():
-                self.hist_prompt = gr.Plot(show_label=False, container=False)
-                self.hist_response = gr.Plot(show_label=False, container=False)
+                self.hist_prompt = gr.HTML(elem_id="dataset-hist-prompt")
+                self.hist_response = gr.HTML(elem_id="dataset-hist-response")
             with gr.Tabs():
                 with gr.Tab("Preview"):
                     with gr.Row():
@@ -63,7 +62,7 @@ class DatasetsPage:
                     self.offset = gr.State(0)
                     self.preview = gr.Dataframe(headers=["#", "id", "split", "prompt", "teacher response"],
                                                 datatype=["number", "str", "str", "str", "str"], wrap=True,
-                                                interactive=False, max_height=440,
+                                                interactive=False, max_height=440, elem_id="dataset-preview",
                                                 column_widths=["6%", "12%", "8%", "37%", "37%"])
                 with gr.Tab("Teacher collection"):
                     gr.Markdown("Ask a teacher endpoint for a response to every prompt. Answers are cached: "
@@ -91,8 +90,10 @@ class DatasetsPage:
 
     def wire(self, remembered: gr.BrowserState) -> None:
         detail_out = self.detail_outputs()
+        # The picker's value set by the import fires no input event: open the new set explicitly.
         self.upload.upload(self.import_file, [self.upload, self.name, self.test_fraction],
-                           [self.upload_result, self.listing, self.pick, self.upload])
+                           [self.upload_result, self.listing, self.pick, self.upload]).success(
+            self.open, [self.pick], detail_out).then(lambda v: v, [self.pick], [remembered])
         self.pick.input(self.open, [self.pick], detail_out).then(lambda v: v, [self.pick], [remembered])
         self.split.change(self.page, [self.pick, self.split, gr.State(0)], [self.offset, self.preview, self.page_info])
         self.prev.click(self.page, [self.pick, self.split, self.offset, gr.State(-PAGE)],
@@ -247,6 +248,6 @@ class DatasetsPage:
 
     @staticmethod
     def _histograms(stats: dict) -> list:
-        return [charts.histogram(stats["prompt_words"], "Prompt length", "words per prompt"),
-                charts.histogram(stats["response_words"], "Teacher response length", "words per response",
-                                 color="#0f766e")]
+        return [histogram_svg(stats["prompt_words"], "Prompt length", "words per prompt"),
+                histogram_svg(stats["response_words"], "Teacher response length", "words per response",
+                              color="#0f766e")]

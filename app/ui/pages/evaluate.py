@@ -155,6 +155,8 @@ class EvaluatePage:
                request: gr.Request):
         if not models:
             raise InvalidInput("choose at least one model to judge", field="models")
+        if parse_id(judge) is None:
+            raise InvalidInput("choose a judge endpoint", field="judge_endpoint_id")
         with self.ui.session(request, "evaluations") as (s, user):
             specs = []
             for choice in models:
@@ -241,6 +243,11 @@ class EvaluatePage:
         best = best_in_length_range(rows, lo, hi, exclude=teacher)
         if best is None:
             html = f'<div class="note">No model has a mean length between {lo:.0f} and {hi:.0f} words.</div>'
+        elif len(best["tied"]) > 1:
+            html = (f'<div class="note">Tie within {lo:.0f}–{hi:.0f} words: '
+                    + " and ".join(f"<b>{esc(m)}</b>" for m in best["tied"])
+                    + f' score {best["score"]:.1f} alike; no model is best.</div>')
+            best = None
         else:
             html = (f'<div class="okbox">Best within {lo:.0f}–{hi:.0f} words: <b>{esc(best["model"])}</b> '
                     f'(score {best["score"]:.1f}, {best["length"]:.0f} words)</div>')

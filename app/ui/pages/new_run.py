@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app.errors import InvalidInput
+from app.errors import InvalidInput, StudioError
 from app.services import presets as preset_service
+from app.services import run_views
 from app.services import runs as run_service
 from app.services.chat import list_models
 from app.services.ui_queries import (METHODS, checkpoint_options, command_preview, config_checks, dataset_options,
                                      estimate, method_label, run_options)
 from app.ui.common import Ui, parse_id, shows_errors
 from app.ui.widgets.config_form import ConfigForm
-from app.ui.widgets.html import alarms, esc, notes
+from app.ui.widgets.html import alarms, error_box, esc, notes
 
 STUDENT_PATH, STUDENT_CKPT = "a folder or hub id", "a checkpoint of an earlier run"
 
@@ -83,7 +84,7 @@ class NewRunPage:
                     with gr.Tab("YAML"):
                         self.yaml = gr.Code(language="yaml", interactive=False, show_label=False, elem_id="run-yaml")
                 self.launch = gr.Button("Launch run", variant="primary", size="lg", elem_id="run-launch")
-                self.result = gr.HTML()
+                self.result = gr.HTML(elem_id="run-result")
         return self
 
     # --- wiring ---------------------------------------------------------------------------------
@@ -97,8 +98,10 @@ class NewRunPage:
     def wire(self) -> None:
         # Many inputs: handlers take them as one {component: value} dict (Gradio passes a set so).
         ins, prev = set(self.inputs()), self.preview_outputs()
-        gr.on([c.input for c in [self.dataset, self.student, self.student_ckpt, self.method, self.name,
-                                 *self.form.components]] + [self.student_kind.change],
+        # `change`, not `input`: Gradio 6 sends no `input` for the first edit of a box whose value came from
+        # the server (a preset, a copied run, a fork), which left the previews stale after such an edit.
+        gr.on([c.change for c in [self.dataset, self.student, self.student_ckpt, self.method, self.name,
+                                  *self.form.components]] + [self.student_kind.change],
               self.preview, ins, prev, trigger_mode="always_last", show_progress="hidden")
         self.student_kind.change(lambda k: (gr.update(visible=k == STUDENT_PATH), gr.update(visible=k == STUDENT_CKPT)),
                                  [self.student_kind], [self.student, self.student_ckpt], show_progress="hidden")
@@ -134,7 +137,10 @@ class NewRunPage:
     def refresh(self, dataset, student, ckpt, preset, request: gr.Request):
         """Pickers from the database; what the user chose stays chosen while it still exists."""
         with self.ui.session(request, "runs") as (s, user):
-            datasets = [(o["label"], o["id"]) for o in dataset_options(s)]
+            options = dataset_options(s)
+            datasets = [(o["label"], o["id"]) for o in options]
+            # Preselect a dataset that can train (the newest with teacher responses), not merely the newest.
+            trainable = [o["id"] for o in options if o["with_response"]]
             students = [e.path for e in list_models(s, self.ui.ctx.settings) if e.kind == "base" and e.path]
             ckpts = [(c["label"], c["student"]) for c in checkpoint_options(s)]
             presets = [p["name"] for p in preset_service.list_presets(s, user)]
@@ -145,7 +151,10 @@ class NewRunPage:
             if value in values or (custom and value):
                 return value
             return values[0] if values else None
-        return [gr.update(choices=datasets, value=keep(parse_id(dataset), datasets)),
+        chosen = parse_id(dataset)
+        if chosen not in {d[1] for d in datasets}:
+            chosen = trainable[0] if trainable else keep(None, datasets)
+        return [gr.update(choices=datasets, value=chosen),
                 gr.update(choices=students, value=keep(student, students, custom=True)),
                 gr.update(choices=ckpts, value=keep(ckpt, ckpts)),
                 gr.update(choices=presets, value=preset if preset in presets else None),
@@ -157,14 +166,27 @@ class NewRunPage:
 
     def _preview(self, request, fork_of, dataset_id, values):
         found = config_checks(values)
-        checks = alarms([{"kind": "invalid", "message": e} for e in found["errors"]]) + notes(found["notes"])
-        if not found["errors"] and not found["notes"]:
-            checks = '<div class="okbox">Settings are consistent.</div>'
-        if not values.get("student") and not fork_of:
-            checks = '<div class="note">Choose a student model.</div>' + checks
         with self.ui.session(request, "runs") as (s, _):
+            refused, fork_note = [], []
+            if not found["errors"]:
+                # The launch's own validation (runs.check_launch), so "consistent" means the launch accepts.
+                try:
+                    run_service.check_launch(s, self.ui.ctx.settings, values, dataset_id=dataset_id, fork_of=fork_of)
+                except StudioError as err:
+                    refused.append(err.message)
+            parent = run_service.get_run(s, fork_of["run_id"]) if fork_of else None
+            if parent is not None:  # the command a fork amounts to: the parent's student and data
+                values = {**values, "student": parent.config.get("student")}
+                if not refused and not found["errors"]:
+                    fork_note = [self._fork_adds(parent, fork_of["step"], values)]
             est = estimate(s, values, dataset_id) if not found["errors"] else {"memory": [], "time": []}
-            data = f"data/datasets/dataset-{dataset_id}.jsonl" if dataset_id else "prompts.jsonl"
+            data = parent.config.get("data") if parent is not None else \
+                f"data/datasets/dataset-{dataset_id}.jsonl" if dataset_id else "prompts.jsonl"
+        checks = (alarms([{"kind": "invalid", "message": e} for e in found["errors"]]
+                         + [{"kind": "the launch would be refused", "message": e} for e in refused])
+                  + notes([n for n in fork_note + found["notes"] if n]))
+        if not found["errors"] and not refused:
+            checks = '<div class="okbox">Settings are consistent: the launch accepts them.</div>' + checks
         md = ""
         if est["memory"] or est["time"]:
             md = ("**GPU memory** · " + " · ".join(est["memory"][:1]) + "\n\n"
@@ -172,6 +194,18 @@ class NewRunPage:
                   + "\n\n**Time** · " + " · ".join(est["time"]))
         command, yaml_text = command_preview({**values, "data": data}, output="runs/my-run")
         return checks, md, command, yaml_text
+
+    @staticmethod
+    def _fork_adds(parent, step: int, values: dict) -> str:
+        """What the fork will train after its starting point, in words."""
+        overrides = {k: v for k, v in values.items() if k not in ("student", "data")}
+        try:
+            plan = run_views.fork_plan(parent, step, overrides)
+        except Exception:  # the checks above already said what is wrong
+            return ""
+        stages = " + ".join(f"{n} {stage}" for stage, n in plan["plan"].items() if n)
+        return (f"This fork starts after step {step} and trains {plan['added']} more step(s), to step "
+                f"{plan['total']} (plan: {stages}).")
 
     def apply_method(self, method):
         """Picking an ablation sets its warmup switches; the other settings stay as they are."""
@@ -232,8 +266,20 @@ class NewRunPage:
         if not steps:
             raise InvalidInput(f"run {run_id} has no checkpoint to fork from yet")
         step = max(steps) if step is None else int(step)
+        with self.ui.session(request, "runs") as (s, _):
+            # A finished run planned no step after its last checkpoint: the form starts with steps that
+            # continue training, so a fork launched as it is does something.
+            try:
+                plan = run_views.fork_plan(run_service.get_run(s, run_id), step)
+            except Exception:
+                plan = None
+        continues = ""
+        if plan is not None and plan["steps"] != config.get("steps"):
+            config["steps"] = plan["steps"]
+            continues = (f' The parent’s plan ends at step {plan["total"]}: <b>steps</b> is set to {plan["steps"]} so '
+                         f'the fork continues training; “Before you launch” says how many steps it adds.')
         banner = (f'<div class="note"><b>Forking run #{run_id} “{esc(name)}” from its checkpoint at step {step}.</b> '
-                  f'The fork starts from those weights and the parent’s data; edit any setting below.</div>')
+                  f'The fork starts from those weights and the parent’s data; edit any setting below.{continues}</div>')
         return [{"run_id": run_id, "step": step}, gr.update(visible=True), banner, gr.update(visible=False),
                 gr.update(value=method_label(config)), gr.update(value=f"{name} (fork @{step})"),
                 gr.update(value="Launch fork"), "", *self.form.updates(config)]
@@ -246,8 +292,16 @@ class NewRunPage:
         return None, gr.update(visible=False), gr.update(visible=True), gr.update(value="Launch run"), ""
 
     # --- launch ---------------------------------------------------------------------------------
-    @shows_errors
     def submit(self, data: dict, request: gr.Request):
+        """Launch; a refusal stays next to the button in the server's words (a toast fades, and an
+        error raised here would mark every output with a bare "Error")."""
+        try:
+            return self._submit(data, request)
+        except StudioError as err:
+            message = error_box(f"Not launched: {err.message}")
+            return message, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+
+    def _submit(self, data: dict, request: gr.Request):
         fork_of, dataset_id, values = self._values(data)
         name = data[self.name] or None
         with self.ui.session(request, "runs") as (s, user):

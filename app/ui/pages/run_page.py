@@ -27,6 +27,15 @@ def load_series(session, run_id: int, names) -> dict[str, list[dict]]:
     return {n: run_views.metric_series(session, run_id, n, max_points=MAX_POINTS) for n in names}
 
 
+def prompt_html(text: str | None) -> str:
+    """The prompt as its messages (role, then text) when its chat template is known, else as it is."""
+    messages = run_views.prompt_messages(text)
+    if not messages:
+        return esc(text)
+    return "".join(f'<div><span class="gad-hint"><b>{esc(m["role"])}</b></span> {esc(m["content"])}</div>'
+                   for m in messages)
+
+
 def rollout_html(samples: list[dict]) -> str:
     """Prompt, teacher response and the group of student responses of one step."""
     if not samples:
@@ -38,7 +47,7 @@ def rollout_html(samples: list[dict]) -> str:
         best = max(scores) if len(scores) > 1 else None
         worst = min(scores) if len(scores) > 1 else None
         out.append(f'<div class="lbl">prompt · step {sample["step"]} · {esc(sample.get("stage"))}</div>'
-                   f'<div class="rollout-prompt">{esc(sample.get("prompt"))}</div>'
+                   f'<div class="rollout-prompt">{prompt_html(sample.get("prompt"))}</div>'
                    f'<div class="lbl">teacher response</div>'
                    f'<div class="rollout-teacher">{esc(sample.get("teacher"))}</div>'
                    f'<div class="lbl">{len(students)} student responses '
@@ -123,6 +132,10 @@ class RunPage:
               [self.chart], show_progress="hidden")
         self.step.release(self.show_step, [self.run_id, self.step], [self.step, self.rollouts, self.follow],
                           show_progress="hidden")
+        # Typing in the number box and the arrow keys send `input` only (no release): show the nearest
+        # recorded step at once, without snapping the box under the user's fingers (release snaps).
+        self.step.input(self.peek_step, [self.run_id, self.step], [self.rollouts, self.follow],
+                        show_progress="hidden", trigger_mode="always_last")
         self.ckpts.select(self.choose_ckpt, [self.run_id], [self.ckpt, self.ckpt_info])
         for button, action in ((self.cancel, run_service.cancel_run), (self.resume, run_service.resume_run)):
             button.click(self.act, [self.run_id, gr.State(action.__name__)],
@@ -214,6 +227,12 @@ class RunPage:
                     nearest == steps[-1])
 
     @shows_errors
+    def peek_step(self, run_id, step, request: gr.Request = None):
+        """The rollouts of the recorded step nearest `step`; the slider keeps what the user typed."""
+        _, rollouts, newest = self.show_step(run_id, step, request)
+        return rollouts, newest
+
+    @shows_errors
     def choose_ckpt(self, run_id, evt: gr.SelectData, request: gr.Request):
         run_id = parse_id(run_id)
         row = evt.row_value if evt is not None else None
@@ -275,20 +294,35 @@ class RunPage:
                     f'<div style="flex:1">{pbar(v["progress"], done=v["status"] == RunStatus.succeeded)}</div>'
                     f'<span class="gad-hint">step {v["step"]} / {total or "?"}'
                     + (f' · ETA {duration(v["eta_seconds"])}' if v.get("eta_seconds") is not None else "")
-                    + (" · cancel requested" if v.get("cancel_requested") else "") + "</span></div>")
+                    + (" · cancel requested" if v.get("cancel_requested") and v["status"] == RunStatus.running
+                       else "") + "</span></div>")
         ratio = (m["student_length"] / m["teacher_length"]) if m.get("student_length") and m.get("teacher_length") \
             else None
         stats = cards([
             ("reward", num(m.get("reward_mean"))),
             ("D accuracy", f'{100 * m["disc_accuracy"]:.0f}%' if m.get("disc_accuracy") is not None else "–"),
             ("D loss", num(m.get("disc_loss"))),
+            ("D held-out accuracy", f'{100 * m["disc_eval_accuracy"]:.0f}%' if m.get("disc_eval_accuracy") is not None
+             else "–", f'{100 * m["disc_eval_identical"]:.0f}% identical to teacher'
+             if m.get("disc_eval_identical") is not None else None),
             ("KL", num(m.get("kl"))),
             ("length student / teacher", f'{num(m.get("student_length"))} / {num(m.get("teacher_length"))}',
              f"{ratio:.2f}×" if ratio else None),
             ("loss", num(m.get("loss"))),
         ])
         error = f'<div class="alarm"><b>error</b>{esc(v["error"])}</div>' if v.get("error") else ""
-        return top + progress + stats + alarms(v["alarms"]) + error
+        return top + progress + stats + alarms(v["alarms"]) + RunPage._alarm_window(v) + error
+
+    @staticmethod
+    def _alarm_window(v: dict) -> str:
+        """Say that the alarms are silent, not satisfied, on a run too short for their window."""
+        from gad.health import WINDOW
+
+        total = v["total_steps"]
+        if not total or total >= WINDOW or v["alarms"]:
+            return ""
+        return (f'<div class="gad-hint">The alarms (discriminator too strong, length drift, KL) look at the last '
+                f'{WINDOW} steps: this run plans {total}, so they cannot fire.</div>')
 
     @staticmethod
     def _ckpt_rows(view: dict) -> list[list]:

@@ -15,21 +15,11 @@ import math
 
 from gradio.components.plot import PlotData
 
+from gad import metric_catalog
 from gad.health import STRONG_DISC_ACCURACY
 
-# (title, metrics, y-axis label). Panels with no data are left out; the order is the order of reading.
-RUN_PANELS: list[tuple[str, list[str], str]] = [
-    ("Discriminator loss", ["disc_loss"], "Bradley-Terry loss"),
-    ("Discriminator accuracy", ["disc_accuracy"], "share of pairs"),
-    ("D(teacher) vs D(student)", ["disc_teacher_score", "disc_student_score"], "mean score"),
-    ("Reward (mean, std)", ["reward_mean", "reward_std"], "reward"),
-    ("KL to reference", ["kl"], "nats / token"),
-    ("Response length: student vs teacher", ["student_length", "teacher_length"], "tokens"),
-    ("Generator loss", ["loss"], "loss"),
-    ("Learning rates", ["lr", "disc_lr"], "learning rate"),
-    ("Gradient norms", ["grad_norm", "disc_grad_norm"], "norm"),
-    ("Step time", ["step_time"], "seconds"),
-]
+# (title, metrics, y-axis label), from the one metric catalog. Panels with no data are left out.
+RUN_PANELS: list[tuple[str, list[str], str]] = metric_catalog.panels()
 PANEL_METRICS = frozenset(m for _, ms, _ in RUN_PANELS for m in ms)
 COLORS = ["#ea580c", "#0f766e", "#2563eb", "#9333ea", "#db2777", "#ca8a04", "#475569", "#16a34a"]
 FONT = {"family": "Source Sans Pro, system-ui, sans-serif", "size": 12, "color": "#334155"}
@@ -109,6 +99,14 @@ def _grid(n: int, cols: int, row_height: int) -> tuple[dict, list[tuple[str, str
         ids.append((f"x{k}", f"y{k}"))
     layout["height"] = rows * row_height + 70
     return layout, ids
+
+
+def _integer_steps(layout: dict, steps: list) -> None:
+    """Steps are whole numbers: on a short run Plotly would tick 0.5, 1, 1.5, ..."""
+    span = (max(steps) - min(steps)) if steps else 0
+    for key, axis in layout.items():
+        if key.startswith("xaxis"):
+            axis.update({"dtick": 1, "tick0": 0} if span <= 10 else {"tickformat": "d"})
 
 
 def _title(text: str, xaxis: dict, yaxis: dict, legend: list[tuple[str, str]]) -> dict:
@@ -196,6 +194,10 @@ def run_curves(series: dict[str, list[dict]], stages: list[dict], smoothing: flo
         if title == "Learning rates":
             ax["tickformat"] = ".1e"
         _steady_range(ax, [p for m in metrics for p in series[m]])
+        if title == metric_catalog.PANELS[0].title:  # held-out D quality: 0.5 is a coin flip
+            ax["range"] = [-1.03 if any(m.startswith("disc_eval_rho") for m in metrics) else -0.03, 1.03]
+            shapes.append({"type": "line", "xref": f"{xa} domain", "yref": ya, "x0": 0, "x1": 1, "y0": 0.5, "y1": 0.5,
+                           "line": {"color": "#64748b", "width": 1, "dash": "dash"}})
         if title == "Discriminator accuracy":
             ax["range"] = [-0.03, 1.03]
             shapes.append({"type": "line", "xref": f"{xa} domain", "yref": ya, "x0": 0, "x1": 1,
@@ -203,6 +205,7 @@ def run_curves(series: dict[str, list[dict]], stages: list[dict], smoothing: flo
                            "line": {"color": "#dc2626", "width": 1, "dash": "dot"}})
         notes.append(_title(title, layout["xaxis" + xa[1:]], ax, legend))
     marks, labels = _stage_marks(stages, ids, cols)
+    _integer_steps(layout, [p["step"] for pts in series.values() for p in pts])
     layout = _base_layout(layout)
     layout.update(shapes=shapes + marks, annotations=notes + labels)
     return as_plot({"data": data, "layout": layout})
@@ -215,14 +218,22 @@ def compare_curves(runs: list[dict], series: dict[int, dict[str, list[dict]]], m
     if not runs or not metrics:
         return empty("Choose two or more runs with metrics to compare.")
     layout, ids = _grid(len(metrics), cols, 250)
-    data, notes = [], []
-    for i, (m, (xa, ya)) in enumerate(zip(metrics, ids)):
+    data, notes, in_legend = [], [], set()
+    for m, (xa, ya) in zip(metrics, ids):
+        missing = []
         for j, r in enumerate(runs):
             pts = series.get(r["id"], {}).get(m)
             if pts:
+                # Each run enters the legend once, on the first panel where it has data (a SeqKD run has
+                # no discriminator panels, yet it belongs in the legend).
                 data += _series_traces(pts, r["label"], COLORS[j % len(COLORS)], xa, ya, smoothing,
-                                       legendgroup=str(r["id"]), show_legend=i == 0)
-        notes.append(_title(m, layout["xaxis" + xa[1:]], layout["yaxis" + ya[1:]], []))
+                                       legendgroup=str(r["id"]), show_legend=r["id"] not in in_legend)
+                in_legend.add(r["id"])
+            else:
+                missing.append(r["label"].split(" ")[0])
+        title = m + (f'  <span style="color:#94a3b8">(no data: {", ".join(missing)})</span>' if missing else "")
+        notes.append(_title(title, layout["xaxis" + xa[1:]], layout["yaxis" + ya[1:]], []))
+    _integer_steps(layout, [p["step"] for r in series.values() for pts in r.values() for p in pts])
     layout = _base_layout(layout)
     rows = math.ceil(len(metrics) / cols)
     layout.update(annotations=notes, showlegend=True, hovermode="closest",
@@ -251,8 +262,15 @@ def histogram(hist: dict, title: str, xlabel: str, color: str = "#ea580c") -> Pl
                                if mean else []}})
 
 
+def model_colors(rows: list[dict]) -> dict[str, str]:
+    """One colour per model of an evaluation, the same in every chart of it (order of first score)."""
+    models = dict.fromkeys(r["model"] for r in rows if r.get("score") is not None)
+    return {m: COLORS[j % len(COLORS)] for j, m in enumerate(models)}
+
+
 def score_bars(rows: list[dict]) -> PlotData:
     """Scores per model and set with 95% intervals (grouped bars, like the paper's Figure 1)."""
+    colors = model_colors(rows)
     rows = [r for r in rows if r.get("score") is not None]
     if not rows:
         return empty("No scores yet.", height=300)
@@ -260,7 +278,7 @@ def score_bars(rows: list[dict]) -> PlotData:
     models = list(dict.fromkeys(r["model"] for r in rows))
     cell = {(r["model"], r["set"]): r for r in rows}
     data = []
-    for j, m in enumerate(models):
+    for m in models:
         xs, ys, hi, lo = [], [], [], []
         for s in sets:
             r = cell.get((m, s))
@@ -269,7 +287,7 @@ def score_bars(rows: list[dict]) -> PlotData:
                 ys.append(r["score"])
                 hi.append((r["ci_high"] - r["score"]) if r.get("ci_high") is not None else 0)
                 lo.append((r["score"] - r["ci_low"]) if r.get("ci_low") is not None else 0)
-        data.append({"type": "bar", "name": m, "x": xs, "y": ys, "marker": {"color": COLORS[j % len(COLORS)]},
+        data.append({"type": "bar", "name": m, "x": xs, "y": ys, "marker": {"color": colors[m]},
                      "error_y": {"type": "data", "array": hi, "arrayminus": lo, "color": "#334155", "thickness": 1.2},
                      "text": [f"{y:.1f}" for y in ys], "textposition": "inside", "insidetextanchor": "start",
                      "textfont": {"color": "#ffffff"},
@@ -288,7 +306,9 @@ def score_bars(rows: list[dict]) -> PlotData:
 
 
 def score_vs_length(rows: list[dict], lo: float, hi: float, best: str | None) -> PlotData:
-    """Mean score against mean length per model; the allowed length range shaded, the pick ringed."""
+    """Mean score against mean length per model (coloured as in score_bars); the allowed length range
+    shaded, the pick ringed."""
+    colors = model_colors(rows)
     by = {}
     for r in rows:
         if r.get("score") is not None and r.get("length") is not None:
@@ -302,8 +322,8 @@ def score_vs_length(rows: list[dict], lo: float, hi: float, best: str | None) ->
              "textposition": [("top center", "bottom center", "middle right", "middle left")[i % 4]
                               for i in range(len(pts))],
              "marker": {"size": [16 if p[0] == best else 10 for p in pts],
-                        "color": ["#16a34a" if p[0] == best else "#ea580c" for p in pts],
-                        "line": {"width": [2 if p[0] == best else 0 for p in pts], "color": "#14532d"}},
+                        "color": [colors[p[0]] for p in pts],
+                        "line": {"width": [3 if p[0] == best else 0 for p in pts], "color": "#0f172a"}},
              "hovertemplate": "%{text}<br>length %{x:.0f} words<br>score %{y:.1f}<extra></extra>"}]
     return as_plot({"data": data, "layout": {
         **_base_layout({}), "height": 320, "hovermode": "closest",
@@ -315,9 +335,38 @@ def score_vs_length(rows: list[dict], lo: float, hi: float, best: str | None) ->
                     "fillcolor": "rgba(22,163,74,0.08)", "line": {"width": 0}, "layer": "below"}]}})
 
 
+def _share_intervals(results: list[dict]) -> list[dict]:
+    """The 95% intervals of the three shares, each where its share is read on the stacked bar and in a
+    lane of its own (top: A wins, middle: tie, bottom: B wins): A wins at the green segment's right end,
+    B wins at the red segment's left end (mirrored), the tie share across the grey segment's middle (its
+    width's interval, half to each side)."""
+    def pct(r, key):
+        return 100 * (r[f"{key}_rate"] or 0), [100 * v for v in (r[f"{key}_ci"] or [0, 0])]
+
+    xs = {k: [] for k in ("win", "tie", "loss")}
+    plus, minus = {k: [] for k in xs}, {k: [] for k in xs}
+    for r in results:
+        (win, (wl, wh)), (tie, (tl, th)), (loss, (ll, lh)) = pct(r, "win"), pct(r, "tie"), pct(r, "loss")
+        xs["win"].append(win), plus["win"].append(wh - win), minus["win"].append(win - wl)
+        xs["tie"].append(win + tie / 2), plus["tie"].append((th - tie) / 2), minus["tie"].append((tie - tl) / 2)
+        xs["loss"].append(100 - loss), plus["loss"].append(loss - ll), minus["loss"].append(lh - loss)
+    traces = []
+    for key, name, color, lane in (("win", "A wins", "#14532d", -0.24), ("tie", "tie", "#334155", 0.0),
+                                   ("loss", "B wins", "#7f1d1d", 0.24)):
+        cis = [r[f"{key}_ci"] for r in results]
+        traces.append({"type": "scatter", "mode": "markers", "name": f"95% interval: {name}",
+                       "y": [i + lane for i in range(len(results))],
+                       "x": xs[key], "marker": {"size": 7, "color": color, "symbol": "line-ns-open"},
+                       "error_x": {"type": "data", "color": color, "thickness": 1.5, "width": 6,
+                                   "array": plus[key], "arrayminus": minus[key]},
+                       "text": [f"{100 * c[0]:.0f}–{100 * c[1]:.0f}%" if c else "–" for c in cis],
+                       "hovertemplate": f"{name}, 95% interval: %{{text}}<extra></extra>", "showlegend": True})
+    return traces
+
+
 def study_bars(results: list[dict]) -> PlotData:
-    """Win / tie / loss shares of model A against model B, one stacked bar per study, with 95% intervals
-    on the win and loss shares (the paper's Figure 3)."""
+    """Win / tie / loss shares of model A against model B, one stacked bar per study, with the 95%
+    interval of each share (the paper's Figure 3)."""
     results = [r for r in results if r.get("votes")]
     if not results:
         return empty("No votes yet.", height=220)
@@ -325,21 +374,19 @@ def study_bars(results: list[dict]) -> PlotData:
     data = []
     for key, name, color in (("win", "A wins", "#16a34a"), ("tie", "tie", "#cbd5e1"), ("loss", "B wins", "#dc2626")):
         xs = [100 * (r[f"{key}_rate"] or 0) for r in results]
-        trace = {"type": "bar", "orientation": "h", "name": name, "y": labels, "x": xs, "marker": {"color": color},
+        trace = {"type": "bar", "orientation": "h", "name": name, "y": list(range(len(results))), "x": xs,
+                 "marker": {"color": color}, "width": 0.8,
                  "text": [f"{x:.0f}%" if x >= 6 else "" for x in xs], "textposition": "inside",
                  "insidetextanchor": "middle", "hovertemplate": f"{name}: %{{x:.1f}}%<extra></extra>"}
         data.append(trace)
-    data.append({"type": "scatter", "mode": "markers", "name": "95% interval of A wins", "y": labels,
-                 "x": [100 * (r["win_rate"] or 0) for r in results], "marker": {"size": 7, "color": "#14532d",
-                                                                                "symbol": "line-ns-open"},
-                 "error_x": {"type": "data", "color": "#14532d", "thickness": 1.5, "width": 6,
-                             "array": [100 * ((r["win_ci"] or [0, 0])[1] - (r["win_rate"] or 0)) for r in results],
-                             "arrayminus": [100 * ((r["win_rate"] or 0) - (r["win_ci"] or [0, 0])[0])
-                                            for r in results]}, "hoverinfo": "skip", "showlegend": True})
+    data += _share_intervals(results)
     return as_plot({"data": data, "layout": {
         **_base_layout({}), "barmode": "stack", "showlegend": True, "hovermode": "closest",
         "height": 170 + 56 * len(results), "legend": {"orientation": "h", "y": -0.35, "traceorder": "normal"},
         "title": {"text": "<b>Human preference</b>: A against B", "font": {"size": 13}, "x": 0.01},
         "margin": {"l": 16, "r": 16, "t": 44, "b": 60},
         "xaxis": {"range": [0, 100], "gridcolor": GRID, "ticksuffix": "%"},
-        "yaxis": {"automargin": True}}})
+        # numeric rows (named by tick labels), so each share's interval gets a lane of its own in the bar
+        "yaxis": {"automargin": True, "tickvals": list(range(len(results))), "ticktext": labels,
+                  "range": [-0.6, len(results) - 0.4], "autorange": "reversed", "zeroline": False,
+                  "showgrid": False}}})

@@ -11,10 +11,11 @@ import typing
 
 import gradio as gr
 
-from gad.config import RunConfig
+from gad.config import RunConfig, fields_of_kind
 
-# Set elsewhere on the page (method menu, student picker, dataset) or by the studio (output).
-NOT_IN_FORM = ("method", "student", "data", "output")
+# Set elsewhere on the page (method menu, student picker, dataset) or by the studio (output, held-out pairs):
+# the method and the per-run inputs and places (gad.config's field kinds).
+NOT_IN_FORM = tuple(sorted(fields_of_kind("method", "input", "place")))
 
 GROUPS: list[tuple[str, list[str]]] = [
     ("Essentials", ["steps", "warmup_steps", "batch_size", "group_size", "lr", "disc_lr", "max_new_tokens",
@@ -22,6 +23,9 @@ GROUPS: list[tuple[str, list[str]]] = [
     ("Schedule and checkpoints", ["disc_only_steps", "offpolicy_disc_steps", "generator_warmup",
                                   "discriminator_warmup", "save_steps", "sample_every",
                                   "gradient_accumulation_steps"]),
+    ("Discriminator: schedule and held-out check", ["disc_steps_per_step", "disc_warmup_steps", "disc_warmup_target",
+                                                    "fork_discriminator", "disc_eval_every", "disc_eval_prompts",
+                                                    "disc_eval_samples", "monitor_teacher"]),
     ("Optimisation", ["warmup_lr", "seqkd_lr", "kl_coef", "clip_range", "grad_clip", "disc_grad_clip",
                       "weight_decay"]),
     ("Student sampling", ["temperature", "top_p"]),
@@ -35,7 +39,7 @@ def grouped_fields() -> list[tuple[str, list[str]]]:
     """GROUPS restricted to RunConfig's fields, plus every field GROUPS does not name."""
     fields = [f for f in RunConfig.model_fields if f not in NOT_IN_FORM]
     named = {f for _, fs in GROUPS for f in fs}
-    groups = [(title, [f for f in fs if f in RunConfig.model_fields]) for title, fs in GROUPS]
+    groups = [(title, [f for f in fs if f in fields]) for title, fs in GROUPS]
     rest = [f for f in fields if f not in named]
     return [g for g in groups if g[1]] + ([("Other settings", rest)] if rest else [])
 

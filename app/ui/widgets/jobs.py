@@ -19,7 +19,9 @@ def job_panel(view: dict | None, what: str = "job") -> str:
     total, done = view.get("total"), view.get("done") or 0
     elapsed = stats.get("elapsed_s")
     head = (f'<div style="display:flex;gap:10px;align-items:center;margin-bottom:6px">'
-            f'<span class="gad-h">{esc(what.capitalize())} #{view["id"]}</span>{badge(status)}'
+            # Job ids are shared by every kind of job: say it is the job's id, not the n-th collection.
+            f'<span class="gad-h">{esc(what.capitalize())}</span><span class="gad-hint">job #{view["id"]}</span>'
+            f'{badge(status)}'
             f'<span class="gad-hint">started {esc(when(view.get("started_at") or view.get("created_at")))}</span></div>')
     if status == RunStatus.queued:
         return head + pbar(None, indeterminate=True) + '<div class="gad-hint">waiting for a worker…</div>'
