@@ -20,7 +20,10 @@ import json
 import os
 import sys
 
-from gad.cli import _add_config_flags, build_parser as gad_parser, dispatch as gad_dispatch
+from app.enums import JobKind, Role
+from gad.cli import _add_config_flags
+from gad.cli import build_parser as gad_parser
+from gad.cli import dispatch as gad_dispatch
 
 
 def _context(migrate: bool = True):
@@ -50,7 +53,7 @@ def cmd_serve(ns) -> int:
     import uvicorn
 
     from app.api import create_app
-    from gad.progress import quiet_libraries
+    from gad.training.progress import quiet_libraries
 
     quiet_libraries()
     ctx = _context()  # migrates on start, like the worker
@@ -124,20 +127,21 @@ def cmd_runs(ns) -> int:
     from app.db.session import session_scope
     from app.services import run_views as views
     from app.services import runs as svc
+    from app.services.lifecycle import reconcile_now_and_then
 
     ctx = _context()
     if ns.action == "submit":
-        from gad.config import RunConfig, load_yaml
+        from gad.training.config import RunConfig, load_yaml
 
         values = load_yaml(ns.config) if ns.config else {}
         values.update({k: getattr(ns, k) for k in RunConfig.model_fields if getattr(ns, k, None) is not None})
         with session_scope(ctx.sessions) as s:
             run_id = svc.submit_run(s, ctx.settings, values, name=ns.name).id
-        ctx.enqueue("train", run_id)
+        ctx.enqueue(JobKind.train, run_id)
         print(run_id)
         return 0
+    reconcile_now_and_then(ctx)
     with session_scope(ctx.sessions) as s:
-        svc.reconcile(s, ctx.settings.heartbeat_timeout)
         if ns.action == "list":
             runs, _ = views.list_runs(s, limit=50)
             for r in runs:
@@ -150,14 +154,14 @@ def cmd_runs(ns) -> int:
             svc.resume_run(s, ns.id)
         elif ns.action == "fork":
             overrides = {k: v for k, v in vars(ns).items() if k in svc.config_fields() and v is not None}
-            new_id = svc.fork_run(s, ctx.settings, ns.id, ns.step, overrides, ns.name).id
+            new_id = svc.fork_run(s, ctx.settings, ns.id, ns.step, overrides, ns.name, user_id=None).id
         elif ns.action == "show":
             view = views.run_view(s, svc.get_run(s, ns.id), ctx.settings.heartbeat_timeout)
     if ns.action == "resume":
-        ctx.enqueue("train", ns.id)
+        ctx.enqueue(JobKind.train, ns.id)
         print(f"run {ns.id}: queued to resume from its last checkpoint")
     elif ns.action == "fork":
-        ctx.enqueue("train", new_id)
+        ctx.enqueue(JobKind.train, new_id)
         print(new_id)
     elif ns.action == "show":
         if ns.json:
@@ -186,9 +190,25 @@ def _print_summary(r: dict) -> None:
 FORK_HELP = "New run from run ID's checkpoint with edited settings; prints its id."
 
 
+def cmd_devserver(ns: argparse.Namespace) -> int:
+    from app.devserver import serve
+
+    serve(ns.host, ns.port, ns.latency, ns.faults)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = gad_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+    p = sub.add_parser("devserver", help="A local OpenAI-compatible server with latency and faults (tests, dry runs).",
+                       formatter_class=parser.formatter_class)
+    p.add_argument("--host", default="127.0.0.1", help="Address to listen on.")
+    p.add_argument("--port", type=int, default=8001, help="Port to listen on.")
+    p.add_argument("--latency", type=float, default=0.0, help="Seconds added to every request.")
+    p.add_argument("--faults", default=None, help="JSON file of fault rules, e.g. "
+                   '[{"match": "boom", "fault": "429", "times": 2}] (see app/devserver.py).')
+    p.set_defaults(func=cmd_devserver)
 
     p = sub.add_parser("up", help="The whole studio in one terminal: database, first admin, demo, worker and web "
                                   "server (SQLite and an embedded broker by default). Ctrl-C stops everything.")
@@ -224,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     usub = p.add_subparsers(dest="action", required=True)
     u = usub.add_parser("create", help="Create a user (password from a prompt, or GAD_ADMIN_PASSWORD).")
     u.add_argument("name", help="User name (letters, digits, . _ @ -).")
-    u.add_argument("--role", required=True, choices=["admin", "researcher", "annotator"], help="What the user may do.")
+    u.add_argument("--role", required=True, choices=[r.value for r in Role], help="What the user may do "
+                   "(app/auth/policy.py).")
     usub.add_parser("list", help="Every user with role and state.")
     u = usub.add_parser("set-password", help="Set a user's password (prompt, or GAD_ADMIN_PASSWORD).")
     u.add_argument("name", help="User name.")
@@ -250,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "show":
             a.add_argument("--json", action="store_true", help="Print the whole record as JSON.")
         a.set_defaults(func=cmd_runs)
-    from gad.fork import FORK_HELP as WHAT_CARRIES_OVER
+    from gad.training.fork import FORK_HELP as WHAT_CARRIES_OVER
 
     f = rsub.add_parser("fork", help=FORK_HELP, description=WHAT_CARRIES_OVER,
                         formatter_class=_RawDescription)
@@ -281,16 +302,13 @@ def _drop_output(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from app.errors import StudioError, as_studio_error
+    from app.errors import as_studio_error
 
     ns = build_parser().parse_args(argv)
     try:
         return gad_dispatch(ns)
-    except StudioError as err:
-        print(f"error: {err.message}", file=sys.stderr)
-        return err.exit_code
     except Exception as err:
-        mapped = as_studio_error(err)
+        mapped = as_studio_error(err)  # the studio's errors, and gad's input errors seen as the studio's
         if mapped is None:
             raise  # a bug: keep the traceback
         print(f"error: {mapped.message}", file=sys.stderr)

@@ -20,6 +20,7 @@ class RunStatus(StrEnum):
     failed = "failed"
     cancelled = "cancelled"
     interrupted = "interrupted"  # its worker went silent; `resume` continues from the last checkpoint
+    paused = "paused"            # a job whose spend reached its cost cap; resumed with a raised cap (migration 0007)
 
     @classmethod
     def finished(cls) -> frozenset["RunStatus"]:
@@ -27,7 +28,19 @@ class RunStatus(StrEnum):
 
     @classmethod
     def resumable(cls) -> frozenset["RunStatus"]:
-        return frozenset({cls.interrupted, cls.failed, cls.cancelled})
+        """Can be queued again: a run resumes from its last checkpoint, a job is retried."""
+        return frozenset({cls.interrupted, cls.failed, cls.cancelled, cls.paused})
+
+    @classmethod
+    def stops_at_once(cls) -> frozenset["RunStatus"]:
+        """A cancel ends these at once (no attempt is working on them)."""
+        return frozenset({cls.queued, cls.interrupted, cls.paused})
+
+    @classmethod
+    def cancellable(cls) -> frozenset["RunStatus"]:
+        """A run in these can be cancelled: at once, or (running) after its current step. A job has no
+        steps, so only stops_at_once() applies to it."""
+        return cls.stops_at_once() | {cls.running}
 
 
 # Jobs go through the same claim/heartbeat life as runs.
@@ -35,9 +48,16 @@ JobStatus = RunStatus
 
 
 class JobKind(StrEnum):
+    """What a queued row asks a worker to do (a task of app/queue.py each)."""
+    train = "train"        # a training run: a row of `runs`, not of `jobs` (gpu queue)
     collect = "collect"    # teacher responses for a dataset (io queue)
     evaluate = "evaluate"  # LLM-judge evaluation (gpu queue: it may generate)
     study = "study"        # both models of a human-evaluation study answer its prompts (gpu queue)
+
+    @classmethod
+    def of_jobs(cls) -> tuple["JobKind", ...]:
+        """The kinds stored in the `jobs` table (its CHECK constraint); training runs have their own."""
+        return tuple(k for k in cls if k is not cls.train)
 
 
 class StudyStatus(StrEnum):

@@ -68,9 +68,9 @@ class Upstream(StudioError):
 
 def as_studio_error(err: BaseException) -> StudioError | None:
     """gad's own input errors, seen as the studio's; anything else is not a user error (None)."""
-    from gad.api_client import EndpointError
-    from gad.config import ConfigError
-    from gad.data import DataError, DataTooLarge
+    from gad.data.examples import DataError, DataTooLarge
+    from gad.llm.api_client import EndpointError
+    from gad.training.config import ConfigError
 
     if isinstance(err, StudioError):
         return err

@@ -24,9 +24,9 @@ class Task:
 
 TRAIN = Task("gad.train_run", Queue.gpu)
 TASKS: dict[str, Task] = {
-    "train": TRAIN,
+    JobKind.train: TRAIN,
     JobKind.collect: Task("gad.collect", Queue.io),
-    JobKind.evaluate: Task("gad.evaluate", Queue.gpu),
+    JobKind.evaluate: Task("gad.llm.evaluate", Queue.gpu),
     JobKind.study: Task("gad.generate_study", Queue.gpu),
 }
 TASK_ROUTES = {t.name: {"queue": t.queue.value} for t in TASKS.values()}

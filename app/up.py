@@ -103,7 +103,7 @@ def up(host: str = "127.0.0.1", port: int = 8000, *, demo: bool = True, worker: 
     from app.context import make_context
     from app.db.session import session_scope
     from app.services.demo import ensure_demo
-    from gad.progress import quiet_libraries
+    from gad.training.progress import quiet_libraries
 
     quiet_libraries()
     ctx = make_context(settings)

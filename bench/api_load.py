@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from gad.training.metric_catalog import M
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -47,7 +49,7 @@ def seed(data_dir: Path, db_url: str) -> tuple[int, str]:
     from app.settings import Settings
 
     ctx = make_context(Settings(GAD_DATA_DIR=data_dir, DATABASE_URL=db_url))
-    names = [f"metric_{i:02d}" for i in range(N_METRICS - 1)] + ["disc_loss"]
+    names = [f"metric_{i:02d}" for i in range(N_METRICS - 1)] + [M.DISC_LOSS]
     with ctx.engine.begin() as conn:
         run_id = conn.execute(insert(Run).returning(Run.id), [{
             "name": "load test", "method": "gad", "output_dir": str(data_dir / "r"),

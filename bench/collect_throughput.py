@@ -14,16 +14,16 @@ import json
 import socket
 import subprocess
 import sys
-import urllib.request
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gad.api_client import Endpoint  # noqa: E402
-from gad.data import Example  # noqa: E402
-from gad.teacher import collect_api  # noqa: E402
+from gad.data.examples import Example  # noqa: E402
+from gad.llm.api_client import Endpoint  # noqa: E402
+from gad.llm.teacher import collect_api  # noqa: E402
 
 
 def _free_port() -> int:
@@ -40,7 +40,7 @@ def _count(base_url: str) -> int:
 class ServerProcess:
     def __init__(self, latency: float):
         self.port = _free_port()
-        self.cmd = [sys.executable, "-m", "gad.cli", "devserver", "--port", str(self.port), "--latency", str(latency)]
+        self.cmd = [sys.executable, "-m", "app.cli", "devserver", "--port", str(self.port), "--latency", str(latency)]
 
     def __enter__(self) -> str:
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

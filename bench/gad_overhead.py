@@ -6,7 +6,7 @@ discriminator of the same size, which also takes one Bradley-Terry step per poli
 Same model, batch, group size and response length; rounds alternate between the two to cancel
 machine noise, and the ratio of median step times is printed (1.0 = no overhead).
 
-A third arm prices the discriminator-quality monitor (gad/monitor.py): the GAD step with a held-out
+A third arm prices the discriminator-quality monitor (gad/training/monitor.py): the GAD step with a held-out
 check after *every* step. The check's cost over a plain GAD step, spread over `--eval-every` steps
 (the RunConfig default, 25), is the monitor's overhead as a user runs it.
 
@@ -45,13 +45,13 @@ def main() -> None:
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from gad.config import RunConfig
-    from gad.data import load_examples
-    from gad.modeling import load_tokenizer, token_info
-    from gad.pipeline import Stage, _build_stage, tokenize_examples
-    from gad.progress import Progress, quiet_libraries
-    from gad.resources import DATASET_DIR, DEMO_TRAIN_SET
-    from gad.tiny import build_tiny_model
+    from gad.data.examples import load_examples
+    from gad.data.resources import DATASET_DIR, DEMO_TRAIN_SET
+    from gad.toy.tiny import build_tiny_model
+    from gad.training.config import RunConfig
+    from gad.training.modeling import load_tokenizer, token_info
+    from gad.training.pipeline import Stage, StageInputs, build_stage, tokenize_examples
+    from gad.training.progress import Progress, quiet_libraries
 
     quiet_libraries()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -75,7 +75,7 @@ def main() -> None:
         def on_step_end(self, *a, **k):
             self.times.append(time.perf_counter() - self.t0)
 
-    from gad.monitor import DiscriminatorMonitor, HeldOutPrompt
+    from gad.training.monitor import DiscriminatorMonitor, HeldOutPrompt
 
     held = [HeldOutPrompt(d.prompt_ids, d.teacher_ids) for d in data[-args.eval_prompts:]]
 
@@ -85,15 +85,14 @@ def main() -> None:
         monitor = DiscriminatorMonitor(held, info, every=1, samples=args.eval_samples,
                                        max_new_tokens=args.max_new_tokens, temperature=cfg.temperature,
                                        top_p=cfg.top_p, seed=cfg.seed) if check else None
-        trainer = _build_stage(c, stage, data, tok, info, Path(c.output), 0, None, None, Progress(), Dataset,
-                               monitor=monitor)
+        trainer = build_stage(StageInputs(c, stage, data, tok, info, Path(c.output), 0, Progress(), monitor=monitor))
         timer = Timer()
         trainer.add_callback(timer)
         trainer.train()
         return timer.times[1:]
 
     def grpo_round(i: int) -> list[float]:
-        from gad.modeling import load_student
+        from gad.training.modeling import load_student
 
         reward_model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
         reward_model.config.pad_token_id = tok.pad_token_id

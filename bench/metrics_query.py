@@ -27,8 +27,9 @@ from app.db.migrate import upgrade  # noqa: E402
 from app.db.models import Run, RunMetric  # noqa: E402
 from app.db.session import make_engine, make_sessionmaker  # noqa: E402
 from app.services.run_views import metric_series  # noqa: E402
+from gad.training.metric_catalog import M
 
-METRICS = [f"metric_{i:02d}" for i in range(29)] + ["disc_loss"]
+METRICS = [f"metric_{i:02d}" for i in range(29)] + [M.DISC_LOSS]
 
 
 def _database(kind: str) -> tuple[str, callable]:
@@ -97,10 +98,10 @@ def main() -> None:
                 s.execute(select(Run.id, Run.status, Run.step).where(Run.id == others[len(others) // 2])).one()
 
             def chart():
-                assert len(metric_series(s, big, "disc_loss", max_points=500)) <= 500
+                assert len(metric_series(s, big, M.DISC_LOSS, max_points=500)) <= 500
 
             def full():
-                assert len(metric_series(s, big, "disc_loss", max_points=10_000)) == 2400
+                assert len(metric_series(s, big, M.DISC_LOSS, max_points=10_000)) == 2400
 
             base = _time(pk, args.repeats)
             t_chart = _time(chart, args.repeats)

@@ -10,7 +10,7 @@ gad/ and bench/ from the checkout (no install, nothing from app/).
   1. A task language with an exact validity rule (bench/study/language.py): four instruction tasks in an
      in-distribution (ID) wording and an out-of-distribution (OOD) wording the distillation data never shows.
   2. Teacher: a tiny LM trained on teacher-style text. In distillation it is a black box: a fixed budget of
-     sampled responses collected as text (gad.teacher.collect_local): N prompts x 1 response, or N/k prompts x
+     sampled responses collected as text (gad.llm.teacher.collect_local): N prompts x 1 response, or N/k prompts x
      k responses (the same number of responses), plus `n_val` held-out responses shared by every method.
   3. Student: a smaller LM pretrained on generic-style text, never on teacher outputs.
   4. Baseline: SeqKD from the pretrained student, a checkpoint per epoch, the best one by held-out teacher
@@ -20,7 +20,7 @@ gad/ and bench/ from the checkout (no install, nothing from app/).
      generator optimiser steps (`generator_steps`, a fixed budget). The arms are RunConfig settings: the
      paper's equal learning rates, a discriminator warmup until held-out accuracy >= target, several D steps
      per policy step, a policy lr below D's, k responses per prompt, and all of them together. The library's
-     held-out monitor (gad.monitor) runs in every GAD arm on the `n_val` held-out responses, white-box
+     held-out monitor (gad.training.monitor) runs in every GAD arm on the `n_val` held-out responses, white-box
      against the teacher: held-out accuracy, identical share, spread, rho with log p_T and log p_T - log p_S.
   6. Evaluation with access the methods never had (bench/study/evaluate.py) on held-out ID and OOD prompts.
 

@@ -36,10 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import insert  # noqa: E402
 
+from gad.training.metric_catalog import M
+
 CHROMIUM = os.environ.get("GAD_CHROMIUM", "/usr/bin/chromium")
-PANEL_METRICS = ["disc_loss", "disc_accuracy", "disc_teacher_score", "disc_student_score", "reward_mean", "reward_std",
-                 "kl", "student_length", "teacher_length", "loss", "lr", "disc_lr", "grad_norm", "disc_grad_norm",
-                 "step_time"]
+PANEL_METRICS = [M.DISC_LOSS, M.DISC_ACCURACY, M.DISC_TEACHER_SCORE, M.DISC_STUDENT_SCORE, M.REWARD_MEAN, M.REWARD_STD,
+                 "kl", M.STUDENT_LENGTH, M.TEACHER_LENGTH, "loss", "lr", M.DISC_LR, M.GRAD_NORM, M.DISC_GRAD_NORM,
+                 M.STEP_TIME]
 OTHER_METRICS = [f"extra_{i:02d}" for i in range(30 - len(PANEL_METRICS))]
 USER, PASSWORD = "bench", "bench-password-1"
 
@@ -51,7 +53,7 @@ def seed(ctx, steps: int, name: str) -> int:
 
     from app.db.models import Checkpoint, Run, RunMetric, RunStep, Sample
     from app.db.session import session_scope
-    from gad.config import RunConfig
+    from gad.training.config import RunConfig
 
     rng = random.Random(0)
     warm = steps // 8

@@ -148,7 +148,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
-    from gad.tiny import build_tiny_model
+    from gad.toy.tiny import build_tiny_model
 
     tmp = Path(tempfile.mkdtemp(prefix="gad-web-conc-"))
     model = build_tiny_model(tmp / "tiny", seed=0)

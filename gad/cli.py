@@ -1,7 +1,7 @@
 """`gad-studio` command line. Flags are generated from the pydantic models that define them.
 
 `train`'s flags come from RunConfig's fields, `collect`'s and `evaluate`'s endpoint flags from
-gad.api_client.Endpoint's: help texts, defaults and choices are the models', never retyped here.
+gad.llm.api_client.Endpoint's: help texts, defaults and choices are the models', never retyped here.
 The project's own errors (ConfigError, DataError, EndpointError: things a user can fix) exit with
 code 2 and a one-paragraph message; anything else is a bug and keeps its traceback.
 """
@@ -9,16 +9,19 @@ code 2 and a one-paragraph message; anything else is a bug and keeps its traceba
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 import typing
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from gad.api_client import Endpoint, EndpointError
-from gad.config import ConfigError, RunConfig
-from gad.data import DataError
-from gad.progress import quiet_libraries
+from gad.data.examples import DataError
+from gad.llm.api_client import Endpoint, EndpointError
+from gad.llm.eval_config import BUILTIN_SETS, EvalConfig
+from gad.training.config import ConfigError, RunConfig
+from gad.training.progress import quiet_libraries
 
 EXIT_USAGE = 2
 EXIT_UNUSABLE = 1        # the command ran, but its result cannot be trusted (e.g. a judge's garbage)
@@ -97,7 +100,7 @@ def _endpoint(ns: argparse.Namespace, prefix: str = "") -> Endpoint:
 
 
 def _config_from_args(ns: argparse.Namespace) -> RunConfig:
-    from gad.config import load_config
+    from gad.training.config import load_config
 
     overrides = {name: getattr(ns, name) for name in RunConfig.model_fields if getattr(ns, name, None) is not None}
     return load_config(ns.config, overrides)
@@ -107,10 +110,10 @@ def cmd_train(ns: argparse.Namespace) -> int:
     cfg = _config_from_args(ns)
     if cfg.output_dir.exists() and not cfg.output_dir.is_dir():
         raise ConfigError(f"--output {cfg.output} is a file; a run's output is a folder (it is created if missing)")
-    from gad.distributed import shutdown
-    from gad.pipeline import list_checkpoints, run  # heavy imports only when training
-
-    from gad.progress import MultiProgress, StopFile
+    from gad.training.distributed import shutdown
+    from gad.training.pipeline import run  # heavy imports only when training
+    from gad.training.progress import MultiProgress, StopFile
+    from gad.training.rundir import list_checkpoints, write_rank_error
 
     quiet_libraries()
     progress = StopFile(cfg.output_dir)
@@ -119,7 +122,11 @@ def cmd_train(ns: argparse.Namespace) -> int:
         progress = MultiProgress(_LazyBar(done[-1][0] if done else 0), progress)
     try:
         result = run(cfg, progress)
-    except BaseException:
+    except BaseException as err:
+        # In a group of processes the launcher's log interleaves every rank's output (warnings included), so
+        # the rank that failed first leaves its own traceback where the supervisor can quote it.
+        if "RANK" in os.environ and not isinstance(err, KeyboardInterrupt):
+            write_rank_error(cfg.output_dir, int(os.environ["RANK"]), traceback.format_exc())
         shutdown(barrier=False)  # a failing rank must not wait for peers that may never arrive
         raise
     shutdown()
@@ -141,7 +148,7 @@ class _LazyBar:
         self.initial, self.bar = initial, None
 
     def __getattr__(self, name):
-        from gad.progress import BarProgress, Progress
+        from gad.training.progress import BarProgress, Progress
 
         if name == "stage_started":
             def start(stage, first, last, total):
@@ -154,7 +161,7 @@ class _LazyBar:
 
 
 def cmd_tiny_model(ns: argparse.Namespace) -> int:
-    from gad.tiny import build_tiny_model
+    from gad.toy.tiny import build_tiny_model
 
     if Path(ns.out_dir).exists() and not Path(ns.out_dir).is_dir():
         raise ConfigError(f"{ns.out_dir} is a file; the tiny model is written to a folder")
@@ -166,9 +173,9 @@ def cmd_tiny_model(ns: argparse.Namespace) -> int:
 def cmd_collect(ns: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from gad.cache import default_cache_path
-    from gad.data import load_examples
-    from gad.teacher import check_output_file, collect_api, collect_local
+    from gad.data.examples import load_examples
+    from gad.llm.cache import default_cache_path
+    from gad.llm.teacher import check_output_file, collect_api, collect_local
 
     if not ns.local and not (ns.base_url and ns.model):
         raise ConfigError("collect needs --base-url and --model (or --local MODEL for a local teacher)")
@@ -214,15 +221,26 @@ def cmd_collect(ns: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _eval_config_from_args(ns: argparse.Namespace) -> EvalConfig:
+    """The EvalConfig of `evaluate`'s flags (unset flags keep EvalConfig's defaults)."""
+    from pydantic import ValidationError
+
+    values = {f: getattr(ns, f) for f in EvalConfig.model_fields if f != "sets" and getattr(ns, f) is not None}
+    values["sets"] = [s.strip() for s in ns.sets.split(",") if s.strip()]
+    try:
+        return EvalConfig(**values)
+    except ValidationError as err:
+        e = err.errors()[0]
+        raise ConfigError(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}") from None
+
+
 def cmd_evaluate(ns: argparse.Namespace) -> int:
-    from gad.evaluate import ModelSpec, evaluate
+    from gad.llm.evaluate import ModelSpec, evaluate
 
     quiet_libraries()
-    sets = [s.strip() for s in ns.sets.split(",") if s.strip()]
+    config = _eval_config_from_args(ns)
     models = [ModelSpec.parse(m) for m in ns.model]
-    table = evaluate(models, sets, _endpoint(ns, "judge"), ns.output, limit=ns.limit,
-                     max_new_tokens=ns.max_new_tokens, greedy=ns.greedy, both_orders=ns.both_orders,
-                     teacher=ns.teacher, seed=ns.seed, cache=ns.cache)
+    table = evaluate(models, config.sets, _endpoint(ns, "judge"), ns.output, cache=ns.cache, **config.run_kwargs())
     print((Path(ns.output) / "table.md").read_text())
     print(f"per-sample verdicts: {Path(ns.output) / 'samples.jsonl'}; chart: {Path(ns.output) / 'table.png'}")
     health = table["health"]
@@ -232,13 +250,6 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
               f"See the 'error' and 'judge_text' fields in {Path(ns.output) / 'samples.jsonl'}; check the judge "
               f"model (it must answer with two scores on its first line) and the endpoint.", file=sys.stderr)
         return EXIT_UNUSABLE
-    return 0
-
-
-def cmd_devserver(ns: argparse.Namespace) -> int:
-    from gad.devserver import serve
-
-    serve(ns.host, ns.port, ns.latency, ns.faults)
     return 0
 
 
@@ -282,26 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=HelpFormatter)
     p.add_argument("--model", action="append", required=True,
                    help="Model folder / hub id, or NAME=PATH; a data file is read as ready responses. Repeatable.")
-    p.add_argument("--sets", default="vicuna,selfinst,dolly,lmsys", help="Built-in set names or files, comma-separated.")
+    p.add_argument("--sets", default=",".join(BUILTIN_SETS),
+                   help="Built-in set names or prompt files, comma-separated (default: %(default)s).")
     p.add_argument("--output", required=True, help="Output folder.")
     p.add_argument("--cache", default=None, help=CACHE_HELP)
-    p.add_argument("--limit", type=int, default=None, help="First N prompts of each set.")
-    p.add_argument("--max-new-tokens", type=int, default=1536, help="Longest generated response, in tokens.")
-    p.add_argument("--greedy", action="store_true", help="Greedy decoding instead of temperature 0.8.")
-    p.add_argument("--both-orders", action="store_true", help="Judge in both presentation orders; report the flip rate.")
-    p.add_argument("--teacher", default=None, help="Name of the --model row that is the teacher (for overlap and selection).")
-    p.add_argument("--seed", type=int, default=0, help="Seed for sampling the models' responses.")
+    add_model_flags(p, EvalConfig, [f for f in EvalConfig.model_fields if f != "sets"])
     _endpoint_flags(p, "judge")
     p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser("devserver", help="A local OpenAI-compatible server with latency and faults (tests, dry runs).",
-                       formatter_class=HelpFormatter)
-    p.add_argument("--host", default="127.0.0.1", help="Address to listen on.")
-    p.add_argument("--port", type=int, default=8001, help="Port to listen on.")
-    p.add_argument("--latency", type=float, default=0.0, help="Seconds added to every request.")
-    p.add_argument("--faults", default=None, help="JSON file of fault rules, e.g. "
-                   '[{"match": "boom", "fault": "429", "times": 2}] (see gad/devserver.py).')
-    p.set_defaults(func=cmd_devserver)
 
     p = sub.add_parser("toy", help="The paper's toy experiment: SeqKD vs GAD on a Gaussian mixture.",
                        formatter_class=HelpFormatter)
@@ -315,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_toy(ns):
-    from gad.toy import cmd_toy
+    from gad.toy.experiment import cmd_toy
 
     return cmd_toy(ns)
 

@@ -6,7 +6,7 @@ generate; prints step time, generated tokens per second and peak memory for each
     python scripts/gpu_smoke.py --arch Qwen2.5-1.5B --steps 6 --modes vllm
 
 Nothing is downloaded: the student is a randomly initialised model with the architecture's sizes
-(gad.memory.PRESETS: Qwen2.5-0.5B by default), and the tokenizer is gad.tiny's offline byte-level BPE
+(gad.training.memory.PRESETS: Qwen2.5-0.5B by default), and the tokenizer is gad.toy.tiny's offline byte-level BPE
 with its vocabulary padded to the model's size (the padding tokens decode to plain text and are never
 produced by encoding, so prompts tokenize as usual and every sampled id decodes). Data: the bundled
 Alpaca-GPT4 teacher responses. A random model rarely stops early, so most responses run to
@@ -30,10 +30,12 @@ import threading
 import time
 from pathlib import Path
 
+from gad.data.resources import DATASET_DIR
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-DATA = REPO / "gad" / "datasets" / "teacher_alpaca_gpt4_demo_999.jsonl"
+DATA = DATASET_DIR / "teacher_alpaca_gpt4_demo_999.jsonl"
 TINY = dict(hidden_size=64, num_layers=2, vocab_size=4096, intermediate_size=128, num_heads=4, num_kv_heads=2,
             tie_embeddings=True)
 
@@ -47,7 +49,7 @@ def fail(message: str, code: int = 2) -> None:
 # Offline model and tokenizer
 # ----------------------------------------------------------------------------------------------
 def padded_tokenizer(vocab_size: int):
-    """gad.tiny's tokenizer with filler tokens appended to its BPE vocabulary up to `vocab_size`.
+    """gad.toy.tiny's tokenizer with filler tokens appended to its BPE vocabulary up to `vocab_size`.
 
     Fillers ('fill0', 'fill1', ...) have no merges, so encoding never yields them (digits are split
     one by one by the Qwen2 pre-tokenizer, so 'fill0' cannot arise from text either); decoding
@@ -55,7 +57,7 @@ def padded_tokenizer(vocab_size: int):
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-    from gad.tiny import CHATML_TEMPLATE, build_tokenizer
+    from gad.toy.tiny import CHATML_TEMPLATE, build_tokenizer
 
     base = build_tokenizer(min(vocab_size, 4096))
     spec = json.loads(base.backend_tokenizer.to_str())
@@ -76,7 +78,7 @@ def build_model(out_dir: Path, arch_name: str, device: str) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, Qwen2Config
 
-    from gad.memory import PRESETS, Arch
+    from gad.training.memory import PRESETS, Arch
 
     arch = Arch("tiny", **TINY) if arch_name == "tiny" else PRESETS[arch_name]
     tok = padded_tokenizer(arch.vocab_size)
@@ -96,7 +98,7 @@ def build_model(out_dir: Path, arch_name: str, device: str) -> Path:
     tok.save_pretrained(out_dir)
     n = sum(p.numel() for p in model.parameters())
     if n != arch.params:
-        raise RuntimeError(f"built {n} parameters, gad.memory says {arch.params} for {arch.name}")
+        raise RuntimeError(f"built {n} parameters, gad.training.memory says {arch.params} for {arch.name}")
     return out_dir
 
 
@@ -107,10 +109,10 @@ def child(config: Path, report: Path) -> int:
     """Run the pipeline in this process and write torch's peak memory to `report`."""
     import torch
 
-    from gad.config import load_config
-    from gad.distributed import shutdown
-    from gad.pipeline import run
-    from gad.progress import quiet_libraries
+    from gad.training.config import load_config
+    from gad.training.distributed import shutdown
+    from gad.training.pipeline import run
+    from gad.training.progress import quiet_libraries
 
     quiet_libraries()
     cuda = torch.cuda.is_available()
@@ -144,7 +146,7 @@ class DevicePeak:
             if out.returncode == 0 and out.stdout.strip():
                 self.peak_mib = max(self.peak_mib, int(out.stdout.split()[0]))
 
-    def __enter__(self) -> "DevicePeak":
+    def __enter__(self) -> DevicePeak:
         if self.available:
             self._thread.start()
         return self
@@ -161,7 +163,7 @@ def run_mode(mode: str, model_dir: Path, out: Path, ns) -> dict:
     run_dir = out / f"run-{mode}"
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, not a resume
     config = out / f"{mode}.yaml"
-    # 'monitor': transformers rollouts plus the discriminator-quality check (gad/monitor.py) after every step,
+    # 'monitor': transformers rollouts plus the discriminator-quality check (gad/training/monitor.py) after every step,
     # so its cost can be read against the step's from the same run.
     monitor = {"test_fraction": 0.05, "disc_eval_every": 1, "disc_eval_prompts": ns.eval_prompts,
                "disc_eval_samples": ns.eval_samples} if mode == "monitor" else {"disc_eval_every": 0}
@@ -224,11 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         return child(Path(argv[1]), Path(argv[2]))
-    from gad.memory import PRESETS
+    from gad.training.memory import PRESETS
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", default="Qwen2.5-0.5B", choices=sorted(PRESETS) + ["tiny"],
-                   help="Architecture sizes of the random student (gad.memory.PRESETS).")
+                   help="Architecture sizes of the random student (gad.training.memory.PRESETS).")
     p.add_argument("--modes", default="vllm,transformers,monitor",
                    help="Comma-separated: vllm, transformers, monitor (transformers + the held-out D check each step).")
     p.add_argument("--eval-prompts", type=int, default=32, help="monitor mode: held-out prompts per check.")

@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-from gad.api_client import Endpoint
+from app.devserver import DevServer
 from gad.cli import EXIT_UNUSABLE, EXIT_USAGE, build_parser, dispatch, main
-from gad.config import ConfigError, RunConfig
-from gad.devserver import DevServer
+from gad.llm.api_client import Endpoint
+from gad.training.config import ConfigError, RunConfig
 from tests.conftest import REPO, read_jsonl
 
 
@@ -92,7 +92,7 @@ def test_hub_model_not_cached_and_hub_unreachable_is_said_quickly(tmp_path, pair
 def test_hub_model_in_offline_mode(monkeypatch, tmp_path):
     from huggingface_hub import constants
 
-    from gad.modeling import check_model_source
+    from gad.training.modeling import check_model_source
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
@@ -234,8 +234,15 @@ def test_endpoint_flags_are_generated_from_the_endpoint_model():
 
 
 def test_devserver_faults_file_errors(tmp_path, capsys):
-    assert "file not found" in run(capsys, "devserver", "--faults", tmp_path / "none.json")[2]
+    from app.cli import main as studio_main  # the devserver is the studio's tool, not the library's
+
+    def studio(*args):
+        rc = studio_main([str(a) for a in args])
+        out = capsys.readouterr()
+        return rc, out.out, out.err
+
+    assert "file not found" in studio("devserver", "--faults", tmp_path / "none.json")[2]
     bad = tmp_path / "bad.json"
     bad.write_text('[{"match": "*", "fault": "explode"}]')
-    rc, _, err = run(capsys, "devserver", "--faults", bad)
+    rc, _, err = studio("devserver", "--faults", bad)
     assert rc == EXIT_USAGE and "unknown fault 'explode'" in err

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gad.data import DataError, load_examples, require_responses
+from gad.data.examples import DataError, load_examples, require_responses
 
 ROWS = [{"prompt": "Café au lait?", "response": "Oui, s'il vous plaît."}, {"prompt": "Two", "response": "2"}]
 EXPECTED = [(r["prompt"], r["response"]) for r in ROWS]

@@ -14,12 +14,12 @@ import time
 
 import pytest
 
-from gad.api_client import ENDPOINT_PARAM_FIELDS, ChatRunner, Endpoint, EndpointError
-from gad.cache import JsonlStore, cache_key, default_cache_path, is_answer
+from app.devserver import DevServer
 from gad.cli import main
-from gad.data import Example
-from gad.devserver import DevServer
-from gad.teacher import collect_api
+from gad.data.examples import Example
+from gad.llm.api_client import ENDPOINT_PARAM_FIELDS, ChatRunner, Endpoint, EndpointError
+from gad.llm.cache import JsonlStore, cache_key, default_cache_path, is_answer
+from gad.llm.teacher import collect_api
 from tests.conftest import REPO, read_jsonl
 
 
@@ -95,9 +95,9 @@ def test_the_same_question_twice_in_one_run_is_asked_once():
 
 CONCURRENT = """
 import sys
-from gad.api_client import Endpoint
-from gad.data import Example
-from gad.teacher import collect_api
+from gad.llm.api_client import Endpoint
+from gad.data.examples import Example
+from gad.llm.teacher import collect_api
 exs = [Example(f"p{i}", [{"role": "user", "content": f"together {i}"}]) for i in range(24)]
 collect_api(exs, Endpoint(base_url=sys.argv[1], model="dev", api_key_env=None, concurrency=4), sys.argv[2],
             cache=sys.argv[3])

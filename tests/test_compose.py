@@ -27,7 +27,7 @@ EXTERNAL = {
     "POSTGRES_PASSWORD": "the postgres image sets this password",
     "POSTGRES_DB": "the postgres image creates this database",
     "HF_HOME": "huggingface_hub's cache root: where models are downloaded",
-    "OPENAI_API_KEY": "the default api_key_env of a teacher/judge endpoint (gad/api_client.py)",
+    "OPENAI_API_KEY": "the default api_key_env of a teacher/judge endpoint (gad/llm/api_client.py)",
     "GAD_WEB_PORT": "compose only: the web service's host port",
     "VLLM_PORT": "compose only: the vllm service's host port",
     "VLLM_GPU_ID": "compose only: the GPU reserved for the vllm service",
@@ -91,7 +91,7 @@ def test_every_variable_is_documented_and_read_by_someone():
 def test_external_variables_are_read_where_the_list_says():
     import huggingface_hub.constants
 
-    from gad.api_client import Endpoint
+    from gad.llm.api_client import Endpoint
 
     for name in ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"):
         assert name in env_keys()["postgres"]

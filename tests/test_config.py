@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from gad.cli import build_parser, main
-from gad.config import ConfigError, RunConfig, load_config
+from gad.training.config import ConfigError, RunConfig, load_config
 
 REQUIRED = dict(student="s", data="d.jsonl", output="out")
 
@@ -101,14 +101,14 @@ def test_settings_that_work_are_accepted(values):
 
 
 def test_the_plan_has_no_empty_stage():
-    from gad.pipeline import plan_stages
+    from gad.training.pipeline import plan_stages
 
     cfg = load_config(None, dict(REQUIRED, warmup_steps=3, steps=0, disc_only_steps=1))
     assert [(s.name, s.steps) for s in plan_stages(cfg, 16)] == [("warmup", 3)]
 
 
 def test_a_default_one_epoch_warmup_shorter_than_disc_only_steps_is_refused_once_the_data_is_known():
-    from gad.config import check_plan
+    from gad.training.config import check_plan
 
     cfg = load_config(None, dict(REQUIRED, batch_size=2))   # warmup: one epoch; disc_only_steps 10
     check_plan(cfg, 40)                                       # 20 warmup steps: fine
@@ -117,7 +117,7 @@ def test_a_default_one_epoch_warmup_shorter_than_disc_only_steps_is_refused_once
 
 
 def test_method_warnings_name_settings_the_method_ignores():
-    from gad.config import method_warnings
+    from gad.training.config import method_warnings
 
     seqkd = load_config(None, dict(REQUIRED, method="seqkd", group_size=4, warmup_steps=3, lr=1e-5, save_steps=5))
     named = {w.split("=")[0] for w in method_warnings(seqkd)}
@@ -137,7 +137,7 @@ def test_cli_steps_0_exits_2_naming_steps(tmp_path, capsys):
 
 def test_every_setting_has_exactly_one_kind_and_training_settings_name_their_methods():
     """A setting nobody classified would be silently ignored on resume: refuse that here."""
-    from gad.config import ALL_METHODS, KINDS, RunConfig, field_tag
+    from gad.training.config import ALL_METHODS, KINDS, RunConfig, field_tag
 
     for name, field in RunConfig.model_fields.items():
         tag = field_tag(name)
@@ -149,7 +149,7 @@ def test_every_setting_has_exactly_one_kind_and_training_settings_name_their_met
 
 
 def test_kinds_decide_what_resume_compares_presets_keep_and_forks_fix():
-    from gad.config import FIXED_BY_CHECKPOINT, OPERATIONAL, PER_RUN, load_config, method_fields
+    from gad.training.config import FIXED_BY_CHECKPOINT, OPERATIONAL, PER_RUN, load_config, method_fields
 
     assert {"student", "data", "output", "teacher_responses", "held_out"} == PER_RUN
     assert FIXED_BY_CHECKPOINT == {"student", "lora", "lora_r", "lora_alpha", "lora_dropout"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gad.data import DataError, PLAIN_WRAPPER, load_examples, load_responses, render_prompt, split_examples
+from gad.data.examples import PLAIN_WRAPPER, DataError, load_examples, load_responses, render_prompt, split_examples
 from tests.conftest import REPO, TEST_DATA
 
 SHARED = REPO.parent / "shared" / "datasets"
@@ -178,7 +178,7 @@ def test_render_chat_and_plain(tiny_model):
 
 
 # --- the real files ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", sorted((REPO / "gad" / "datasets").glob("*.jsonl")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((REPO / "gad" / "data" / "datasets").glob("*.jsonl")), ids=lambda p: p.name)
 def test_bundled_sets_load(path):
     exs = load_examples(path)
     assert len(exs) == sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
@@ -197,7 +197,7 @@ def test_raw_source_formats_load(path):
         assert exs and all(e.prompt_text for e in exs)
 
 
-SHIPPED = REPO / "gad" / "datasets"
+SHIPPED = REPO / "gad" / "data" / "datasets"
 
 
 def test_the_shipped_sets_are_all_there():
@@ -211,7 +211,7 @@ def test_every_shared_dataset_file_loads():
     """The full files in ../shared/datasets, where the workplace or CI lays them beside the clone."""
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} is absent: the full shared data sets are only checked where they are laid beside "
-                    f"the checkout (the shipped sets in gad/datasets are checked on every clone)")
+                    f"the checkout (the shipped sets in gad/data/datasets are checked on every clone)")
     count = 0
     for path in sorted(SHARED.glob("*.jsonl")) + sorted((SHARED / "raw").iterdir()):
         if path.name in ANSWER_FILES:

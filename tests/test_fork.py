@@ -10,9 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gad.config import ConfigError, RunConfig
-from gad.fork import check_fork, prepare_fork
-from gad.pipeline import list_checkpoints, run
+from gad.training.config import ConfigError, RunConfig
+from gad.training.fork import check_fork, prepare_fork
+from gad.training.pipeline import run
+from gad.training.rundir import list_checkpoints
 from tests.conftest import read_jsonl
 
 pytestmark = pytest.mark.slow
@@ -116,7 +117,7 @@ def test_fork_cannot_change_what_the_checkpoint_weights_are(parent, tiny_model, 
 
 
 def test_stage_start_decides_what_a_checkpoint_gives_the_stage_containing_it(tmp_path):
-    from gad.pipeline import Stage, stage_start
+    from gad.training.pipeline import Stage, stage_start
 
     adversarial = Stage("adversarial", 6, 1e-4, True, True)
     def ck(step, stage, stage_step, **meta):

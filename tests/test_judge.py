@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from gad.devserver import DevServer, count_tokens
-from gad.judge import aggregate_score, bootstrap_interval, judge_messages, parse_scores, summarise
-from gad.metrics import length_stats, ngram_f1, overlap_report, rouge_l, select_checkpoint
+from app.devserver import DevServer, count_tokens
+from gad.llm.judge import aggregate_score, bootstrap_interval, judge_messages, parse_scores, summarise
+from gad.llm.metrics import length_stats, ngram_f1, overlap_report, rouge_l, select_checkpoint
 from tests.conftest import REPO, read_jsonl
 
 
@@ -92,7 +92,7 @@ def test_checkpoint_selection_respects_the_length_ratio():
 def test_tiny_model_end_to_end_evaluation(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setenv("GAD_JUDGE_KEY", "sk-judge")
     teacher = tmp_path / "teacher.jsonl"
-    vicuna = [json.loads(l) for l in (REPO / "gad/datasets/vicuna_80.jsonl").read_text().splitlines()[:4]]
+    vicuna = [json.loads(l) for l in (REPO / "gad/data/datasets/vicuna_80.jsonl").read_text().splitlines()[:4]]
     teacher.write_text("".join(json.dumps({"id": r["id"], "prompt": r["prompt"],
                                            "response": "A long and thorough teacher answer " * 6}) + "\n"
                                for r in vicuna))
@@ -121,6 +121,8 @@ def test_tiny_model_end_to_end_evaluation(tiny_model, tmp_path, monkeypatch):
     assert rows["teacher"]["score"] > rows["tiny"]["score"]      # longer answers win with this judge
     assert "rouge_l" in rows["tiny"] and "inferred" in (tmp_path / "eval" / "table.md").read_text()
     assert (tmp_path / "eval" / "table.png").read_bytes()[:4] == b"\x89PNG"
+    assert all(0 <= r["win_rate"] <= 1 and 0 <= r["lc_win_rate"] <= 1 for r in rows.values())
+    assert "length-controlled win rate" in (tmp_path / "eval" / "table.md").read_text()
     assert "tiny" in proc.stdout and "vicuna score" in proc.stdout
     # the dev judge's score is a known function of the answer lengths
     s = samples[0]
@@ -128,8 +130,8 @@ def test_tiny_model_end_to_end_evaluation(tiny_model, tmp_path, monkeypatch):
 
 
 def test_prompts_without_a_reference_are_recorded_not_judged(tmp_path, monkeypatch):
-    from gad.api_client import Endpoint
-    from gad.evaluate import ModelSpec, evaluate
+    from gad.llm.api_client import Endpoint
+    from gad.llm.evaluate import ModelSpec, evaluate
 
     answers = tmp_path / "answers.jsonl"
     answers.write_text("".join(json.dumps({"prompt": p, "response": "an answer of some length " * 3}) + "\n"
@@ -148,3 +150,37 @@ def test_prompts_without_a_reference_are_recorded_not_judged(tmp_path, monkeypat
     assert row["judged"] == 2 and row["failed"] == 1 and row["unparsed"] == 0   # table and samples agree
     failed = [s for s in read_jsonl(tmp_path / "out" / "samples.jsonl") if s["orders"]["model_first"]["status"] == "failed"]
     assert len(failed) == 1 and "no judge reference" in failed[0]["orders"]["model_first"]["error"]
+
+
+def test_length_controlled_win_rate_discounts_answers_that_win_by_length():
+    import math
+    import random
+
+    from gad.llm.judge import length_controlled_win_rates, win_rate
+
+    rng = random.Random(0)
+    reference = [100.0] * 300
+
+    def model(mean_words, sd, skill):  # the judge: P(win) = sigmoid(skill + 2 * (length - 100) / 50)
+        words = [mean_words + rng.gauss(0, sd) for _ in reference]
+        pairs = [(8, 6) if rng.random() < 1 / (1 + math.exp(-(skill + 2 * (w - 100) / 50))) else (6, 8) for w in words]
+        return pairs, words, reference
+
+    fits = {"varied": model(100, 50, 0.0), "long": model(160, 15, 0.0), "better": model(100, 50, 1.0)}
+    lc = length_controlled_win_rates(fits)
+    raw = {name: win_rate(f[0]) for name, f in fits.items()}
+    assert raw["long"] > 0.9 and lc["long"] < raw["long"] - 0.2        # it won by length, not by skill
+    assert abs(lc["varied"] - raw["varied"]) < 0.05                     # as long as the reference on average
+    assert lc["better"] > lc["varied"] + 0.1                            # real skill survives the control
+    assert math.isnan(length_controlled_win_rates({"none": ([], [], [])})["none"])
+
+
+def test_the_judge_is_flagged_when_it_shares_the_teachers_family():
+    from gad.llm.judge import model_family, self_preference_warning
+
+    assert model_family("openai/gpt-4o-mini") == model_family("gpt-4.1") == "gpt"
+    assert model_family("Qwen/Qwen2.5-7B-Instruct") == "qwen" and model_family("my-student") is None
+    warning = self_preference_warning("gpt-4o", "teacher=gpt-4.1-mini")
+    assert warning and "gpt" in warning and "another family" in warning
+    assert self_preference_warning("claude-3-5-sonnet", "gpt-4o") is None
+    assert self_preference_warning("gpt-4o", None) is None

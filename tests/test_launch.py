@@ -1,4 +1,4 @@
-"""gad/launch.py and configs/accelerate/: the command the GPU worker runs, for each strategy, checked
+"""gad/training/launch.py and configs/accelerate/: the command the GPU worker runs, for each strategy, checked
 with accelerate's and gad-studio's own parsers; and a two-process CPU run through exactly that path."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gad.config import ConfigError, RunConfig
-from gad.launch import CONFIG_DIR, STRATEGIES, _run_flags, launch_command, rollout_server_command
+from gad.training.config import ConfigError, RunConfig
+from gad.training.launch import CONFIG_DIR, STRATEGIES, _run_flags, launch_command, rollout_server_command
 from tests.conftest import REPO, free_port, read_jsonl
 
 EXPECTED_TYPE = {"ddp": "MULTI_GPU", "zero2": "DEEPSPEED", "zero3": "DEEPSPEED", "fsdp": "FSDP"}
@@ -49,7 +49,7 @@ def test_each_strategy_builds_a_command_accelerate_and_train_accept(strategy, tm
     assert Path(ns.config_file) == CONFIG_DIR / f"{strategy}.yaml" and Path(ns.config_file).is_file()
     assert ns.num_processes == 8 and ns.num_machines == 1 and ns.machine_rank == 0
     assert ns.main_process_port == 29555 and ns.module and ns.training_script == "gad.cli"
-    assert not ns.cpu  # accelerate's --cpu would start a single process (see gad/launch.py)
+    assert not ns.cpu  # accelerate's --cpu would start a single process (see gad/training/launch.py)
     cfg = load_config_from_file(ns.config_file)  # accelerate's schema: unknown keys raise
     assert cfg.distributed_type.value == EXPECTED_TYPE[strategy]
     train = train_args(launch.argv)

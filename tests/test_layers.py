@@ -67,7 +67,105 @@ def test_the_ui_calls_services_not_routes():
 
 
 def test_gad_imports_without_vllm_and_without_side_effects():
-    code = ("import sys; import gad.pipeline, gad.evaluate, gad.teacher, gad.cli; "
+    code = ("import sys; import gad.training.pipeline, gad.llm.evaluate, gad.llm.teacher, gad.cli; "
             "assert 'vllm' not in sys.modules; assert 'sqlalchemy' not in sys.modules; print('ok')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+# --- the module graph: no circles, and the arrows docs/architecture.md draws -------------------------------
+def module_graph() -> dict[str, set[str]]:
+    """Every module of gad/, app/ and worker/ -> the project modules it imports (anywhere in the file, lazy
+    imports included: a circle through a function-level import is still a circle to the reader)."""
+    files = {}
+    for pkg in ("gad", "app", "worker"):
+        for p in (REPO / pkg).rglob("*.py"):
+            name = ".".join(p.relative_to(REPO).with_suffix("").parts)
+            files[name.removesuffix(".__init__")] = p
+    graph = {}
+    for name, path in files.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        resolved = set()
+        for t in targets:
+            while t and t not in files:
+                t = t.rpartition(".")[0]
+            if t and t != name and not name.startswith(t + "."):  # a module may import its own package
+                resolved.add(t)
+        graph[name] = resolved
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on.add(root)
+        while work:
+            v, it = work[-1]
+            w = next(it, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = counter[0]
+                    counter[0] += 1
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(sorted(graph[w]))))
+                elif w in on:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                if len(comp) > 1:
+                    out.append(sorted(comp))
+    return out
+
+
+def test_circles_finds_a_circle():
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_module_imports_itself_through_others():
+    assert circles(module_graph()) == []
+
+
+def _arrows(graph, source: str, target: str, allowed: dict[str, set[str]] = {}) -> list[str]:  # noqa: B006
+    return sorted(f"{m} -> {t}" for m, ts in graph.items() if m == source or m.startswith(source + ".")
+                  for t in ts if (t == target or t.startswith(target + ".")) and t not in allowed.get(m, set()))
+
+
+def test_the_worker_reaches_the_library_through_services():
+    """worker/ holds thin Celery tasks: what a job does lives in app/services (which calls gad)."""
+    graph = module_graph()
+    assert _arrows(graph, "worker", "gad", allowed={"worker.__main__": {"gad.training.progress"}}) == []
+    assert _arrows(graph, "worker", "app.db.models") == []
+
+
+def test_pages_and_routes_query_through_services():
+    """The dashboard's pages and the API's routes hold no queries: no SQLAlchemy, no models, no sessions of
+    their own (the request's session comes from app.api.deps / app.ui's session helper)."""
+    graph = module_graph()
+    for room in ("app.ui", "app.api.routes"):
+        assert _arrows(graph, room, "app.db.models") == [], room
+    for folder in ("app/ui", "app/api/routes"):
+        assert _offenders(folder, {"sqlalchemy"}) == {}, folder

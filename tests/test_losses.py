@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from gad.losses import bradley_terry_loss, discriminator_accuracy, group_advantages, kl_k3
+from gad.training.losses import bradley_terry_loss, discriminator_accuracy, group_advantages, kl_k3
 
 
 def test_bradley_terry_by_hand():

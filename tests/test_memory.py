@@ -1,4 +1,4 @@
-"""gad/memory.py: parameter counts against real models, the byte arithmetic by hand, the activation fit
+"""gad/training/memory.py: parameter counts against real models, the byte arithmetic by hand, the activation fit
 against a measurement, and the deployment guide's table against what the script prints now."""
 
 from __future__ import annotations
@@ -10,8 +10,18 @@ import sys
 
 import pytest
 
-from gad.memory import (DISC_MICRO_BATCH, GB, PRESETS, Arch, activation_bytes_per_token_layer, arch_from_config,
-                        arch_from_folder, disc_chunk, estimate, estimate_run)
+from gad.training.memory import (
+    DISC_MICRO_BATCH,
+    GB,
+    PRESETS,
+    Arch,
+    activation_bytes_per_token_layer,
+    arch_from_config,
+    arch_from_folder,
+    disc_chunk,
+    estimate,
+    estimate_run,
+)
 from tests.conftest import REPO
 
 QWEN7 = PRESETS["Qwen2.5-7B"]
@@ -106,7 +116,7 @@ def test_sharding_divides_by_the_number_of_gpus():
     # ZeRO-2 keeps whole weights, shards gradients and optimizer states
     assert item(eight["zero2"], "policy weights") == pytest.approx(item(one["zero2"], "policy weights"))
     assert item(eight["zero2"], "policy AdamW states") == pytest.approx(item(one["zero2"], "policy AdamW states") / 8)
-    # the discriminator is whole on every GPU, as gad/discriminator.py keeps it
+    # the discriminator is whole on every GPU, as gad/training/discriminator.py keeps it
     assert item(eight["zero3"], "discriminator weights") == pytest.approx(item(one["zero3"], "discriminator weights"))
     sharded = estimate(QWEN7, strategy="zero3", n_gpus=8, vllm="server", discriminator_sharded=True)
     assert item(sharded, "discriminator weights") == pytest.approx(item(one["zero3"], "discriminator weights") / 8)
@@ -170,11 +180,11 @@ def test_checkpointing_and_smaller_batches_shrink_activations():
 
 
 def test_disc_micro_batch_is_the_discriminators_default():
-    from gad import pipeline
-    from gad.discriminator import Discriminator
+    from gad.training import pipeline
+    from gad.training.discriminator import Discriminator
 
     assert inspect.signature(Discriminator).parameters["micro_batch"].default == DISC_MICRO_BATCH
-    assert "micro_batch=" not in inspect.getsource(pipeline._build_stage), "the pipeline now sets it: update gad.memory"
+    assert "micro_batch=" not in inspect.getsource(pipeline.build_stage), "the pipeline now sets it: update gad.training.memory"
 
 
 def test_activation_fit_matches_saved_tensors_of_a_real_layer():
@@ -211,7 +221,7 @@ def test_activation_fit_matches_saved_tensors_of_a_real_layer():
 
 # --- from a RunConfig (the dashboard's path) ----------------------------------------------------
 def test_estimate_run_derives_the_workload_from_the_settings():
-    from gad.config import RunConfig
+    from gad.training.config import RunConfig
 
     cfg = RunConfig(student="s", data="d", output="o", batch_size=64, group_size=8, gradient_accumulation_steps=4,
                     max_new_tokens=1024, max_prompt_length=512, lora=True, use_vllm=True,

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import torch
 
-from gad.discriminator import Discriminator, Group
-from gad.config import RunConfig
-from gad.modeling import (TokenInfo, build_sequence, load_discriminator, load_student, load_tokenizer,
-                          pad_sequences, score_sequences, split_response, token_info)
+from gad.training.config import RunConfig
+from gad.training.discriminator import Discriminator, Group
+from gad.training.modeling import (
+    TokenInfo,
+    build_sequence,
+    load_discriminator,
+    load_student,
+    load_tokenizer,
+    pad_sequences,
+    score_sequences,
+    split_response,
+    token_info,
+)
 
 INFO = TokenInfo(pad_id=0, eot_id=2, stop_ids=frozenset({2, 3}))
 
@@ -75,7 +84,7 @@ def test_one_bradley_terry_step_raises_teacher_over_student(tiny_model):
 
 
 def test_precision_rules_keep_float32_master_weights():
-    from gad.modeling import autocast_dtype, resolve_dtype
+    from gad.training.modeling import autocast_dtype, resolve_dtype
 
     assert resolve_dtype("auto") == torch.float32          # never pure bf16 weights by default
     assert resolve_dtype("bfloat16") == torch.bfloat16     # only when asked

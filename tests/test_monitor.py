@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from gad.discriminator import Group, identical_pairs
-from gad.health import run_alarms
-from gad.losses import pairwise_accuracy, spearman
-from gad.monitor import quality_metrics
+from gad.training.discriminator import Group, identical_pairs
+from gad.training.health import run_alarms
+from gad.training.losses import pairwise_accuracy, spearman
+from gad.training.monitor import quality_metrics
 
 
 def test_identical_pairs_are_counted_apart_not_as_errors():
@@ -90,7 +90,7 @@ def test_alarm_fires_on_a_constant_discriminator_and_not_on_a_learning_one():
 # Real tiny runs
 # ----------------------------------------------------------------------------------------------
 def _small(tiny_model, pairs_file, out, **kw):
-    from gad.config import RunConfig
+    from gad.training.config import RunConfig
 
     base = dict(student=str(tiny_model), data=str(pairs_file), output=str(out), batch_size=2, group_size=4,
                 max_new_tokens=8, max_prompt_length=48, warmup_steps=2, steps=4, disc_only_steps=1,
@@ -102,7 +102,8 @@ def _small(tiny_model, pairs_file, out, **kw):
 
 @pytest.mark.slow
 def test_gad_run_records_held_out_checks_and_freezes_the_policy_during_disc_warmup(tiny_model, pairs_file, tmp_path):
-    from gad.pipeline import list_checkpoints, run
+    from gad.training.pipeline import run
+    from gad.training.rundir import list_checkpoints
     from tests.conftest import read_jsonl
     from tests.test_training import changed, weights
 
@@ -127,7 +128,7 @@ def test_gad_run_records_held_out_checks_and_freezes_the_policy_during_disc_warm
 
 @pytest.mark.slow
 def test_disc_warmup_ends_early_once_the_target_is_reached(tiny_model, pairs_file, tmp_path):
-    from gad.pipeline import run
+    from gad.training.pipeline import run
     from tests.conftest import read_jsonl
 
     # Target 0.51: reached at the first check unless D is at or below chance, so the policy starts early.
@@ -147,9 +148,9 @@ def test_disc_warmup_ends_early_once_the_target_is_reached(tiny_model, pairs_fil
 
 
 def test_the_disc_step_can_repeat_and_still_returns_pre_update_scores(tiny_model):
-    from gad.config import RunConfig
-    from gad.discriminator import Discriminator
-    from gad.modeling import load_discriminator, load_tokenizer, token_info
+    from gad.training.config import RunConfig
+    from gad.training.discriminator import Discriminator
+    from gad.training.modeling import load_discriminator, load_tokenizer, token_info
 
     cfg = RunConfig(student=str(tiny_model), data="x", output="y")
     tok = load_tokenizer(str(tiny_model))
@@ -170,8 +171,8 @@ def test_the_disc_step_can_repeat_and_still_returns_pre_update_scores(tiny_model
 
 
 def test_a_fork_takes_the_parents_discriminator_unless_asked_for_a_fresh_one(tmp_path):
-    from gad.config import RunConfig
-    from gad.pipeline import discriminator_source
+    from gad.training.config import RunConfig
+    from gad.training.pipeline import discriminator_source
 
     def ckpt(step, with_disc=True):
         path = tmp_path / "checkpoints" / f"step-{step}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gad.plots import health_warnings, plot_run
+from gad.training.plots import health_warnings, plot_run
 
 
 def _records(acc: float, n: int = 30):
@@ -29,7 +29,7 @@ def test_plot_writes_a_png(tmp_path):
 
 
 def test_resume_truncation_drops_later_records_and_a_line_cut_by_a_kill(tmp_path):
-    from gad.progress import JsonlProgress
+    from gad.training.progress import JsonlProgress
 
     p = JsonlProgress(tmp_path)
     for step in range(1, 6):

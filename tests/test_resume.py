@@ -10,9 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from gad.config import ConfigError, RunConfig
-from gad.pipeline import list_checkpoints, run
-from gad.progress import Progress
+from gad.training.config import ConfigError, RunConfig
+from gad.training.pipeline import run
+from gad.training.progress import Progress
+from gad.training.rundir import list_checkpoints
 from tests.conftest import read_jsonl
 
 pytestmark = pytest.mark.slow

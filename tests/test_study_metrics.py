@@ -1,12 +1,25 @@
-"""gad.study_metrics on values computed by hand."""
+"""bench.study.metrics on values computed by hand."""
 
 import math
 
 import pytest
 
-from gad.study_metrics import (distinct_n, entropy, kl_divergence, mean_sd, normalise, paired_difference,
-                               paired_verdict, pairwise_auc, pearson, rankdata, spearman, standard_error, t_critical,
-                               total_variation)
+from bench.study.metrics import (
+    distinct_n,
+    entropy,
+    kl_divergence,
+    mean_sd,
+    normalise,
+    paired_difference,
+    paired_verdict,
+    pairwise_auc,
+    pearson,
+    rankdata,
+    spearman,
+    standard_error,
+    t_critical,
+    total_variation,
+)
 
 
 def test_rankdata_averages_ties():

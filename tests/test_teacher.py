@@ -11,11 +11,11 @@ import time
 
 import pytest
 
-from gad.api_client import ChatRunner, Endpoint, EndpointError, JsonlStore, cache_key
-from gad.cache import default_cache_path, is_answer
-from gad.data import Example, load_examples
-from gad.devserver import DevServer
-from gad.teacher import collect_api, collect_local
+from app.devserver import DevServer
+from gad.data.examples import Example, load_examples
+from gad.llm.api_client import ChatRunner, Endpoint, EndpointError
+from gad.llm.cache import JsonlStore, cache_key, default_cache_path, is_answer
+from gad.llm.teacher import collect_api, collect_local
 from tests.conftest import REPO, read_jsonl
 
 
@@ -153,9 +153,9 @@ def test_collect_writes_training_ready_jsonl_and_never_the_key(tmp_path):
 
 COLLECT_SCRIPT = """
 import json, sys
-from gad.api_client import Endpoint
-from gad.data import Example
-from gad.teacher import collect_api
+from gad.llm.api_client import Endpoint
+from gad.data.examples import Example
+from gad.llm.teacher import collect_api
 exs = [Example(f"p{i}", [{"role": "user", "content": f"prompt number {i}"}]) for i in range(int(sys.argv[3]))]
 res = collect_api(exs, Endpoint(base_url=sys.argv[1], model="dev", api_key_env=None, concurrency=4), sys.argv[2],
                   cache=sys.argv[4])

@@ -9,8 +9,18 @@ import pytest
 import torch
 
 from gad.cli import main
-from gad.toy import (ToySettings, discriminator_loss, fit_gad, fit_seqkd, kl, main_mode_outcomes, reinforce_loss,
-                     student_logprobs, summarise, teacher_distribution)
+from gad.toy.experiment import (
+    ToySettings,
+    discriminator_loss,
+    fit_gad,
+    fit_seqkd,
+    kl,
+    main_mode_outcomes,
+    reinforce_loss,
+    student_logprobs,
+    summarise,
+    teacher_distribution,
+)
 
 
 def test_teacher_and_student_are_distributions():

@@ -14,9 +14,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gad.config import RunConfig
-from gad.pipeline import list_checkpoints, run
-from gad.progress import Progress
+from gad.training.config import RunConfig
+from gad.training.pipeline import run
+from gad.training.progress import Progress
+from gad.training.rundir import list_checkpoints
 from tests.conftest import REPO, read_jsonl
 
 pytestmark = pytest.mark.slow
@@ -145,7 +146,7 @@ def test_cancel_saves_then_resume_finishes(tiny_model, pairs_file, tmp_path):
 
 
 def test_batch_larger_than_the_data_is_refused_before_training(tiny_model, pairs_file, tmp_path):
-    from gad.config import ConfigError
+    from gad.training.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"batch_size 64 is larger than the 16 training prompts"):
         run(small(tiny_model, pairs_file, tmp_path / "run", batch_size=64))
@@ -153,7 +154,7 @@ def test_batch_larger_than_the_data_is_refused_before_training(tiny_model, pairs
 
 
 def test_changed_settings_on_an_existing_run_are_refused(tiny_model, pairs_file, tmp_path):
-    from gad.config import ConfigError
+    from gad.training.config import ConfigError
 
     run(small(tiny_model, pairs_file, tmp_path / "run", method="seqkd", steps=1))
     with pytest.raises(ConfigError, match=r"other settings or inputs \(seqkd_lr: 0.0001 -> 0.0002\)"):
@@ -264,7 +265,7 @@ def test_resume_from_a_lone_mid_stage_checkpoint(tiny_model, pairs_file, tmp_pat
 
 def test_a_warmup_of_one_epoch_no_longer_than_disc_only_steps_is_refused_before_training(tiny_model, pairs_file,
                                                                                         tmp_path):
-    from gad.config import ConfigError
+    from gad.training.config import ConfigError
 
     # 16 prompts, batch 2: the default warmup is one epoch of 8 steps, all of them discriminator-only
     with pytest.raises(ConfigError, match=r"disc_only_steps: 10 discriminator-only steps leave no step"):

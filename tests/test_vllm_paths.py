@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from gad.config import ConfigError, build_config
-from gad.generation import vllm_available
+from gad.llm.generation import vllm_available
+from gad.training.config import ConfigError, build_config
 
 pytestmark = pytest.mark.skipif(vllm_available(), reason="these check the behaviour without vLLM installed")
 
@@ -26,7 +26,7 @@ def test_server_mode_needs_a_url(tmp_path, pairs_file, tiny_model):
 
 
 def test_a_run_asking_for_vllm_fails_before_training_and_says_how_to_get_it(tmp_path, pairs_file, tiny_model):
-    from gad.pipeline import run
+    from gad.training.pipeline import run
 
     with pytest.raises(ConfigError, match=r"vLLM is not installed.*\.\[vllm\]"):
         run(_cfg(tmp_path, pairs_file, tiny_model, use_vllm=True))
@@ -34,8 +34,8 @@ def test_a_run_asking_for_vllm_fails_before_training_and_says_how_to_get_it(tmp_
 
 
 def test_evaluation_generation_with_vllm_says_the_same(tiny_model):
-    from gad.data import Example
-    from gad.evaluate import ModelSpec, generate_responses
+    from gad.data.examples import Example
+    from gad.llm.evaluate import ModelSpec, generate_responses
 
     with pytest.raises(ConfigError, match="vLLM is not installed"):
         generate_responses(ModelSpec("m", path=str(tiny_model)), [Example("1", [{"role": "user", "content": "hi"}])],
@@ -43,6 +43,6 @@ def test_evaluation_generation_with_vllm_says_the_same(tiny_model):
 
 
 def test_the_vllm_switches_do_not_block_a_resume():
-    from gad.config import OPERATIONAL
+    from gad.training.config import OPERATIONAL
 
     assert {"use_vllm", "vllm_mode", "vllm_server_url", "vllm_gpu_memory_utilization"} <= OPERATIONAL

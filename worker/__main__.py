@@ -34,10 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     from app.context import make_context
     from app.db.session import session_scope
     from app.errors import StudioError
-    from app.services.jobs import reconcile_jobs
-    from app.services.runs import reconcile
+    from app.services.lifecycle import reconcile_now_and_then
     from app.services.sending import unsent
-    from gad.progress import quiet_libraries
+    from gad.training.progress import quiet_libraries
     from worker.celery_app import make_celery
 
     ns = parse(argv)
@@ -49,14 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     def reconciler():
         """Marks work of dead workers interrupted, and sends rows the broker missed. A database hiccup
         is logged and the loop goes on: this thread dying would hide every later crash."""
-        stop = threading.Event()
-        while not stop.wait(max(1.0, min(ctx.settings.heartbeat_timeout / 2, 10.0))):
+        stop, period = threading.Event(), max(1.0, min(ctx.settings.heartbeat_timeout / 2, 10.0))
+        while not stop.wait(period):
             try:
+                reconcile_now_and_then(ctx, every=period / 2)  # this loop's period is the throttle here
                 with session_scope(ctx.sessions) as s:
-                    for run_id in reconcile(s, ctx.settings.heartbeat_timeout):
-                        log.warning("run %s: worker lost, marked interrupted", run_id)
-                    for job_id in reconcile_jobs(s, ctx.settings.heartbeat_timeout):
-                        log.warning("job %s: worker lost, marked interrupted", job_id)
                     missed = unsent(s)
                 for kind, row_id in missed:
                     ctx.enqueue(kind, row_id)

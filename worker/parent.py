@@ -40,7 +40,7 @@ def _arm_pdeathsig(sig: int) -> bool:
 
 def _kill_groups(runs_dir: Path) -> None:
     """Training groups run in sessions of their own: end them, since no supervisor will be left."""
-    from worker.group_run import GROUP_PID
+    from app.services.group_run import GROUP_PID
 
     for pid_file in Path(runs_dir).glob(f"*/{GROUP_PID}"):
         try:

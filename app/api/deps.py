@@ -10,7 +10,7 @@ from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from app.auth.policy import require
-from app.auth.tokens import CSRF_HEADER, SESSION_COOKIE, read_session
+from app.auth.tokens import CSRF_HEADER, session_of
 from app.context import StudioContext
 from app.db.models import User
 from app.errors import Forbidden, Unauthenticated
@@ -29,21 +29,6 @@ async def get_ctx(request: Request) -> StudioContext:
 
 
 Ctx = Annotated[StudioContext, Depends(get_ctx)]
-
-
-def reconcile_now_and_then(ctx: StudioContext, session: Session) -> None:
-    """Mark runs of dead workers interrupted before showing runs. Workers do this too; the API does it
-    at most once per half heartbeat timeout, so a page load is not a database write."""
-    import time
-
-    from app.services.runs import reconcile
-
-    now = time.monotonic()
-    last = getattr(ctx, "_last_reconcile", 0.0)
-    if now - last >= ctx.settings.heartbeat_timeout / 2:
-        ctx._last_reconcile = now
-        if reconcile(session, ctx.settings.heartbeat_timeout):
-            session.commit()
 
 
 def get_session(ctx: Ctx) -> Iterator[Session]:
@@ -70,7 +55,7 @@ def user_from_request(request: Request, session: Session, ctx: StudioContext) ->
         if session.dirty:
             session.commit()  # last_used_at, touched at most once a minute
         return user
-    data = read_session(ctx.settings.fernet_key(), request.cookies.get(SESSION_COOKIE))
+    data = session_of(ctx.settings.fernet_key(), request.cookies)
     if data is None:
         return None
     user = session.get(User, data["uid"])

@@ -1,6 +1,6 @@
 """Request and response models of the REST API (the OpenAPI schema is generated from these).
 
-`RunSettings` is generated from gad.config.RunConfig: the same fields, help texts and defaults,
+`RunSettings` is generated from gad.training.config.RunConfig: the same fields, help texts and defaults,
 so the API, the CLI and the dashboard's form cannot drift apart."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from app.enums import JobKind, Role, RunStatus, Side, StudyStatus
-from gad.config import RunConfig
-
+from gad.llm.eval_config import BUILTIN_SETS, EvalConfig
+from gad.training.config import RunConfig
 
 DbId = Annotated[int, Field(ge=1, le=2**31 - 1)]  # a row id (32-bit in every supported database)
 
@@ -149,12 +149,12 @@ class EndpointCreate(BaseModel):
     key_env_var: str | None = Field(None, max_length=120, description="Or the name of the environment variable "
                                                                       "that holds the key on the workers.")
     params: dict[str, Any] = Field(default_factory=dict, description="Sampling, limits and prices: any field of "
-                                                                     "gad.api_client.Endpoint but base_url/model.")
+                                                                     "gad.llm.api_client.Endpoint but base_url/model.")
 
     @field_validator("params")
     @classmethod
     def _known_params(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from gad.api_client import ENDPOINT_PARAM_FIELDS
+        from gad.llm.api_client import ENDPOINT_PARAM_FIELDS
 
         unknown = sorted(set(value) - set(ENDPOINT_PARAM_FIELDS))
         if unknown:
@@ -186,6 +186,28 @@ class CollectCreate(BaseModel):
     dataset_id: DbId
     endpoint_id: DbId
     retry_failed: bool = Field(False, description="Ask again the prompts that were refused or failed before.")
+    max_cost_usd: float | None = Field(None, gt=0, description="Cost cap in USD: the job pauses when its spend "
+                                                               "reaches it (none: no cap).")
+
+
+class JobResume(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_cost_usd: float | None = Field(..., gt=0, description="The new cost cap in USD, above what the job has "
+                                                               "spent (null: no cap).")
+
+
+class CostProjection(BaseModel):
+    kind: JobKind
+    requests: int = Field(description="Requests that would be sent (cached answers are not).")
+    cached: int = Field(description="Requests answered from the cache: they cost nothing.")
+    prompt_tokens: int = Field(description="Estimated prompt tokens (characters / 4 + 8 per request).")
+    completion_tokens_max: int = Field(description="Upper bound on completion tokens.")
+    price_prompt: float = Field(description="USD per million prompt tokens.")
+    price_completion: float = Field(description="USD per million completion tokens.")
+    cost_prompt_usd: float
+    cost_max_usd: float = Field(description="Projected cost with completions at their upper bound.")
+    priced: bool = Field(description="False when the endpoint has no known price (the cost shows as 0).")
+    assumptions: list[str]
 
 
 class JobOut(BaseModel):
@@ -200,6 +222,8 @@ class JobOut(BaseModel):
     stats: dict[str, Any]
     result: dict[str, Any] | None
     error: str | None
+    message: str | None = Field(None, description="Why a paused job paused (its spend and its cap).")
+    max_cost_usd: float | None = None
     eta_seconds: float | None
     created_at: datetime
     started_at: datetime | None
@@ -317,14 +341,15 @@ class EvalModel(BaseModel):
 class EvaluationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     models: list[EvalModel] = Field(..., min_length=1, max_length=20)
-    sets: list[str] = Field(..., min_length=1, description="vicuna, selfinst, dolly, lmsys, or dataset:<id>")
+    sets: list[str] = Field(..., min_length=1, description=f"{', '.join(BUILTIN_SETS)}, or dataset:<id>")
     judge_endpoint_id: DbId
-    limit: int | None = Field(None, gt=0, description="At most this many prompts per set.")
-    max_new_tokens: int = Field(1536, gt=0, le=32768)
-    greedy: bool = False
-    both_orders: bool = Field(False, description="Judge each pair in both presentation orders (position bias).")
-    teacher: str | None = Field(None, description="Name of the model whose responses are the teacher's.")
-    use_vllm: bool = Field(False, description="Generate with vLLM (a GPU worker with the vllm extra).")
+    # The generation and judging settings, help texts and defaults: gad.llm.eval_config.EvalConfig's.
+    limit: int | None = EvalConfig.model_fields["limit"]
+    max_new_tokens: int = EvalConfig.model_fields["max_new_tokens"]
+    greedy: bool = EvalConfig.model_fields["greedy"]
+    both_orders: bool = EvalConfig.model_fields["both_orders"]
+    teacher: str | None = EvalConfig.model_fields["teacher"]
+    use_vllm: bool = EvalConfig.model_fields["use_vllm"]
 
 
 class EvaluationRow(BaseModel):
@@ -342,7 +367,9 @@ class EvaluationRow(BaseModel):
 
 class JudgeSample(BaseModel):
     prompt_id: str
+    prompt: str = Field("", description="The prompt (empty when the job's output folder is gone).")
     response: str
+    reference: str = Field("", description="The judge's own reference answer (empty when the output is gone).")
     model_score: float | None
     reference_score: float | None
     verdicts: dict[str, Any] | list[Any]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
@@ -18,6 +19,7 @@ TOKEN_PREFIX = "gad_"
 SESSION_COOKIE = "gad_session"
 CSRF_HEADER = "X-CSRF-Token"
 SESSION_MAX_AGE = 14 * 24 * 3600
+SESSION_PATH = "/"  # the API, the dashboard and the annotation page share the one cookie
 
 
 def new_token() -> str:
@@ -49,3 +51,25 @@ def read_session(secret: bytes, cookie: str | None) -> dict | None:
     except BadSignature:  # also covers SignatureExpired
         return None
     return data if isinstance(data, dict) and isinstance(data.get("uid"), int) else None
+
+
+def is_secure(setting: str, scheme: str) -> bool:
+    """GAD_COOKIE_SECURE: 'true' | 'false' | 'auto' (Secure when the request came over https)."""
+    return scheme == "https" if setting == "auto" else setting == "true"
+
+
+def session_cookie(value: str, secure: bool) -> dict:
+    """The session cookie's every attribute, as keyword arguments of Starlette's `Response.set_cookie`:
+    HttpOnly (no script reads it), SameSite=Lax (a cross-site POST does not carry it), one path."""
+    return dict(key=SESSION_COOKIE, value=value, max_age=SESSION_MAX_AGE, httponly=True, samesite="lax",
+                secure=secure, path=SESSION_PATH)
+
+
+def expired_session_cookie(secure: bool) -> dict:
+    """Keyword arguments of `Response.delete_cookie` that remove the cookie session_cookie() set."""
+    return dict(key=SESSION_COOKIE, httponly=True, samesite="lax", secure=secure, path=SESSION_PATH)
+
+
+def session_of(secret: bytes, cookies: Mapping[str, str]) -> dict | None:
+    """The session a request's cookies carry ({uid, epoch, csrf}), or None."""
+    return read_session(secret, cookies.get(SESSION_COOKIE))

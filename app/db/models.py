@@ -188,8 +188,10 @@ class RunStep(Base):
 
 
 class RunMetric(Base):
-    """Long format; the primary key (run_id, name, step) is exactly the chart query's index."""
+    """Long format; the primary key (run_id, name, step) is exactly the chart query's index, and
+    (run_id, step) serves the run page's "every metric of the last steps" (its alarms and header cards)."""
     __tablename__ = "run_metrics"
+    __table_args__ = (Index("ix_run_metrics_run_step", "run_id", "step"),)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     step: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -220,7 +222,7 @@ class Checkpoint(Base):
 class Job(Base):
     """Non-training work on the queues: teacher collection, evaluation, study generation."""
     __tablename__ = "jobs"
-    __table_args__ = (one_of("kind", JobKind), one_of("status", RunStatus))
+    __table_args__ = (one_of("kind", JobKind.of_jobs()), one_of("status", RunStatus))
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
     params: Mapped[dict] = mapped_column(JSON)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,6 +45,20 @@ def make_engine(url: str, threads: int = 40, pool_timeout: float = POOL_TIMEOUT)
 
         return engine
     return create_engine(url, pool_pre_ping=True, **pool)
+
+
+def make_probe_engine(url: str, timeout: float) -> Engine:
+    """A one-connection engine for health probes: it shares nothing with the request pool, and every wait
+    (for the connection, for the server) is bounded by `timeout` seconds."""
+    args = {"timeout": timeout} if url.startswith("sqlite") else {"connect_timeout": int(timeout)}
+    return create_engine(url, pool_size=1, max_overflow=0, pool_timeout=timeout,
+                         pool_pre_ping=not url.startswith("sqlite"), connect_args=args)
+
+
+def ping(engine: Engine) -> None:
+    """Raise unless the database behind `engine` answers a trivial query."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -10,7 +10,6 @@ first); requests to one model take turns on its lock, so a burst cannot overload
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,8 +19,10 @@ from typing import Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Checkpoint, Endpoint as EndpointRow, Run
+from app.db.models import Checkpoint, Run
+from app.db.models import Endpoint as EndpointRow
 from app.errors import InvalidInput, NotFound, StudioError
+from app.services import model_ids
 from app.settings import Settings
 
 
@@ -44,8 +45,9 @@ def list_models(session: Session, settings: Settings) -> list[ModelEntry]:
     # Newest first: the run just trained and its latest checkpoint are what people pick.
     for ck, run_id in session.execute(select(Checkpoint, Checkpoint.run_id)
                                       .order_by(Checkpoint.run_id.desc(), Checkpoint.step.desc())):
-        mid = f"run-{run_id}/step-{ck.step}"
-        out[mid] = ModelEntry(mid, "checkpoint", str(Path(ck.path) / "student"), created=int(ck.created_at.timestamp()))
+        mid = model_ids.model_id(run_id, ck.step)
+        out[mid] = ModelEntry(mid, "checkpoint", model_ids.checkpoint_student(ck.path),
+                              created=int(ck.created_at.timestamp()))
     students = [c.get("student") for c in session.scalars(select(Run.config))] + list(settings.base_models)
     for student in students:
         if student and _base_id(student) not in out:
@@ -56,15 +58,13 @@ def list_models(session: Session, settings: Settings) -> list[ModelEntry]:
     return list(out.values())
 
 
-CHECKPOINT_ID = re.compile(r"run-([0-9]{1,9})/step-([0-9]{1,9})")
-
-
 def find_model(session: Session, settings: Settings, model_id: str) -> ModelEntry:
     """One model by id: checkpoints and endpoints by a direct lookup, base models from the list."""
-    if m := CHECKPOINT_ID.fullmatch(model_id):
-        ck = session.scalar(select(Checkpoint).where(Checkpoint.run_id == int(m[1]), Checkpoint.step == int(m[2])))
+    if found := model_ids.parse_model_id(model_id):
+        run_id, step = found
+        ck = session.scalar(select(Checkpoint).where(Checkpoint.run_id == run_id, Checkpoint.step == step))
         if ck is not None:
-            return ModelEntry(model_id, "checkpoint", str(Path(ck.path) / "student"),
+            return ModelEntry(model_id, "checkpoint", model_ids.checkpoint_student(ck.path),
                               created=int(ck.created_at.timestamp()))
     elif model_id.startswith("endpoint/"):
         row = session.scalar(select(EndpointRow).where(EndpointRow.name == model_id[9:]))
@@ -126,7 +126,7 @@ class ModelCache:
 
     def get(self, path: str):
         """The loaded model (loading it if needed). Call with `lock(path)` held."""
-        from gad.generation import load_model
+        from gad.llm.generation import load_model
 
         with self._guard:
             if path in self._models:
@@ -158,15 +158,20 @@ LOCK_WAIT_SECONDS = 30.0  # a request waits this long for its model's turn, then
 CHARS_PER_TOKEN_MAX = 64  # no tokenizer packs more into one token: longer prompts are refused untokenized
 
 
+def check_answerable(messages: list[dict]) -> None:
+    """The one rule for what can be answered: a conversation that does not end with the assistant's turn."""
+    if not messages or messages[-1].get("role") == "assistant":
+        raise InvalidInput("the conversation must end with a user (or system) message: nothing to answer",
+                           field="messages")
+
+
 def answer(session: Session, settings: Settings, cache: ModelCache, model_id: str, messages: list[dict], *,
            max_new_tokens: int, temperature: float = 0.7, top_p: float = 1.0, stop: list[str] | None = None,
            seed: int | None = None) -> Iterator[dict]:
     """One answer from any model of the registry, piece by piece: {"text": delta} ... then
     {"finish_reason", "usage"}. /v1/chat/completions and the Chat page both answer through this.
     The session is used only to find the model (before the first piece)."""
-    if not messages or messages[-1].get("role") == "assistant":
-        raise InvalidInput("the conversation must end with a user (or system) message: nothing to answer",
-                           field="messages")
+    check_answerable(messages)
     entry = find_model(session, settings, model_id)
     # Values a float32 sampler cannot take: a top_p that rounds to 0 keeps no token, a temperature
     # near 0 divides the logits into infinities. Both mean "the most likely token".
@@ -202,7 +207,7 @@ def _local(cache: ModelCache, path: str, messages: list[dict], params: dict,
            settings: Settings | None = None) -> Iterator[dict]:
     """Pieces from a local model; its turn is held for the whole answer (requests to it queue). Closing
     this iterator ends the generation at the next token and releases the turn (finally)."""
-    from gad.generation import prompt_ids, stream_chat
+    from gad.llm.generation import prompt_ids, stream_chat
 
     queue = settings.model_queue if settings is not None else None
     cap_tokens = settings.max_prompt_tokens if settings is not None else 10**9
@@ -240,3 +245,4 @@ def _proxied(ep, messages: list[dict], params: dict) -> Iterator[dict]:
     except openai.APIError as err:
         raise Upstream(redact(f"endpoint {ep.base_url}: {type(err).__name__}: {err}", ep)) from None
     yield {"finish_reason": finish, "usage": usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
+

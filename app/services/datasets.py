@@ -1,4 +1,4 @@
-"""Prompt sets in the database: import a file or an upload (validated by gad.data, all or nothing),
+"""Prompt sets in the database: import a file or an upload (validated by gad.data.examples, all or nothing),
 split it, preview it, describe it, and read it back as gad Examples or a training file."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Dataset, Prompt
 from app.errors import Conflict, InvalidInput, NotFound, TooLarge, as_studio_error
-from gad.data import DataTooLarge, Example, load_examples, split_examples
-from gad.readers import GZIP_EXPANSION_LIMIT
+from gad.data.examples import DataTooLarge, Example, load_examples, split_examples
+from gad.data.readers import GZIP_EXPANSION_LIMIT
 
 
 def _hash(ex: Example) -> str:
@@ -84,7 +84,7 @@ SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 
 def upload_suffix(filename: str) -> str:
     """The format suffix of an uploaded file name ('.jsonl', '.csv', '.jsonl.gz' ...), or an error."""
-    from gad.data import SUPPORTED_SUFFIXES
+    from gad.data.examples import SUPPORTED_SUFFIXES
 
     lower = filename.lower()
     for suffix in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True):
@@ -286,3 +286,12 @@ def export_jsonl(session: Session, dataset_id: int, path: Path, split: str | Non
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def dataset_options(session: Session) -> list[dict]:
+    """Datasets for pickers, newest first, with how many prompts have a teacher response."""
+    counts = dict(session.execute(select(Prompt.dataset_id, func.count()).where(Prompt.teacher_response.is_not(None))
+                                  .group_by(Prompt.dataset_id)).all())
+    return [{"id": d.id, "name": d.name, "n_prompts": d.n_prompts, "with_response": counts.get(d.id, 0),
+             "label": f"#{d.id} {d.name} ({counts.get(d.id, 0)}/{d.n_prompts} with teacher responses)"}
+            for d in session.scalars(select(Dataset).order_by(Dataset.id.desc()))]

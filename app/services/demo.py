@@ -34,8 +34,8 @@ def demo_model_path(settings: Settings) -> Path:
 
 def ensure_demo(session: Session, settings: Settings) -> Demo:
     from app.services.datasets import import_dataset
-    from gad.resources import DEMO_TRAIN_SET, dataset_path
-    from gad.tiny import build_tiny_model
+    from gad.data.resources import DEMO_TRAIN_SET, dataset_path
+    from gad.toy.tiny import build_tiny_model
 
     model = demo_model_path(settings)
     created = False

@@ -27,8 +27,8 @@ from app.db.models import Endpoint as EndpointRow
 from app.errors import Conflict, InvalidInput, NotFound
 from app.security import KeyUnreadable, decrypt_secret, encrypt_secret
 from app.settings import Settings
-from gad.api_client import ENDPOINT_PARAM_FIELDS as PARAM_FIELDS  # sampling, limits, prices: gad's one list
-from gad.api_client import Endpoint, mask_url
+from gad.llm.api_client import ENDPOINT_PARAM_FIELDS as PARAM_FIELDS  # sampling, limits, prices: gad's one list
+from gad.llm.api_client import Endpoint, mask_url
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,119}$")
 # Never readable by an endpoint, whatever GAD_ENDPOINT_KEY_ENVS says: the studio's own secrets.
@@ -172,7 +172,7 @@ def test_connection(row: EndpointRow, settings: Settings, timeout: float = 15.0)
     """One tiny chat request through the official SDK: {ok, latency_ms, answer | error}; never the key."""
     import openai
 
-    from gad.api_client import EndpointError
+    from gad.llm.api_client import EndpointError
 
     t0 = time.monotonic()
     shown = shown_url(row.base_url)
@@ -195,7 +195,7 @@ def test_connection(row: EndpointRow, settings: Settings, timeout: float = 15.0)
 
 
 def redact(text: str, ep: Endpoint) -> str:
-    from gad.api_client import EndpointError
+    from gad.llm.api_client import EndpointError
 
     text = mask_url(text)
     try:

@@ -1,8 +1,13 @@
 """Non-training jobs: teacher collection (io queue), evaluation and study generation (gpu queue).
 
-Each job is a row (kind, params, status, progress) created here and run by a worker task that
-claims it; progress, failures with their reasons, tokens, cost and ETA are written to the row while
-it runs, so the API and the dashboard show it live and a closed browser loses nothing.
+Each job is a row (kind, params, status, progress) created here and run by a worker task through
+`carry_out_job` (the life every run and job shares: app/services/lifecycle.py); progress, failures
+with their reasons, tokens, cost and ETA are written to the row while it runs, so the API and the
+dashboard show it live and a closed browser loses nothing.
+
+A job may carry a cost cap (`params["max_cost_usd"]`, app/services/costs.py): when its spend reaches
+the cap it stops sending, ends `paused` with the spend and the cap in its result, and `resume_job`
+queues it again with a raised cap (answers already paid for come from the cache).
 """
 
 from __future__ import annotations
@@ -17,15 +22,19 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db.models import Checkpoint, Dataset, Endpoint as EndpointRow, Job, Prompt, TeacherResponse, utcnow
+from app.db.models import Checkpoint, Dataset, Job, Prompt, TeacherResponse, utcnow
+from app.db.models import Endpoint as EndpointRow
 from app.db.session import session_scope
 from app.enums import JobKind, RunStatus
-from app.errors import Conflict, InvalidInput, NotFound
-from app.services.claims import claim_row
+from app.errors import InvalidInput, NotFound
+from app.services import lifecycle
+from app.services.costs import CostCap, CostCapReached
 from app.services.datasets import dataset_examples, get_dataset
 from app.services.endpoints import get_endpoint, to_gad
+from gad.llm.eval_config import BUILTIN_SETS
+from gad.llm.eval_config import default as eval_default
+from gad.training.rundir import student_dir
 
-BUILTIN_SETS = ("vicuna", "selfinst", "dolly", "lmsys")
 log = logging.getLogger("gad_studio.jobs")
 
 
@@ -53,28 +62,39 @@ def list_jobs(session: Session, kind: str | None = None, limit: int = 50) -> lis
 
 
 def job_view(job: Job) -> dict:
-    return {"id": job.id, "kind": job.kind, "status": job.status, "params": job.params, "done": job.done,
+    paused = job.status == RunStatus.paused and isinstance(job.result, dict)
+    return {"message": job.result.get("paused") if paused else None,
+            "max_cost_usd": (job.params or {}).get("max_cost_usd"),
+            "id": job.id, "kind": job.kind, "status": job.status, "params": job.params, "done": job.done,
             "total": job.total, "progress": round(job.done / job.total, 4) if job.total else 0.0,
             "cost": job.cost, "stats": job.stats or {}, "result": job.result, "error": job.error,
             "eta_seconds": job.eta_seconds if job.status == RunStatus.running else None,
             "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at}
 
 
+def _checked_cap(max_cost_usd: float | None) -> float | None:
+    if max_cost_usd is not None and not max_cost_usd > 0:
+        raise InvalidInput("max_cost_usd must be a positive number of dollars (or none for no cap)",
+                           field="max_cost_usd")
+    return max_cost_usd
+
+
 def create_collect_job(session: Session, *, dataset_id: int, endpoint_id: int, retry_failed: bool = False,
-                       user_id: int | None = None) -> Job:
+                       max_cost_usd: float | None = None, user_id: int | None = None) -> Job:
     """Teacher responses for every prompt of a dataset. Answers already cached are never asked again."""
     ds = get_dataset(session, dataset_id)
     get_endpoint(session, endpoint_id)
     if not ds.n_prompts:
         raise InvalidInput(f"dataset {dataset_id} has no prompts", field="dataset_id")
     return create_job(session, JobKind.collect, {"dataset_id": dataset_id, "endpoint_id": endpoint_id,
-                                                 "retry_failed": retry_failed}, user_id)
+                                                 "retry_failed": retry_failed,
+                                                 "max_cost_usd": _checked_cap(max_cost_usd)}, user_id)
 
 
 def create_evaluation_job(session: Session, *, models: list[dict], sets: list[str], judge_endpoint_id: int,
-                          limit: int | None = None, max_new_tokens: int = 1536, greedy: bool = False,
+                          limit: int | None = None, max_new_tokens: int = eval_default("max_new_tokens"), greedy: bool = False,
                           both_orders: bool = False, teacher: str | None = None, use_vllm: bool = False,
-                          user_id: int | None = None) -> Job:
+                          max_cost_usd: float | None = None, user_id: int | None = None) -> Job:
     """models: [{name, checkpoint_id | path | responses}]; sets: built-in names or 'dataset:<id>'."""
     get_endpoint(session, judge_endpoint_id)
     if not models:
@@ -88,6 +108,17 @@ def create_evaluation_job(session: Session, *, models: list[dict], sets: list[st
             raise InvalidInput(f"models[{i}]: give exactly one of checkpoint_id, path, responses", field=f"models.{i}")
         if m.get("checkpoint_id") is not None and session.get(Checkpoint, m["checkpoint_id"]) is None:
             raise NotFound(f"models[{i}]: no checkpoint with id {m['checkpoint_id']}", field=f"models.{i}")
+    check_sets(session, sets)
+    if teacher is not None and teacher not in names:
+        raise InvalidInput(f"teacher {teacher!r} is not one of the models", field="teacher")
+    return create_job(session, JobKind.evaluate, {
+        "models": models, "sets": sets, "judge_endpoint_id": judge_endpoint_id, "limit": limit,
+        "max_new_tokens": max_new_tokens, "greedy": greedy, "both_orders": both_orders, "teacher": teacher,
+        "use_vllm": use_vllm, "max_cost_usd": _checked_cap(max_cost_usd)}, user_id)
+
+
+def check_sets(session: Session, sets: list[str]) -> None:
+    """Evaluation prompt sets: built-in names or 'dataset:<id>' of an existing dataset."""
     if not sets:
         raise InvalidInput("choose at least one prompt set", field="sets")
     for s in sets:
@@ -97,34 +128,26 @@ def create_evaluation_job(session: Session, *, models: list[dict], sets: list[st
             get_dataset(session, int(s[8:]))
             continue
         raise InvalidInput(f"unknown set {s!r}: one of {', '.join(BUILTIN_SETS)} or dataset:<id>", field="sets")
-    if teacher is not None and teacher not in names:
-        raise InvalidInput(f"teacher {teacher!r} is not one of the models", field="teacher")
-    return create_job(session, JobKind.evaluate, {
-        "models": models, "sets": sets, "judge_endpoint_id": judge_endpoint_id, "limit": limit,
-        "max_new_tokens": max_new_tokens, "greedy": greedy, "both_orders": both_orders, "teacher": teacher,
-        "use_vllm": use_vllm}, user_id)
 
 
-def claim_job(session: Session, job_id: int, worker: str, stale_after: float) -> str | None:
-    return claim_row(session, Job, job_id, worker, stale_after, started_at=utcnow())
+def carry_out_job(ctx, job_id: int, worker: str, body) -> str:
+    """One worker attempt on a job: claimed, kept alive, finished with `body(ctx, job_id, claim)`'s
+    result (or failed with its error; or paused when its cost cap is reached). Returns the status, or
+    "skipped" if the job was not free."""
+    def attempt(claim: str) -> lifecycle.Outcome:
+        try:
+            return lifecycle.Outcome(values={"result": body(ctx, job_id, claim)})
+        except CostCapReached as cap:
+            return lifecycle.Outcome(RunStatus.paused, values={"result": {
+                "paused": str(cap), "spent_usd": cap.spent, "cap_usd": cap.cap}})
 
-
-def finish_job(session: Session, job_id: int, claim: str, status: RunStatus, result: dict | None = None,
-               error: str | None = None) -> None:
-    session.execute(update(Job).where(Job.id == job_id, Job.claim == claim)
-                    .values(status=status, result=result, error=error, finished_at=utcnow(), eta_seconds=None)
-                    .execution_options(synchronize_session=False))
+    return lifecycle.carry_out(ctx, Job, job_id, worker, attempt, started_at=utcnow())
 
 
 def cancel_job(session: Session, job_id: int) -> Job:
     """A queued or interrupted job is cancelled at once (a running one finishes: jobs have no steps)."""
     job = get_job(session, job_id)
-    res = session.execute(update(Job).where(Job.id == job_id, Job.status.in_([RunStatus.queued,
-                                                                              RunStatus.interrupted]))
-                          .values(status=RunStatus.cancelled, finished_at=utcnow())
-                          .execution_options(synchronize_session=False))
-    if res.rowcount != 1:  # conditional: a worker may have claimed it a moment ago
-        raise Conflict(f"job {job_id} is {job.status}; only queued or interrupted jobs can be cancelled")
+    lifecycle.cancel_row(session, Job, job_id, f"job {job_id}")
     session.refresh(job)
     return job
 
@@ -132,49 +155,39 @@ def cancel_job(session: Session, job_id: int) -> Job:
 def retry_job(session: Session, job_id: int) -> Job:
     """Queue a failed, interrupted or cancelled job again (answers already paid for come from the cache)."""
     job = get_job(session, job_id)
-    res = session.execute(update(Job).where(Job.id == job_id, Job.status.in_(list(RunStatus.resumable())))
-                          .values(status=RunStatus.queued, error=None, finished_at=None, sent_at=None, claim=None)
-                          .execution_options(synchronize_session=False))
-    if res.rowcount != 1:
-        raise Conflict(f"job {job_id} is {job.status}; only failed, interrupted or cancelled jobs can be retried")
+    lifecycle.requeue_row(session, Job, job_id, f"job {job_id}")
     session.refresh(job)
     return job
 
 
-def reconcile_jobs(session: Session, heartbeat_timeout: float) -> list[int]:
-    """Mark running jobs whose worker went silent as interrupted (retry_job queues them again)."""
-    from datetime import timedelta
-
-    stale = (Job.status == RunStatus.running) & (Job.heartbeat_at < utcnow() - timedelta(seconds=heartbeat_timeout))
-    ids = list(session.scalars(select(Job.id).where(stale)))
-    if ids:
-        session.execute(update(Job).where(Job.id.in_(ids), stale)
-                        .values(status=RunStatus.interrupted, eta_seconds=None,
-                                error="worker stopped sending heartbeats; retry to continue (answers are cached)")
-                        .execution_options(synchronize_session=False))
-    return ids
-
-
-def job_heartbeat(sessions, job_id: int, claim: str, interval: float):
-    """Keeps a job's heartbeat fresh from a thread while its body blocks the task."""
-    from app.services.progress import Heartbeat
-
-    def beat(session: Session) -> None:
-        session.execute(update(Job).where(Job.id == job_id, Job.claim == claim).values(heartbeat_at=utcnow()))
-
-    return Heartbeat(sessions, beat, interval, f"job {job_id}")
+def resume_job(session: Session, job_id: int, max_cost_usd: float | None) -> Job:
+    """Queue a paused (or failed, interrupted, cancelled) job again under a new cap (None: no cap).
+    A cap at or below what the job has spent would pause it again at once, so it is refused."""
+    job = get_job(session, job_id)
+    _checked_cap(max_cost_usd)
+    if max_cost_usd is not None and max_cost_usd <= (job.cost or 0.0):
+        raise InvalidInput(f"job {job_id} has spent ${job.cost:.6f}; raise the cap above that to resume",
+                           field="max_cost_usd")
+    lifecycle.requeue_row(session, Job, job_id, f"job {job_id}")
+    session.execute(update(Job).where(Job.id == job_id)
+                    .values(params={**job.params, "max_cost_usd": max_cost_usd})
+                    .execution_options(synchronize_session=False))
+    session.flush()
+    session.refresh(job)
+    return job
 
 
 class DbResponseStore:
     """gad's ResponseStore on the teacher_responses table: the cache, the journal and the cost ledger.
 
-    Rows are keyed by gad's content-addressed cache key (gad.cache.cache_key: endpoint, model,
+    Rows are keyed by gad's content-addressed cache key (gad.llm.cache.cache_key: endpoint, model,
     sampling, messages), so one answer serves every collection and judgement that asks the same
     question. gad writes a `pending` record before each attempt and the outcome after it (one row,
-    replaced), so a request in flight when a worker dies stays on the books."""
+    replaced), so a request in flight when a worker dies stays on the books. With a `cap`, every
+    request is checked against the job's cost cap before it is claimed (and so before it is sent)."""
 
-    def __init__(self, sessions, endpoint_id: int | None = None):
-        self.sessions, self.endpoint_id = sessions, endpoint_id
+    def __init__(self, sessions, endpoint_id: int | None = None, cap: CostCap | None = None):
+        self.sessions, self.endpoint_id, self.cap = sessions, endpoint_id, cap
 
     def get(self, key: str) -> dict | None:
         with self.sessions() as s:
@@ -204,6 +217,8 @@ class DbResponseStore:
         retried)."""
         from sqlalchemy.exc import OperationalError
 
+        if self.cap is not None:
+            self.cap.check()  # raises CostCapReached: ChatRunner sends nothing more and lets in-flight answers land
         for _ in range(20):
             try:
                 with session_scope(self.sessions) as s:
@@ -222,49 +237,85 @@ class DbResponseStore:
         raise RuntimeError(f"response cache: could not settle key {key[:12]} after 20 tries (database contention)")
 
 
-class CollectProgress:
-    """Turns each answered prompt into the job row's live statistics (every 10 answers or 1 s)."""
+# What was paid: added up over a job's attempts. The other ledger counts (ok, cached, ...) are the attempt's.
+PAID = ("requests", "retries", "prompt_tokens", "completion_tokens", "cost")
 
-    def __init__(self, sessions, job_id: int, claim: str, total: int):
+
+class JobProgress:
+    """Turns each answer into the job row's live statistics (every 10 answers or 1 s): done/total,
+    rate, ETA, outcomes, tokens, cost, failure reasons. It adds up every ChatRunner's ledger of the
+    attempt (an evaluation has two: references, verdicts) and what earlier attempts paid (`before`:
+    the row's stats when the attempt began), so the job's cost is exact across pauses and retries."""
+
+    def __init__(self, sessions, job_id: int, claim: str, total: int, before: dict | None = None):
         self.sessions, self.job_id, self.claim, self.total = sessions, job_id, claim, total
+        self.before = {k: (before or {}).get(k, 0) for k in PAID}
+        self.ledgers: dict[int, object] = {}
         self.done, self.reasons = 0, Counter()
         self.t0, self._written = time.monotonic(), 0.0
 
+    def watch(self, ledger) -> None:
+        self.ledgers[id(ledger)] = ledger
+
+    def spent(self) -> float:
+        return self.before["cost"] + sum(led.cost for led in self.ledgers.values())
+
     def __call__(self, result: dict, ledger) -> None:
+        self.watch(ledger)
         self.done += 1
         if result.get("status") != "ok":
             self.reasons[(result.get("error") or result.get("status") or "unknown")[:120]] += 1
         now = time.monotonic()
         if self.done == self.total or self.done % 10 == 0 or now - self._written > 1.0:
             self._written = now
-            self.write(ledger)
+            self.write()
 
-    def write(self, ledger) -> None:
+    def figures(self) -> dict:
+        out = Counter()
+        for led in self.ledgers.values():
+            out.update({k: v for k, v in led.as_dict().items() if k != "elapsed_s"})
+        out.update(self.before)
+        return {**out, "elapsed_s": round(time.monotonic() - self.t0, 3)}
+
+    def write(self) -> None:
         elapsed = time.monotonic() - self.t0
-        eta = elapsed / self.done * (self.total - self.done) if self.done else None
-        stats = {**ledger.as_dict(), "rate_per_s": round(self.done / elapsed, 3) if elapsed > 0 else None,
+        eta = elapsed / self.done * (self.total - self.done) if self.done and self.total else None
+        figures = self.figures()
+        stats = {**figures, "rate_per_s": round(self.done / elapsed, 3) if elapsed > 0 else None,
                  "reasons": [{"reason": r, "count": c} for r, c in self.reasons.most_common(10)]}
         with session_scope(self.sessions) as s:
             s.execute(update(Job).where(Job.id == self.job_id, Job.claim == self.claim)
-                      .values(done=self.done, cost=ledger.cost, stats=stats, eta_seconds=eta, heartbeat_at=utcnow()))
+                      .values(done=self.done, total=self.total, cost=figures.get("cost", 0.0), stats=stats,
+                              eta_seconds=eta, heartbeat_at=utcnow()))
+
+
+def _progress_and_cap(ctx, job_id: int, claim: str, total: int,
+                      endpoint_id: int) -> tuple[JobProgress, DbResponseStore]:
+    """The attempt's progress (carrying on from what the job paid before) and its store under the job's cap."""
+    with ctx.sessions() as s:
+        job = s.get(Job, job_id)
+        before, cap = dict(job.stats or {}), (job.params or {}).get("max_cost_usd")
+    progress = JobProgress(ctx.sessions, job_id, claim, total, before)
+    store = DbResponseStore(ctx.sessions, endpoint_id, CostCap(cap, progress.spent) if cap is not None else None)
+    return progress, store
 
 
 def run_collect(ctx, job_id: int, claim: str) -> dict:
     """Teacher responses for every prompt of a dataset, written back onto its prompts."""
-    from gad.api_client import ChatRunner
+    from gad.llm.api_client import ChatRunner
 
     with ctx.sessions() as s:
         job = s.get(Job, job_id)
         params = dict(job.params)
         endpoint = to_gad(s.get(EndpointRow, params["endpoint_id"]), ctx.settings)
         examples = dataset_examples(s, params["dataset_id"])
-        s.execute(update(Job).where(Job.id == job_id).values(total=len(examples)))
-        s.commit()
-    progress = CollectProgress(ctx.sessions, job_id, claim, len(examples))
-    runner = ChatRunner(endpoint, DbResponseStore(ctx.sessions, params["endpoint_id"]), on_result=progress,
-                        retry_final=bool(params.get("retry_failed")))
-    results = runner.run([ex.messages for ex in examples])
-    progress.write(runner.ledger)
+    progress, store = _progress_and_cap(ctx, job_id, claim, len(examples), params["endpoint_id"])
+    runner = ChatRunner(endpoint, store, on_result=progress, retry_final=bool(params.get("retry_failed")))
+    progress.watch(runner.ledger)  # from the start: a paid but unusable answer is delivered to nobody
+    try:
+        results = runner.run([ex.messages for ex in examples])
+    finally:
+        progress.write()  # the exact figures, also when the cap (or the endpoint) stopped the run
     with session_scope(ctx.sessions) as s:
         prompts = s.scalars(select(Prompt).where(Prompt.dataset_id == params["dataset_id"]).order_by(Prompt.idx)).all()
         for p, r in zip(prompts, results):
@@ -272,15 +323,13 @@ def run_collect(ctx, job_id: int, claim: str) -> dict:
                 p.teacher_response = r["response"]
     statuses = Counter(r["status"] for r in results)
     return {"ok": statuses["ok"], "refused": statuses["refused"], "failed": statuses["failed"],
-            "ledger": runner.ledger.as_dict()}
+            "ledger": progress.figures()}
 
 
 def run_evaluation(ctx, job_id: int, claim: str) -> dict:
     """Judge checkpoints (or any models) on prompt sets; rows per (model, set) and per sample."""
-    from gad.evaluate import ModelSpec, evaluate
-
-    from app.db.models import Evaluation, JudgeScore
     from app.services.datasets import export_jsonl
+    from gad.llm.evaluate import ModelSpec, evaluate, load_set
 
     out = ctx.settings.data_dir / "evaluations" / f"job-{job_id}"
     with ctx.sessions() as s:
@@ -291,7 +340,7 @@ def run_evaluation(ctx, job_id: int, claim: str) -> dict:
             if m.get("checkpoint_id"):
                 ck = s.get(Checkpoint, m["checkpoint_id"])
                 ckpt_of[m["name"]] = ck.id
-                specs.append(ModelSpec(m["name"], path=f"{ck.path}/student"))
+                specs.append(ModelSpec(m["name"], path=str(student_dir(ck.path))))
             else:
                 specs.append(ModelSpec(m["name"], path=m.get("path"), responses=m.get("responses")))
         sets = []
@@ -302,11 +351,32 @@ def run_evaluation(ctx, job_id: int, claim: str) -> dict:
                                              require_response=False)))
             else:
                 sets.append(name)
-    table = evaluate(specs, sets, judge, out, limit=params.get("limit"),
-                     max_new_tokens=params.get("max_new_tokens", 1536), greedy=params.get("greedy", False),
-                     both_orders=params.get("both_orders", False), teacher=params.get("teacher"),
-                     cache=DbResponseStore(ctx.sessions, params["judge_endpoint_id"]), say=lambda text: None,
-                     use_vllm=params.get("use_vllm", False))
+    # done/total counts judge answers: a reference per prompt, then a verdict per model, prompt and order
+    n_prompts = sum(len(load_set(name, params.get("limit"))[1]) for name in sets)
+    orders = 2 if params.get("both_orders") else 1
+    progress, store = _progress_and_cap(ctx, job_id, claim, n_prompts * (1 + len(specs) * orders),
+                                        params["judge_endpoint_id"])
+    try:
+        table = evaluate(specs, sets, judge, out, limit=params.get("limit"),
+                         max_new_tokens=params.get("max_new_tokens", eval_default("max_new_tokens")), greedy=params.get("greedy", False),
+                         both_orders=params.get("both_orders", False), teacher=params.get("teacher"),
+                         cache=store, say=lambda text: None, use_vllm=params.get("use_vllm", False),
+                         on_result=progress)
+    finally:
+        progress.write()  # the exact figures, also when the cap (or the endpoint) stopped the judging
+    _store_evaluation(ctx, job_id, out, table, ckpt_of)
+    health = table.get("health") or {}
+    if health.get("mostly_unusable"):
+        # The scores are stored for inspection, but a run of unusable verdicts must not look like a result.
+        raise JudgeUnusable(f"most judge verdicts were unusable ({health}); check the judge endpoint and model")
+    return {"output": str(out), "selected": table.get("selected"), "rows": len(table["rows"]), "health": health,
+            "ledger": progress.figures()}
+
+
+def _store_evaluation(ctx, job_id: int, out, table: dict, ckpt_of: dict) -> None:
+    """The evaluation's rows (per model and set) and per-sample verdicts, into the database."""
+    from app.db.models import Evaluation, JudgeScore
+
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines() if line.strip()]
     with session_scope(ctx.sessions) as s:
         for row in table["rows"]:
@@ -319,11 +389,6 @@ def run_evaluation(ctx, job_id: int, claim: str) -> dict:
                                  model_score=x.get("model_score"), reference_score=x.get("reference_score"),
                                  verdicts=x["orders"])
                       for x in samples if x["model"] == row["model"] and x["set"] == row["set"])
-    health = table.get("health") or {}
-    if health.get("mostly_unusable"):
-        # The scores are stored for inspection, but a run of unusable verdicts must not look like a result.
-        raise JudgeUnusable(f"most judge verdicts were unusable ({health}); check the judge endpoint and model")
-    return {"output": str(out), "selected": table.get("selected"), "rows": len(table["rows"]), "health": health}
 
 
 class JudgeUnusable(RuntimeError):

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Preset, User
 from app.errors import Conflict, InvalidInput, NotFound, as_studio_error
-from gad.config import PER_RUN  # per-run files and models: never saved in a preset
+from gad.training.config import PER_RUN  # per-run files and models: never saved in a preset
 
 # Fields that describe one run, not a recipe: never part of a preset.
 
@@ -33,7 +33,7 @@ BUILTIN: dict[str, dict] = {PAPER_DEFAULTS: {}, CPU_SMOKE: _SMOKE}
 
 def _validate(values: dict) -> dict:
     """Known RunConfig fields with valid values; the per-run fields dropped."""
-    from gad.config import RunConfig, build_config
+    from gad.training.config import RunConfig, build_config
 
     values = {k: v for k, v in values.items() if k not in PER_RUN and v is not None}
     unknown = sorted(set(values) - set(RunConfig.model_fields))
@@ -68,7 +68,7 @@ def preset_values(session: Session, user: User, name: str) -> dict:
 
 def save_preset(session: Session, user: User, name: str, values: dict) -> Preset:
     """Save (or overwrite) one of the user's presets; only settings that differ from the defaults are kept."""
-    from gad.config import RunConfig
+    from gad.training.config import RunConfig
 
     name = (name or "").strip()
     if not name or len(name) > 120:

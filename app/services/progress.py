@@ -1,15 +1,13 @@
-"""The database side of a running job: gad's Progress written as rows, and a heartbeat thread.
+"""The database side of a running training: gad's Progress written as rows, and the run's worker.log.
 
 `DbProgress` turns each step's metrics into RunStep + RunMetric rows and updates the run's step,
 stage and ETA; samples and checkpoints become rows too; `should_stop` reads the cancel flag.
-`Heartbeat` touches the run every few seconds from a thread while training blocks the task.
+The heartbeat thread that keeps a claimed row alive is app/services/lifecycle.py's.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import threading
 import time
 from pathlib import Path
 
@@ -18,10 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.models import Checkpoint, Run, RunMetric, RunStep, Sample
 from app.db.session import session_scope
-from app.services import runs as run_service
-from gad.progress import Progress
-
-log = logging.getLogger("gad_studio.progress")
+from gad.training.progress import Progress
 
 
 class RunLog:
@@ -107,37 +102,3 @@ class DbProgress(Progress):
                 # Stop on cancel, and also if another attempt took the run over (we were presumed dead).
                 self._stop = bool(run.cancel_requested) or run.claim != self.claim
         return self._stop
-
-
-class Heartbeat:
-    """Context manager: a daemon thread that calls `beat(session)` every `interval` seconds while a
-    task blocks, until `beat` returns False (the row finished or was taken over). A database hiccup is
-    logged and the next beat tried: this thread dying would make a healthy job look dead."""
-
-    def __init__(self, sessions: sessionmaker[Session], beat, interval: float, label: str):
-        self.sessions, self.beat, self.interval, self.label = sessions, beat, interval, label
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{label}", daemon=True)
-
-    def _loop(self):
-        from sqlalchemy.exc import OperationalError
-
-        while not self._stop.wait(self.interval):
-            try:
-                with session_scope(self.sessions) as s:
-                    if self.beat(s) is False:
-                        return
-            except OperationalError as err:  # a locked or restarting database: the next beat may pass
-                log.warning("%s heartbeat: %s", self.label, err)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=self.interval + 5)
-
-
-def run_heartbeat(sessions: sessionmaker[Session], run_id: int, claim: str, interval: float) -> Heartbeat:
-    return Heartbeat(sessions, lambda s: run_service.heartbeat(s, run_id, claim), interval, f"run {run_id}")

@@ -10,17 +10,18 @@ from pathlib import Path
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from app.db.models import Run, RunMetric, Sample, utcnow
+from app.db.models import Checkpoint, Run, RunMetric, Sample, utcnow
 from app.enums import RunStatus
 from app.errors import InvalidInput, NotFound
-from app.services.runs import get_run
-from gad.health import Alarm, run_alarms
+from app.services.model_ids import checkpoint_student, model_id
+from gad.training.health import Alarm, run_alarms
+from gad.training.metric_catalog import M
 
 ALARM_WINDOW_STEPS = 60
-LAST_METRICS = ("loss", "disc_loss", "disc_accuracy", "reward_mean", "kl", "student_length", "teacher_length",
-                "disc_eval_accuracy", "disc_eval_identical")
-# Written every disc_eval_every steps only (gad/monitor.py): read the latest value, not the last step's.
-SPARSE_METRICS = ("disc_eval_accuracy", "disc_eval_identical")
+LAST_METRICS = ("loss", M.DISC_LOSS, M.DISC_ACCURACY, M.REWARD_MEAN, "kl", M.STUDENT_LENGTH, M.TEACHER_LENGTH,
+                M.DISC_EVAL_ACCURACY, M.DISC_EVAL_IDENTICAL)
+# Written every disc_eval_every steps only (gad/training/monitor.py): read the latest value, not the last step's.
+SPARSE_METRICS = (M.DISC_EVAL_ACCURACY, M.DISC_EVAL_IDENTICAL)
 
 
 def list_runs(session: Session, *, status: str | None = None, method: str | None = None, q: str | None = None,
@@ -42,6 +43,21 @@ def list_runs(session: Session, *, status: str | None = None, method: str | None
     return runs, total
 
 
+def run_options(session: Session, limit: int = 200) -> list[dict]:
+    """Runs for pickers, newest first."""
+    return [{"id": r.id, "label": f"#{r.id} {r.name} ({r.status})", "status": r.status}
+            for r in session.scalars(select(Run).order_by(Run.id.desc()).limit(limit))]
+
+
+def checkpoint_options(session: Session) -> list[dict]:
+    """Every checkpoint, newest run first: what pickers offer as 'a checkpoint of an earlier run'."""
+    rows = session.execute(select(Checkpoint, Run.name, Run.method).join(Run, Run.id == Checkpoint.run_id)
+                           .order_by(Checkpoint.run_id.desc(), Checkpoint.step.desc())).all()
+    return [{"id": c.id, "run_id": c.run_id, "step": c.step, "stage": c.stage, "student": checkpoint_student(c.path),
+             "model_id": model_id(c.run_id, c.step),
+             "label": f"{model_id(c.run_id, c.step)} · {name} · {c.stage or method}"} for c, name, method in rows]
+
+
 def last_metrics(session: Session, run: Run) -> dict[str, float]:
     if not run.step:
         return {}
@@ -61,13 +77,12 @@ def last_metrics(session: Session, run: Run) -> dict[str, float]:
 def recent_records(session: Session, run: Run, window: int = ALARM_WINDOW_STEPS) -> list[dict]:
     """The last `window` steps as gad-style records ({step, stage, metric: value}) for the alarms."""
     from app.db.models import RunStep
-
-    from gad.health import CHANCE_EVALS
+    from gad.training.health import CHANCE_EVALS
 
     lo = max(0, run.step - window)
     # The held-out checks are sparse: the at-chance alarm reads the last few wherever they fall.
     checks = session.scalars(select(RunMetric.step).where(
-        RunMetric.run_id == run.id, RunMetric.name == "disc_eval_accuracy", RunMetric.value.is_not(None))
+        RunMetric.run_id == run.id, RunMetric.name == M.DISC_EVAL_ACCURACY, RunMetric.value.is_not(None))
         .order_by(RunMetric.step.desc()).limit(CHANCE_EVALS)).all()
     lo = min([lo] + [c - 1 for c in checks])
     steps = dict(session.execute(select(RunStep.step, RunStep.stage).where(RunStep.run_id == run.id,
@@ -107,24 +122,15 @@ def run_view(session: Session, run: Run, heartbeat_timeout: float, *, full: bool
     if full:
         view.update(config=run.config, worker=run.worker, output_dir=run.output_dir,
                     checkpoints=[{"id": c.id, "step": c.step, "stage": c.stage, "created_at": c.created_at,
-                                  "model_id": checkpoint_model_id(run, c.step)} for c in run.checkpoints])
+                                  "model_id": model_id(run.id, c.step)} for c in run.checkpoints])
     return view
 
 
 def config_warnings(run: Run) -> list[str]:
-    """Settings the run's method ignores, and the like (gad's per-method checks)."""
-    from gad.config import ConfigError, build_config, method_warnings
+    """Settings the run's method ignores, and the like (gad's per-method checks, as the form shows them)."""
+    from app.services.run_form import stored_config_warnings
 
-    try:
-        cfg = build_config(run.config, source=f"run {run.id}")
-    except ConfigError as err:  # a row written by an older studio: say so rather than fail the page
-        return [f"the stored settings no longer validate: {str(err).splitlines()[-1].strip()}"]
-    return method_warnings(cfg)
-
-
-def checkpoint_model_id(run: Run, step: int) -> str:
-    """The stable, readable name /v1 serves a checkpoint under."""
-    return f"run-{run.id}/step-{step}"
+    return stored_config_warnings(run.config or {}, f"run {run.id}")
 
 
 def metric_names(session: Session, run_id: int) -> list[str]:
@@ -263,8 +269,8 @@ def fork_plan(run: Run, step: int, values: dict | None = None) -> dict:
     {"total": planned steps in all, "added": steps after the fork point, "steps": a `steps` value that
     makes a fork of a finished run continue training (one more main stage: as many steps as the
     parent's main stage had), "plan": steps per stage}."""
-    from gad.config import build_config, planned_steps
-    from gad.fork import _training_prompts
+    from gad.training.config import build_config, planned_steps
+    from gad.training.fork import _training_prompts
 
     config = {k: v for k, v in {**run.config, **(values or {})}.items() if v is not None}
     cfg = build_config({**config, "output": "fork"}, source="fork settings")

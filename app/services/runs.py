@@ -1,26 +1,23 @@
-"""Runs: submit, claim, cancel, resume, fork, reconcile (the life of a run; views are in run_views).
+"""Runs: submit, cancel, resume, fork (views are in run_views; training one is services/training).
 
-State machine:  queued -> running -> succeeded | failed | cancelled
-                running -(worker silent > heartbeat timeout)-> interrupted -(resume)-> queued
-A worker *claims* a run with one conditional UPDATE, so a task delivered twice runs once.
+A run lives the life every job does (claim, heartbeat, finish, cancel, queue again, reconcile), written
+once in app/services/lifecycle.py; this module adds what only runs have: a config, a folder, forks.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from app.db.models import Checkpoint, Prompt, Run, RunMetric, RunStep, Sample, utcnow
-from app.enums import RunStatus
+from app.db.models import Checkpoint, Prompt, Run, RunMetric, RunStep, Sample
 from app.errors import Conflict, InvalidInput, NotFound, as_studio_error
-from app.services.claims import claim_row
+from app.services import lifecycle
 from app.services.inputs import resolve_inputs
 from app.settings import Settings
-from gad.config import RunConfig, build_config
+from gad.training.config import RunConfig, build_config
 
 RunStateError = Conflict  # the operation does not fit the run's current state; the message says why
 
@@ -85,8 +82,8 @@ def check_launch(session: Session, settings: Settings, values: dict, *, dataset_
     anything: the form's "Before you launch" calls this, so it agrees with the launch. Raises the
     StudioError the launch would raise."""
     if fork_of:
-        overrides = {k: v for k, v in values.items() if k not in ("student", "data") and v is not None}
-        _checked_config(settings, _fork_values(session, fork_of["run_id"], fork_of.get("step"), overrides)[2])
+        _checked_config(settings, _fork_values(session, fork_of["run_id"], fork_of.get("step"),
+                                               form_fork_overrides(values))[2])
         return
     if dataset_id is None:
         raise InvalidInput("choose the dataset whose teacher responses the student learns from", field="dataset_id")
@@ -112,7 +109,7 @@ def submit_from_dataset(session: Session, settings: Settings, values: dict, data
     path = _content_named(scratch, folder / f"dataset-{ds.id}")
     extra = {}
     if has_test and values.get("method", "gad") != "seqkd":
-        # The held-out pairs the discriminator-quality monitor checks D on (gad/monitor.py).
+        # The held-out pairs the discriminator-quality monitor checks D on (gad/training/monitor.py).
         try:
             held = export_jsonl(session, ds.id, folder / f".dataset-{ds.id}.{uuid.uuid4().hex}.tmp", split="test")
             extra["held_out"] = str(_content_named(held, folder / f"dataset-{ds.id}-test"))
@@ -137,61 +134,37 @@ def get_run(session: Session, run_id: int) -> Run:
     return run
 
 
-def claim_run(session: Session, run_id: int, worker: str, stale_after: float) -> str | None:
-    """Atomically take a queued run (or a running one whose worker went silent). Returns the claim token."""
-    return claim_row(session, Run, run_id, worker, stale_after, attempts=Run.attempts + 1,
-                     started_at=func.coalesce(Run.started_at, utcnow()), error=None)
-
-
-def heartbeat(session: Session, run_id: int, claim: str) -> bool:
-    """True while this attempt still holds the run (a resumed run belongs to the new attempt)."""
-    res = session.execute(update(Run).where(Run.id == run_id, Run.claim == claim, Run.status == RunStatus.running)
-                          .values(heartbeat_at=utcnow()).execution_options(synchronize_session=False))
-    return res.rowcount == 1
-
-
-def finish_run(session: Session, run_id: int, claim: str, status: RunStatus, error: str | None = None) -> bool:
-    res = session.execute(update(Run).where(Run.id == run_id, Run.claim == claim, Run.status == RunStatus.running)
-                          .values(status=status, error=error, finished_at=utcnow(), eta_seconds=None)
-                          .execution_options(synchronize_session=False))
-    return res.rowcount == 1
-
-
 def cancel_run(session: Session, run_id: int) -> Run:
     """Queued or interrupted: cancelled at once. Running: the loop stops after its step, keeping a
-    checkpoint. Conditional UPDATEs, so a worker claiming the run at the same moment cannot be
-    overwritten (the cancel then becomes a request to the new attempt)."""
+    checkpoint (RunStatus.cancellable())."""
     run = get_run(session, run_id)
-    stopped = session.execute(update(Run).where(Run.id == run_id, Run.status.in_([RunStatus.queued,
-                                                                                   RunStatus.interrupted]))
-                              .values(status=RunStatus.cancelled, finished_at=utcnow(), eta_seconds=None)
-                              .execution_options(synchronize_session=False)).rowcount
-    if not stopped:
-        asked = session.execute(update(Run).where(Run.id == run_id, Run.status == RunStatus.running)
-                                .values(cancel_requested=True).execution_options(synchronize_session=False)).rowcount
-        if not asked:
-            raise Conflict(f"run {run_id} is already {run.status}")
+    lifecycle.cancel_row(session, Run, run_id, f"run {run_id}")
     session.refresh(run)
     return run
 
 
 def resume_run(session: Session, run_id: int) -> Run:
+    """Queue an interrupted, failed or cancelled run again; it continues from its last checkpoint."""
     run = get_run(session, run_id)
-    res = session.execute(update(Run).where(Run.id == run_id, Run.status.in_(list(RunStatus.resumable())))
-                          .values(status=RunStatus.queued, cancel_requested=False, error=None, finished_at=None,
-                                  eta_seconds=None, sent_at=None)  # the next attempt measures its own pace
-                          .execution_options(synchronize_session=False))
-    if res.rowcount != 1:
-        raise Conflict(f"run {run_id} is {run.status}; only interrupted, failed or cancelled runs resume")
+    lifecycle.requeue_row(session, Run, run_id, f"run {run_id}")
     session.refresh(run)
     return run
 
 
+def form_fork_overrides(values: dict) -> dict:
+    """The overrides a run form's values make for a fork: a fork keeps its parent's student and data
+    (the form shows them, fixed), and a blank field keeps the parent's setting."""
+    return {k: v for k, v in values.items() if k not in ("student", "data") and v is not None}
+
+
 def fork_run(session: Session, settings: Settings, run_id: int, step: int | None = None,
-             overrides: dict | None = None, name: str | None = None, user_id: int | None = None) -> Run:
-    """A new run that starts from the parent's checkpoint `step` (default: its newest) with edited settings."""
+             overrides: dict | None = None, name: str | None = None, *, user_id: int | None) -> Run:
+    """A new run that starts from the parent's checkpoint `step` (default: its newest) with edited settings.
+
+    Every entry point (API, dashboard, CLI) forks through here, so all refuse the same forks.
+    `user_id` has no default: an entry point says who forked (None only where nobody logs in: the CLI)."""
     parent, step, values = _fork_values(session, run_id, step, overrides)
-    from gad.fork import prepare_fork  # what carries over: gad.fork.FORK_HELP
+    from gad.training.fork import prepare_fork  # what carries over: gad.training.fork.FORK_HELP
 
     child = submit_run(session, settings, values, name=name or f"{parent.name} (fork @{step})",
                        user_id=user_id, parent=parent, parent_step=step)
@@ -212,7 +185,10 @@ def fork_run(session: Session, settings: Settings, run_id: int, step: int | None
 
 def _fork_values(session: Session, run_id: int, step: int | None, overrides: dict | None) -> tuple[Run, int, dict]:
     """(parent, fork step, the child's settings) of a fork that can make sense; refuses one that cannot
-    (no step after the fork point, another student or LoRA shape) before any row exists."""
+    (an unknown setting, no checkpoint at that step, another student or LoRA shape) before any row exists."""
+    unknown = set(overrides or {}) - config_fields()
+    if unknown:
+        raise InvalidInput(f"overrides: unknown setting(s) {', '.join(sorted(unknown))}", field="overrides")
     parent = get_run(session, run_id)
     ckpts = {c.step: c for c in parent.checkpoints}
     if not ckpts:
@@ -222,7 +198,7 @@ def _fork_values(session: Session, run_id: int, step: int | None, overrides: dic
         raise RunStateError(f"run {run_id} has no checkpoint at step {step}; it has {sorted(ckpts)}")
     values = {**parent.config, **(overrides or {})}
     values.pop("output", None)
-    from gad.fork import check_fork
+    from gad.training.fork import check_fork
 
     try:
         check_fork(parent.output_dir, step, build_config({k: v for k, v in values.items() if v is not None}
@@ -233,19 +209,6 @@ def _fork_values(session: Session, run_id: int, step: int | None, overrides: dic
             raise
         raise mapped from None
     return parent, step, values
-
-
-def reconcile(session: Session, heartbeat_timeout: float) -> list[int]:
-    """Mark running runs whose worker went silent as interrupted. Returns their ids."""
-    stale = utcnow() - timedelta(seconds=heartbeat_timeout)
-    running = (Run.status == RunStatus.running) & (Run.heartbeat_at < stale)
-    ids = list(session.scalars(select(Run.id).where(running)))
-    if ids:
-        session.execute(update(Run).where(Run.id.in_(ids), running)
-                        .values(status=RunStatus.interrupted, eta_seconds=None,
-                                error="worker stopped sending heartbeats; resume to continue from the last checkpoint")
-                        .execution_options(synchronize_session=False))
-    return ids
 
 
 def forget_after(session: Session, run_id: int, step: int) -> None:

@@ -10,11 +10,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Job, Run, utcnow
-from app.enums import RunStatus
+from app.enums import JobKind, RunStatus
 
 
 def _model(kind: str):
-    return Run if kind == "train" else Job
+    return Run if kind == JobKind.train else Job
 
 
 def mark_sent(session: Session, kind: str, row_id: int) -> None:
@@ -30,4 +30,4 @@ def unsent(session: Session, older_than: float = 5.0) -> list[tuple[str, int]]:
                                                 Run.created_at < cutoff))
     jobs = session.execute(select(Job.kind, Job.id).where(Job.status == RunStatus.queued, Job.sent_at.is_(None),
                                                           Job.created_at < cutoff))
-    return [("train", r) for r in runs] + [(k, j) for k, j in jobs]
+    return [(JobKind.train, r) for r in runs] + [(k, j) for k, j in jobs]

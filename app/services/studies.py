@@ -24,6 +24,7 @@ import re
 import secrets
 from collections import Counter, defaultdict
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +35,7 @@ from app.db.session import session_scope
 from app.enums import JobKind, Side, StudyStatus, VoteChoice
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.services.datasets import dataset_examples, get_dataset
+from app.services.model_ids import checkpoint_student, model_id
 
 log = logging.getLogger("gad_studio.studies")
 LEASE_SECONDS = 900.0  # an item stays reserved for its annotator this long (GAD_LEASE_SECONDS)
@@ -60,13 +62,37 @@ def parse_model(spec: dict, field: str, session: Session) -> dict:
         ck = session.get(Checkpoint, spec["checkpoint_id"])
         if ck is None:
             raise NotFound(f"{field}: no checkpoint with id {spec['checkpoint_id']}", field=field)
-        label = spec.get("label") or f"run-{ck.run_id}/step-{ck.step}"
+        label = spec.get("label") or model_id(ck.run_id, ck.step)
         return {"checkpoint_id": ck.id, "label": label}
     from app.services.inputs import resolve_file, resolve_model
 
     if spec.get("path"):
         return {"path": resolve_model(spec["path"], field), "label": spec.get("label") or spec["path"]}
     return {"responses": resolve_file(spec["responses"], field), "label": spec.get("label") or spec["responses"]}
+
+
+def model_choice(session: Session, settings, choice: str, label: str | None = None) -> dict:
+    """A picker's choice as a study/evaluation model spec: 'run-3/step-40' (a checkpoint), a model id
+    from the chat registry, or a path (a model folder, or a responses file by its suffix)."""
+    from app.services.chat import list_models
+    from app.services.model_ids import parse_model_id
+
+    choice = (choice or "").strip()
+    if not choice:
+        raise InvalidInput("choose a model", field="model")
+    if found := parse_model_id(choice):
+        ck = session.scalar(select(Checkpoint).where(Checkpoint.run_id == found[0], Checkpoint.step == found[1]))
+        if ck is not None:
+            return {"checkpoint_id": ck.id, "label": label or choice}
+    for entry in list_models(session, settings):
+        if entry.id == choice and entry.kind == "base":
+            return {"path": entry.path, "label": label or choice}
+        if entry.id == choice and entry.kind == "endpoint":
+            raise InvalidInput(f"{choice}: an endpoint cannot be evaluated here; collect its responses into a file "
+                               f"and give the file", field="model")
+    if Path(choice).suffix.lower() in (".jsonl", ".json", ".csv", ".parquet"):
+        return {"responses": choice, "label": label or Path(choice).stem}
+    return {"path": choice, "label": label or Path(choice.rstrip("/")).name or choice}
 
 
 def create_study(session: Session, *, name: str, model_a: dict, model_b: dict, dataset_id: int,
@@ -90,6 +116,14 @@ def create_study(session: Session, *, name: str, model_a: dict, model_b: dict, d
     session.add(job)
     session.flush()
     return study, job
+
+
+def study_job(session: Session, study_id: int) -> Job | None:
+    """The generation job of a study (its items are written by a worker)."""
+    for job in session.scalars(select(Job).where(Job.kind == JobKind.study).order_by(Job.id.desc())):
+        if (job.params or {}).get("study_id") == study_id:
+            return job
+    return None
 
 
 def get_study(session: Session, study_id: int) -> Study:
@@ -119,7 +153,7 @@ def study_view(session: Session, study: Study) -> dict:
 
 # --- building the items (a worker task) -----------------------------------------------------
 def _answers(spec: dict, examples, max_new_tokens: int, seed: int, allow_remote_code: bool):
-    from gad.evaluate import ModelSpec, generate_responses, responses_from_file
+    from gad.llm.evaluate import ModelSpec, generate_responses, responses_from_file
 
     if spec.get("responses"):
         return responses_from_file(ModelSpec(spec["label"], responses=spec["responses"]), examples)
@@ -172,7 +206,7 @@ def strip_nul(*texts: str) -> tuple[list[str], int]:
 def _resolved(session: Session, spec: dict) -> dict:
     """A model spec with its checkpoint turned into a folder, so generation needs no session."""
     if spec.get("checkpoint_id") is not None:
-        return {**spec, "path": f"{session.get(Checkpoint, spec['checkpoint_id']).path}/student"}
+        return {**spec, "path": checkpoint_student(session.get(Checkpoint, spec['checkpoint_id']).path)}
     return spec
 
 

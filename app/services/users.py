@@ -54,6 +54,21 @@ def user_by_name(session: Session, name: str) -> User:
     return user
 
 
+def active_user(session: Session, name: str | None) -> User | None:
+    """The active user of this name, or None (no name, no such user, or deactivated)."""
+    user = session.scalar(select(User).where(User.name == name)) if name else None
+    return user if user is not None and user.active else None
+
+
+def user_for_session(session: Session, user_id: int, epoch: int) -> User | None:
+    """The user a session cookie names, or None if the cookie no longer holds: the user is gone or
+    deactivated, or logged out everywhere / changed the password since (the epoch moved on)."""
+    user = session.get(User, user_id)
+    if user is None or not user.active or epoch != user.session_epoch:
+        return None
+    return user
+
+
 def list_users(session: Session) -> list[User]:
     return list(session.scalars(select(User).order_by(User.id)))
 

@@ -17,8 +17,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse
 
 from app.auth.policy import allowed
-from app.auth.tokens import SESSION_COOKIE, read_session
-from app.db.models import User
+from app.auth.tokens import session_of
+from app.services.users import user_for_session
 
 STUDIO_PATH = "/ui"
 ANNOTATE_PATH = "/annotate"
@@ -29,12 +29,12 @@ def session_user(ctx, secret: bytes, request) -> tuple[str, str] | None:
 
     Unlike the REST API, no CSRF header is asked for: Gradio's own requests cannot send one, and the
     cookie is SameSite=Lax, so a cross-site page cannot make the browser send it with a POST."""
-    data = read_session(secret, request.cookies.get(SESSION_COOKIE))
+    data = session_of(secret, request.cookies)
     if data is None:
         return None
     with ctx.sessions() as s:
-        user = s.get(User, data["uid"])
-        if user is None or not user.active or data.get("epoch", 0) != user.session_epoch:
+        user = user_for_session(s, data["uid"], data.get("epoch", 0))
+        if user is None:
             return None  # deactivated, logged out everywhere, or the password changed since
         return user.name, user.role
 

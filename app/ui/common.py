@@ -8,7 +8,7 @@ Handlers follow one pattern:
         with ui.session(request, "runs") as (s, user):   # who asks, and may they (auth/policy.py)
             run = runs.submit_from_dataset(s, ...)         # a service holds the rules
             s.commit()
-        ui.ctx.enqueue("train", run.id)                    # only after the commit
+        ui.ctx.enqueue(JobKind.train, run.id)                    # only after the commit
 
 A StudioError's message reaches the user as a toast (never a traceback).
 """
@@ -22,13 +22,11 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import gradio as gr
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from app.auth.policy import allowed, require
 from app.context import StudioContext
-from app.db.models import User
-from app.errors import InvalidInput, StudioError, Unauthenticated
+from app.errors import InvalidInput, Unauthenticated, as_studio_error
+from app.services.users import active_user
 
 # Live views poll; they must never wait behind each other or behind a slow click (Gradio's default
 # is one event of a kind at a time), and polling events stay out of the progress overlay.
@@ -41,8 +39,8 @@ class Ui:
     models: object  # app.services.chat.ModelCache, shared with /v1 so a model is loaded once per process
 
     @contextmanager
-    def session(self, request: gr.Request | None, action: str | None = None) -> Iterator[tuple[Session, User]]:
-        """A database session and the user behind this browser request (checked against `action`)."""
+    def session(self, request: gr.Request | None, action: str | None = None) -> Iterator[tuple]:
+        """(database session, user row) behind this browser request, the user checked against `action`."""
         with self.ctx.sessions() as s:
             user = user_of(s, request)
             if action is not None:
@@ -54,33 +52,42 @@ class Ui:
             return allowed(user_of(s, request).role, action)
 
 
-def user_of(session: Session, request: gr.Request | None) -> User:
+def user_of(session, request: gr.Request | None):
     """The user Gradio's auth dependency let in (it put their name on the request)."""
     name = getattr(request, "username", None) if request is not None else None
-    user = session.scalar(select(User).where(User.name == name)) if name else None
-    if user is None or not user.active:
+    user = active_user(session, name)
+    if user is None:
         raise Unauthenticated("your session has ended; reload the page to log in again")
     return user
 
 
 def shows_errors(fn):
-    """Run an event handler; a StudioError becomes a toast with its message and the outputs stay as they were."""
+    """Run an event handler; a studio error (or gad's input errors, mapped by app.errors.as_studio_error:
+    this entry point's one mapping) becomes a toast with its message and the outputs stay as they were.
+    Anything else is a bug and keeps its traceback."""
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
-            except StudioError as err:
-                raise gr.Error(err.message, title=err.title.replace("_", " ")) from None
+            except Exception as err:
+                raise _toast(err) from None
         return gen_wrapper
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except StudioError as err:
-            raise gr.Error(err.message, title=err.title.replace("_", " ")) from None
+        except Exception as err:
+            raise _toast(err) from None
     return wrapper
+
+
+def _toast(err: Exception) -> Exception:
+    mapped = as_studio_error(err)
+    if mapped is None:
+        raise err
+    return gr.Error(mapped.message, title=mapped.title.replace("_", " "))
 
 
 def parse_id(choice) -> int | None:

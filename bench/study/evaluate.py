@@ -17,15 +17,15 @@ import statistics
 import torch
 
 from bench.study.language import FRUIT_PROMPTS, GENERIC_FRUITS, TEACHER_FRUITS, fruit_answer, is_valid, task_of
-from gad.modeling import build_sequence, pad_sequences
-from gad.study_metrics import distinct_n, entropy, kl_divergence, mean_sd, pairwise_auc, spearman, total_variation
+from bench.study.metrics import distinct_n, entropy, kl_divergence, mean_sd, pairwise_auc, spearman, total_variation
+from gad.training.modeling import build_sequence, pad_sequences
 
 OTHER = "other"
 
 
 def prompt_ids(tok, prompt: str) -> list[int]:
-    """Exactly the ids the pipeline builds for a chat prompt (gad.pipeline.tokenize_examples)."""
-    from gad.data import render_prompt
+    """Exactly the ids the pipeline builds for a chat prompt (gad.training.pipeline.tokenize_examples)."""
+    from gad.data.examples import render_prompt
 
     return tok(render_prompt([{"role": "user", "content": prompt}], tok, "chat"), add_special_tokens=False)["input_ids"]
 
@@ -53,7 +53,7 @@ def sequence_logprobs(model, items: list[tuple[list[int], list[int], bool]], inf
 
 
 def sample(model, pids: list[list[int]], n: int, info, temperature: float, seed: int, max_new_tokens: int):
-    from gad.generation import sample_responses
+    from gad.llm.generation import sample_responses
 
     torch.manual_seed(seed)
     return sample_responses(model, pids, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=1.0,
@@ -148,7 +148,7 @@ def discriminator_probe(student, disc_model, teacher, tok, info, groups_in, grou
     within-group spread (sd) of
     the scores, i.e. of the reward before GRPO normalises it.
     """
-    from gad.discriminator import Discriminator, Group
+    from gad.training.discriminator import Discriminator, Group
 
     if samples is None:
         samples = sample(student, [g[1] for g in groups_in], group_size, info, temperature, seed, max_new_tokens)

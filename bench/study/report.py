@@ -12,7 +12,8 @@ import math
 import statistics
 from pathlib import Path
 
-from gad.study_metrics import mean_sd, paired_difference, paired_verdict
+from bench.study.metrics import mean_sd, paired_difference, paired_verdict
+from gad.training.metric_catalog import M
 
 SETS = (("id", "held-out prompts, training wording (ID)"), ("ood", "OOD wording, never in the teacher budget"))
 METRICS = [  # key, label, better ("lower" / "higher" / None), format, smallest difference worth a mark
@@ -26,9 +27,9 @@ METRICS = [  # key, label, better ("lower" / "higher" / None), format, smallest 
 ]
 MAIN = [("teacher_nll", "teacher NLL of samples", "lower", "{:+.3f}", 0.01), ("valid", "valid", "higher", "{:+.3f}",
                                                                             0.01)]
-MONITOR = [("disc_eval_accuracy", "held-out accuracy (identical pairs apart)"),
-           ("disc_eval_identical", "identical share"), ("disc_eval_spread", "score spread"),
-           ("disc_eval_rho_logratio", "ρ(D, log p_T − log p_S)"), ("disc_eval_rho_teacher", "ρ(D, log p_T)")]
+MONITOR = [(M.DISC_EVAL_ACCURACY, "held-out accuracy (identical pairs apart)"),
+           (M.DISC_EVAL_IDENTICAL, "identical share"), (M.DISC_EVAL_SPREAD, "score spread"),
+           (M.DISC_EVAL_RHO_LOGRATIO, "ρ(D, log p_T − log p_S)"), (M.DISC_EVAL_RHO_TEACHER, "ρ(D, log p_T)")]
 SEQKD = {"single": "seqkd N x 1 (best, early-stopped)", "multi": "seqkd N/k x k (best, early-stopped)"}
 
 
@@ -96,7 +97,7 @@ def monitor_summary(arm: dict) -> dict:
         out[key] = {"warmup_end": warm[-1] if warm else float("nan"), "last": c[-1][1] if c else float("nan"),
                     "adversarial_mean": _mean(adv)}
     m = arm["metrics"]
-    for key in ("disc_accuracy", "disc_identical"):
+    for key in (M.DISC_ACCURACY, M.DISC_IDENTICAL):
         out[key] = _mean([v for v, sg in zip(m.get(key, []), m["stage"]) if sg == "adversarial"])
     return out
 
@@ -190,11 +191,11 @@ def _where(results: dict, rows: dict, arms: list[str]) -> str:
 def _what_stops(results: dict, rows: dict, arms: list[str], best_sk: str) -> str:
     """The measured quantities that limit GAD here, in sentences generated from the numbers."""
     summaries = [monitor_summary(a) for a in results["arms"]]
-    acc = _mean(s["disc_eval_accuracy"]["last"] for s in summaries)
-    acc_w = _mean(s["disc_eval_accuracy"]["warmup_end"] for s in summaries)
-    ident = _mean(s["disc_eval_identical"]["last"] for s in summaries)
-    rho = _mean(s["disc_eval_rho_logratio"]["adversarial_mean"] for s in summaries)
-    rho_t = _mean(s["disc_eval_rho_teacher"]["adversarial_mean"] for s in summaries)
+    acc = _mean(s[M.DISC_EVAL_ACCURACY]["last"] for s in summaries)
+    acc_w = _mean(s[M.DISC_EVAL_ACCURACY]["warmup_end"] for s in summaries)
+    ident = _mean(s[M.DISC_EVAL_IDENTICAL]["last"] for s in summaries)
+    rho = _mean(s[M.DISC_EVAL_RHO_LOGRATIO]["adversarial_mean"] for s in summaries)
+    rho_t = _mean(s[M.DISC_EVAL_RHO_TEACHER]["adversarial_mean"] for s in summaries)
     t = results["teacher"]["eval"]
     gap = {k: _mean(v[k]["teacher_nll"] for v in rows[best_sk].values()) - t[k]["teacher_nll"] for k in ("id", "ood")}
     pre = {k: _mean(v[k]["teacher_nll"] for v in rows["pretrained (start)"].values()) for k in ("id", "ood")}
@@ -250,7 +251,7 @@ def _setup(w, results: dict, S: dict) -> None:
       f"teacher-style examples. Student: {m['student']['params']:,} parameters, pretrained {S['pretrain_steps']} "
       f"steps on generic-style text, never on teacher outputs.")
     w(f"- **Teacher budget, equal for every method: {S['n_train']} training responses + {S['n_val']} held out**, "
-      f"sampled at temperature 1 and collected as text (`gad.teacher.collect_local`). Training set 'N x 1': "
+      f"sampled at temperature 1 and collected as text (`gad.llm.teacher.collect_local`). Training set 'N x 1': "
       f"{S['n_train']} prompts x 1 response; 'N/k x k': the first {S['n_train'] // k} of those prompts x {k} "
       f"independent responses, one row each (the library's discriminator takes one teacher response per group, so "
       f"'several positives' is approximated honestly by repeated prompts: each row is its own group with its own "
@@ -270,7 +271,7 @@ def _setup(w, results: dict, S: dict) -> None:
       f"{S['gad_batch']} prompts x {S['group_size']} samples.")
     w("- GAD settings (RunConfig fields): " + "; ".join(
         f"**{x['name']}**: " + ", ".join(f"{k2}={v}" for k2, v in x.items() if k2 != "name") for x in S["arms"]) + ".")
-    w(f"- Monitor (gad.monitor): every {S['disc_eval_every']} steps, {S['disc_eval_prompts']} held-out prompts x "
+    w(f"- Monitor (gad.training.monitor): every {S['disc_eval_every']} steps, {S['disc_eval_prompts']} held-out prompts x "
       f"{S['disc_eval_samples']} fresh student samples against the held-out teacher responses; monitor_teacher = "
       f"the study's teacher (white-box).")
     w(f"- Evaluation (`bench/study/evaluate.py`): {S['eval_prompts']} prompts per set x {S['eval_samples']} samples at "
@@ -297,12 +298,12 @@ def _monitor_section(w, results: dict, arms: list[str]) -> None:
         runs = [a for a in results["arms"] if a["name"] == name]
         ms = [monitor_summary(a) for a in runs]
         w(f"| {name} | {f([a['disc_only_adversarial_steps'] for a in runs], '{:.0f}')} | "
-          f"{f([m['disc_eval_accuracy']['warmup_end'] for m in ms])} → {f([m['disc_eval_accuracy']['last'] for m in ms])} | "
-          f"{f([m['disc_eval_rho_logratio']['warmup_end'] for m in ms])}, "
-          f"{f([m['disc_eval_rho_logratio']['adversarial_mean'] for m in ms])} | "
-          f"{f([m['disc_eval_rho_teacher']['adversarial_mean'] for m in ms])} | "
-          f"{f([m['disc_eval_identical']['last'] for m in ms])} | {f([m['disc_eval_spread']['last'] for m in ms])} | "
-          f"{f([m['disc_accuracy'] for m in ms])} / {f([m['disc_identical'] for m in ms])} |")
+          f"{f([m[M.DISC_EVAL_ACCURACY]['warmup_end'] for m in ms])} → {f([m[M.DISC_EVAL_ACCURACY]['last'] for m in ms])} | "
+          f"{f([m[M.DISC_EVAL_RHO_LOGRATIO]['warmup_end'] for m in ms])}, "
+          f"{f([m[M.DISC_EVAL_RHO_LOGRATIO]['adversarial_mean'] for m in ms])} | "
+          f"{f([m[M.DISC_EVAL_RHO_TEACHER]['adversarial_mean'] for m in ms])} | "
+          f"{f([m[M.DISC_EVAL_IDENTICAL]['last'] for m in ms])} | {f([m[M.DISC_EVAL_SPREAD]['last'] for m in ms])} | "
+          f"{f([m[M.DISC_ACCURACY] for m in ms])} / {f([m[M.DISC_IDENTICAL] for m in ms])} |")
     w("")
 
 
@@ -418,9 +419,9 @@ def plot(results: dict, rows: dict, path: Path) -> None:
         ax.set_xticks(range(len(names)), short, rotation=60, ha="right", fontsize=7)
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
-    panels = ((axes[1, 1], "disc_eval_accuracy", "held-out D accuracy (identical pairs apart; 0.5 = chance)", (0, 1)),
-              (axes[1, 2], "disc_eval_rho_logratio", "ρ(D, log p_T − log p_S), solid; ρ(D, log p_T), dotted", (-1, 1)),
-              (axes[1, 3], "disc_eval_identical", "held-out samples identical to the teacher's response", (0, 1)))
+    panels = ((axes[1, 1], M.DISC_EVAL_ACCURACY, "held-out D accuracy (identical pairs apart; 0.5 = chance)", (0, 1)),
+              (axes[1, 2], M.DISC_EVAL_RHO_LOGRATIO, "ρ(D, log p_T − log p_S), solid; ρ(D, log p_T), dotted", (-1, 1)),
+              (axes[1, 3], M.DISC_EVAL_IDENTICAL, "held-out samples identical to the teacher's response", (0, 1)))
     for ax, key, title, ylim in panels:
         for i, name in enumerate(a["name"] for a in S["arms"]):
             runs = [a for a in results["arms"] if a["name"] == name]
@@ -431,15 +432,15 @@ def plot(results: dict, rows: dict, path: Path) -> None:
             xs = sorted(series)
             line = ax.plot(xs, [statistics.fmean(series[x]) for x in xs], "-", marker="o", ms=2, label=name,
                            color=f"C{i}")
-            if key == "disc_eval_rho_logratio":
+            if key == M.DISC_EVAL_RHO_LOGRATIO:
                 series = {}
                 for a in runs:
-                    for st, v, _ in _checks(a, "disc_eval_rho_teacher"):
+                    for st, v, _ in _checks(a, M.DISC_EVAL_RHO_TEACHER):
                         series.setdefault(st, []).append(v)
                 xs = sorted(series)
                 ax.plot(xs, [statistics.fmean(series[x]) for x in xs], ":", color=line[0].get_color(), lw=1)
         ax.axvline(S["n_train"] // S["gad_batch"], color="grey", ls=":", lw=1)
-        if key == "disc_eval_accuracy":
+        if key == M.DISC_EVAL_ACCURACY:
             ax.axhline(0.5, color="grey", lw=0.8)
         ax.set_ylim(*ylim)
         ax.set_xlabel("GAD step (dotted: end of the warmup stage, N x 1 data)")

@@ -8,7 +8,7 @@ bench/quality_study.py.
   seqkd_es        SeqKD from the pretrained student with early stopping on the held-out teacher responses
   gad_arm         GAD from the pretrained student (the paper's recipe: one epoch of SeqKD + discriminator
                   warmup, then the adversarial stage), stopped at a fixed number of generator steps, with the
-                  library's held-out discriminator monitor (gad.monitor) on
+                  library's held-out discriminator monitor (gad.training.monitor) on
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ import json
 import shutil
 import time
 from pathlib import Path
+
+from gad.training.metric_catalog import M
+from gad.training.rundir import checkpoint_dir, student_dir
 
 
 def setup_worker() -> None:
@@ -28,7 +31,7 @@ def setup_worker() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from gad.progress import quiet_libraries
+    from gad.training.progress import quiet_libraries
 
     quiet_libraries()
     import warnings
@@ -55,7 +58,7 @@ def _load_lm(path):
 
 
 def _tok_info(path):
-    from gad.modeling import load_tokenizer, token_info
+    from gad.training.modeling import load_tokenizer, token_info
 
     tok = load_tokenizer(str(path))
     return tok, token_info(tok, str(path))
@@ -75,9 +78,9 @@ DATA_FILES = {"single": "distill_train.jsonl", "multi": "distill_train_multi.jso
 # ----------------------------------------------------------------------------------------------
 def train_lm(out: str, data: str, seed: int, hidden: int, layers: int, steps: int, batch: int, lr: float,
              S: dict) -> dict:
-    from gad.config import RunConfig
-    from gad.pipeline import run
-    from gad.tiny import build_tiny_model
+    from gad.toy.tiny import build_tiny_model
+    from gad.training.config import RunConfig
+    from gad.training.pipeline import run
 
     clock = _Clock()
     out = Path(out)
@@ -85,8 +88,8 @@ def train_lm(out: str, data: str, seed: int, hidden: int, layers: int, steps: in
     build_tiny_model(out / "init", seed=seed, hidden_size=hidden, layers=layers)
     res = run(RunConfig(method="seqkd", student=str(out / "init"), data=data, output=str(out / "run"), steps=steps,
                         batch_size=batch, seqkd_lr=lr, save_steps=10_000, sample_every=10_000, seed=seed, **_common(S)))
-    params = sum(p.numel() for p in _load_lm(res.final_checkpoint / "student").parameters())
-    return clock.stamp({"path": str(res.final_checkpoint / "student"), "params": params})
+    params = sum(p.numel() for p in _load_lm(student_dir(res.final_checkpoint)).parameters())
+    return clock.stamp({"path": str(student_dir(res.final_checkpoint)), "params": params})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -102,8 +105,8 @@ def teacher_assets(S: dict, teacher: str, work: str) -> dict:
 
     from bench.study import language as L
     from bench.study.evaluate import evaluate_model, fruit_distribution, prompt_ids, sample
-    from gad.data import Example
-    from gad.teacher import collect_local
+    from gad.data.examples import Example
+    from gad.llm.teacher import collect_local
 
     clock = _Clock()
     work = Path(work)
@@ -176,9 +179,9 @@ def seqkd_es(seed: int, S: dict, student: str, teacher: str, work: str, teacher_
     teacher responses' NLL has not improved for `patience` epochs. The best checkpoint is the baseline."""
     from bench.study import language as L
     from bench.study.evaluate import prompt_ids, sample, sequence_logprobs
-    from gad.config import RunConfig
-    from gad.pipeline import run
-    from gad.progress import Progress
+    from gad.training.config import RunConfig
+    from gad.training.pipeline import run
+    from gad.training.progress import Progress
 
     clock = _Clock()
     work = Path(work)
@@ -206,7 +209,7 @@ def seqkd_es(seed: int, S: dict, student: str, teacher: str, work: str, teacher_
             self.curve, self.best, self.bad = [], None, 0
 
         def checkpoint(self, step, path):
-            rec = score(Path(path) / "student", step)
+            rec = score(student_dir(path), step)
             self.curve.append(rec)
             if self.best is None or rec["val_nll"] < self.best["val_nll"] - S["es_min_delta"]:
                 self.best, self.bad = rec, 0
@@ -228,7 +231,7 @@ def seqkd_es(seed: int, S: dict, student: str, teacher: str, work: str, teacher_
     best = es.best["step"]
     out = {"seed": seed, "data": data, "curve": es.curve, "best_step": best, "epoch_steps": epoch,
            "train_seconds": train_seconds, "status": res.status, "steps_run": res.global_step}
-    picks = [("seqkd", run_dir / "checkpoints" / f"step-{best}" / "student")]
+    picks = [("seqkd", student_dir(checkpoint_dir(run_dir, best)))]
     if eval_pretrained:
         picks.insert(0, ("pretrained", Path(student)))
     import torch
@@ -241,9 +244,9 @@ def seqkd_es(seed: int, S: dict, student: str, teacher: str, work: str, teacher_
 
 
 # ----------------------------------------------------------------------------------------------
-KEPT = ("step", "stage", "loss", "disc_loss", "disc_accuracy", "disc_identical", "reward_std", "kl", "step_time",
-        "disc_eval_accuracy", "disc_eval_identical", "disc_eval_spread", "disc_eval_margin",
-        "disc_eval_rho_logratio", "disc_eval_rho_teacher", "disc_eval_time")
+KEPT = ("step", "stage", "loss", M.DISC_LOSS, M.DISC_ACCURACY, M.DISC_IDENTICAL, M.REWARD_STD, "kl", M.STEP_TIME,
+        M.DISC_EVAL_ACCURACY, M.DISC_EVAL_IDENTICAL, M.DISC_EVAL_SPREAD, M.DISC_EVAL_MARGIN,
+        M.DISC_EVAL_RHO_LOGRATIO, M.DISC_EVAL_RHO_TEACHER, M.DISC_EVAL_TIME)
 
 
 def gad_arm(seed: int, name: str, spec: dict, S: dict, student: str, teacher: str, work: str,
@@ -256,9 +259,9 @@ def gad_arm(seed: int, name: str, spec: dict, S: dict, student: str, teacher: st
     `n_val` held-out teacher responses, white-box against the teacher (monitor_teacher)."""
     import torch
 
-    from gad.config import RunConfig
-    from gad.pipeline import run
-    from gad.progress import Progress
+    from gad.training.config import RunConfig
+    from gad.training.pipeline import run
+    from gad.training.progress import Progress
 
     clock = _Clock()
     work = Path(work)
@@ -316,7 +319,7 @@ def gad_arm(seed: int, name: str, spec: dict, S: dict, student: str, teacher: st
     tok, info = _tok_info(student)
     teacher_m = _load_lm(teacher)
     torch.manual_seed(seed)
-    out["eval"] = _eval_both(_load_lm(res.final_checkpoint / "student"), teacher_m, tok, info, S, work,
+    out["eval"] = _eval_both(_load_lm(student_dir(res.final_checkpoint)), teacher_m, tok, info, S, work,
                              teacher_fruit, seed)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     shutil.rmtree(run_dir / ".trl", ignore_errors=True)

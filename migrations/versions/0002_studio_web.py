@@ -22,7 +22,7 @@ down_revision = '0001'
 branch_labels = None
 depends_on = None
 
-CHECKS = [("users", "role", Role), ("runs", "status", RunStatus), ("jobs", "kind", JobKind),
+CHECKS = [("users", "role", Role), ("runs", "status", RunStatus), ("jobs", "kind", JobKind.of_jobs()),
           ("jobs", "status", RunStatus), ("studies", "status", StudyStatus), ("votes", "choice", VoteChoice)]
 
 

@@ -9,9 +9,9 @@ import logging
 import pytest
 from sqlalchemy import text
 
+from app.devserver import DevServer
 from app.errors import InvalidInput
 from app.settings import Settings
-from gad.devserver import DevServer
 
 PASSWORD_IN_URL = "hunter2-s3cret@pw"
 

@@ -9,8 +9,8 @@ import json
 import httpx
 import pytest
 
+from gad.data.resources import DATASET_DIR
 from tests.api.conftest import wait_for
-from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,7 @@ def sse_events(client: httpx.Client, path: str, last_event_id: int | None = None
 @pytest.fixture(scope="module")
 def finished_run(live_studio, tiny_model):
     with live_studio.client("researcher") as c:
-        data = (REPO / "gad" / "datasets" / "teacher_alpaca_gpt4_demo_999.jsonl").read_bytes().splitlines(True)[:16]
+        data = (DATASET_DIR / "teacher_alpaca_gpt4_demo_999.jsonl").read_bytes().splitlines(True)[:16]
         ds = c.post("/api/datasets", files={"file": ("alpaca.jsonl", b"".join(data))}).json()
         r = c.post("/api/runs", json={"name": "api run", "dataset_id": ds["id"],
                                       "config": {**SETTINGS, "student": str(tiny_model)}})
@@ -168,7 +168,7 @@ def test_a_blind_study_between_two_checkpoints(live_studio, finished_run):
 
 
 def test_an_evaluation_against_a_local_judge(live_studio, finished_run):
-    from gad.devserver import DevServer
+    from app.devserver import DevServer
 
     run, _ = finished_run
     with DevServer() as judge:

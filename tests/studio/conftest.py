@@ -106,7 +106,7 @@ class Worker:
         self.env, self.log = env, log
         self.proc = None
 
-    def start(self) -> "Worker":
+    def start(self) -> Worker:
         fh = self.log.open("ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--queues", "gpu,io",
                                       "--loglevel", "WARNING"], env=self.env, cwd=REPO, stdout=fh, stderr=fh,

@@ -8,14 +8,13 @@ import pytest
 from sqlalchemy import create_engine, func, inspect, select
 
 from app.db import migrate
-from app.db.models import Base, Dataset, Endpoint, Prompt, Run, RunMetric, Study, StudyItem, User, Vote
+from app.db.models import Base, Dataset, Endpoint, Job, Prompt, RunMetric, Study, StudyItem, User, Vote
 from app.db.session import session_scope
+from app.errors import InvalidInput
 from app.services import runs as run_service
 from app.services.datasets import import_dataset
 from app.services.endpoints import create_endpoint, list_endpoints, to_gad
-from app.errors import InvalidInput
 from app.services.studies import blind_view, cast_vote, study_results
-from gad.data import DataError
 
 
 def _head() -> str:
@@ -192,25 +191,9 @@ def test_submit_validates_and_refuses_remote_code(studio_ctx):
             run_service.submit_run(s, studio_ctx.settings, {"student": "s", "data": "d", "trust_remote_code": True})
 
 
-def test_claim_is_exclusive_and_reconcile_marks_silent_runs(studio_ctx, pairs_file):
-    with session_scope(studio_ctx.sessions) as s:
-        run_id = run_service.submit_run(s, studio_ctx.settings, {"student": "org/model", "data": str(pairs_file)}).id
-    with studio_ctx.sessions() as s:
-        first = run_service.claim_run(s, run_id, "w1", stale_after=60)
-        assert first and run_service.claim_run(s, run_id, "w2", stale_after=60) is None
-        assert run_service.reconcile(s, heartbeat_timeout=60) == []
-        assert run_service.reconcile(s, heartbeat_timeout=-1) == [run_id]   # silent "forever"
-        assert s.get(Run, run_id).status == "interrupted"
-        assert not run_service.heartbeat(s, run_id, first)                  # the old attempt lost it
-        run_service.resume_run(s, run_id)
-        s.commit()
-        assert run_service.claim_run(s, run_id, "w2", stale_after=60)
-        assert s.get(Run, run_id).attempts == 2
-
-
 def test_collect_job_caches_in_the_database(studio_ctx, tmp_path):
-    from app.services.jobs import claim_job, create_job, run_collect
-    from gad.devserver import DevServer
+    from app.devserver import DevServer
+    from app.services.jobs import carry_out_job, create_job, run_collect
 
     data = tmp_path / "p.jsonl"
     data.write_text("".join(f'{{"prompt": "question {i}"}}\n' for i in range(12)))
@@ -220,13 +203,13 @@ def test_collect_job_caches_in_the_database(studio_ctx, tmp_path):
             ep = create_endpoint(s, studio_ctx.settings, name="dev", base_url=srv.base_url, model="dev", api_key="k-1")
             job1 = create_job(s, "collect", {"dataset_id": ds.id, "endpoint_id": ep.id}).id
             job2 = create_job(s, "collect", {"dataset_id": ds.id, "endpoint_id": ep.id}).id
-        with session_scope(studio_ctx.sessions) as s:
-            claim = claim_job(s, job1, "test", 60)
-        result = run_collect(studio_ctx, job1, claim)
-        assert result["ok"] == 12 and len(srv.requests()) == 13          # one 429 retried
-        with session_scope(studio_ctx.sessions) as s:
-            claim = claim_job(s, job2, "test", 60)
-        assert run_collect(studio_ctx, job2, claim)["ledger"]["cached"] == 12
+        assert carry_out_job(studio_ctx, job1, "test", run_collect) == "succeeded"
+        assert carry_out_job(studio_ctx, job1, "test", run_collect) == "skipped"  # a duplicate delivery
+        assert len(srv.requests()) == 13                                 # one 429 retried
+        assert carry_out_job(studio_ctx, job2, "test", run_collect) == "succeeded"
         assert len(srv.requests()) == 13                                 # nothing asked twice
+    with studio_ctx.sessions() as s:
+        assert s.get(Job, job1).result["ok"] == 12 and s.get(Job, job2).result["ledger"]["cached"] == 12
+        assert s.get(Job, job1).status == s.get(Job, job2).status == "succeeded"
     with studio_ctx.sessions() as s:
         assert all(p.teacher_response for p in s.scalars(select(Prompt)))

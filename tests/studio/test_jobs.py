@@ -5,20 +5,21 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from app.db.models import Evaluation, JudgeScore, Study, StudyItem, User
+from app.db.models import Evaluation, Job, JudgeScore, Study, StudyItem, User
 from app.db.session import session_scope
+from app.devserver import DevServer
 from app.services.datasets import import_dataset
 from app.services.endpoints import create_endpoint
-from app.services.jobs import claim_job, create_job, run_evaluation, run_study_generation
+from app.services.jobs import create_job, run_evaluation, run_study_generation
+from app.services.lifecycle import claim_row
 from app.services.studies import blind_view, cast_vote, create_study, study_results
-from gad.devserver import DevServer
 
 pytestmark = pytest.mark.slow
 
 
 def _claim(ctx, job_id):
     with session_scope(ctx.sessions) as s:
-        return claim_job(s, job_id, "test", 60)
+        return claim_row(s, Job, job_id, "test", 60)
 
 
 def test_evaluation_job_stores_scores(studio_ctx, tiny_model):

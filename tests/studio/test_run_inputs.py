@@ -16,7 +16,6 @@ from app.enums import RunStatus
 from app.errors import Conflict, InvalidInput
 from app.services import runs as run_service
 from app.settings import Settings
-from tests.conftest import REPO
 
 
 def test_paths_are_made_absolute_and_checked_before_queueing(studio_ctx, tiny_model, pairs_file, tmp_path,

@@ -8,11 +8,12 @@ import random
 
 from sqlalchemy import select
 
-from app.db.models import Study, StudyItem
+from app.db.models import Job, Study, StudyItem
 from app.db.session import session_scope
 from app.services import studies as study_service
 from app.services.datasets import import_dataset
-from app.services.jobs import claim_job, run_study_generation
+from app.services.jobs import run_study_generation
+from app.services.lifecycle import claim_row
 
 N = 32
 
@@ -30,7 +31,7 @@ def _study(ctx, tmp_path, name: str) -> tuple[int, int]:
 
 def _generate(ctx, job_id: int) -> dict:
     with session_scope(ctx.sessions) as s:
-        claim = claim_job(s, job_id, "test", 60)
+        claim = claim_row(s, Job, job_id, "test", 60)
     return run_study_generation(ctx, job_id, claim)
 
 

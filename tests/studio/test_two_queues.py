@@ -27,7 +27,7 @@ class QueueWorker(Worker):
         super().__init__(env, log)
         self.queues = queues
 
-    def start(self) -> "QueueWorker":
+    def start(self) -> QueueWorker:
         fh = self.log.open("ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--queues", self.queues,
                                       "--loglevel", "WARNING"], env=self.env, cwd=REPO, stdout=fh, stderr=fh,
@@ -60,12 +60,12 @@ def _wait(predicate, timeout: float, what: str, workers: list[QueueWorker]):
 
 def test_each_queue_is_served_by_its_own_worker(tmp_path, pg_url, redis_url, tiny_model, pairs_file):
     from app.context import make_context
+    from app.devserver import DevServer
     from app.services.datasets import import_dataset
     from app.services.endpoints import create_endpoint
     from app.services.jobs import create_collect_job
     from app.services.runs import submit_run
     from app.settings import Settings
-    from gad.devserver import DevServer
 
     broker = _own_redis_db(redis_url)
     redis.Redis.from_url(broker).flushdb()

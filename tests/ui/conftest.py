@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from gad.data.resources import DATASET_DIR
 from tests.conftest import REPO, free_port, wait_for
 from tests.studio.conftest import Worker, studio_env
 
@@ -37,7 +38,7 @@ class Studio:
     """The web server and a worker over one throwaway data folder, plus a dev server as teacher and judge."""
 
     def __init__(self, root: Path, tiny_model: Path):
-        from gad.devserver import DevServer
+        from app.devserver import DevServer
 
         self.root, self.tiny_model = root, tiny_model
         self.data = root / "data"
@@ -51,7 +52,7 @@ class Studio:
         self.server = self.worker = self.ctx = None
         self.shared: dict = {}  # what one test made for the next ones (dataset, run, ...)
 
-    def start(self) -> "Studio":
+    def start(self) -> Studio:
         from app.context import make_context
         from app.settings import Settings
 
@@ -198,7 +199,7 @@ def settle(page) -> None:
 @pytest.fixture(scope="session")
 def prompts_file(tmp_path_factory) -> Path:
     """12 prompts without teacher responses (the teacher is asked for them)."""
-    src = REPO / "gad" / "datasets" / "teacher_alpaca_gpt4_demo_999.jsonl"
+    src = DATASET_DIR / "teacher_alpaca_gpt4_demo_999.jsonl"
     rows = [json.loads(line) for line in src.read_text(encoding="utf-8").splitlines()[:12]]
     out = tmp_path_factory.mktemp("upload") / "alpaca-prompts.jsonl"
     out.write_text("".join(json.dumps({"id": r["id"], "prompt": r["prompt"]}) + "\n" for r in rows), encoding="utf-8")

@@ -140,7 +140,7 @@ def test_d_compare_three_runs_with_a_fork_and_a_baseline(studio, browser, shots,
 
     with session_scope(studio.ctx.sessions) as s:
         fork = fork_run(s, studio.ctx.settings, finished_run, overrides={"steps": 40, "lr": 2e-4},
-                        name="compare fork").id
+                        name="compare fork", user_id=None).id
         baseline = submit_from_dataset(s, studio.ctx.settings, {**BUILTIN[CPU_SMOKE], "method": "seqkd", "lr": 5e-4,
                                                                 "student": str(studio.tiny_model)},
                                        dataset_id, name="compare seqkd").id

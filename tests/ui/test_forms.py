@@ -9,9 +9,9 @@ import pytest
 
 from app.errors import InvalidInput
 from app.services.presets import BUILTIN, CPU_SMOKE, _validate
-from app.services.ui_queries import METHODS, command_preview, config_checks, method_label
+from app.services.run_form import METHODS, command_preview, config_checks, method_label
 from app.ui.widgets.config_form import NOT_IN_FORM, grouped_fields
-from gad.config import RunConfig
+from gad.training.config import RunConfig
 
 
 def test_the_form_shows_every_setting_once_and_only_runconfig_settings():
@@ -104,7 +104,7 @@ def test_step_ticks_are_whole_numbers_and_compare_lists_every_run():
 
 def test_the_run_page_says_when_a_run_is_too_short_for_its_alarms():
     from app.ui.pages.run_page import RunPage
-    from gad.health import WINDOW
+    from gad.training.health import WINDOW
 
     view = {"id": 1, "name": "r", "status": "succeeded", "method": "gad", "stage": "adversarial", "attempts": 1,
             "total_steps": 6, "step": 6, "progress": 1.0, "last_metrics": {}, "alarms": [], "error": None,
@@ -132,3 +132,20 @@ def test_the_chat_shows_what_the_user_typed_and_sends_it_unchanged():
     assert "<script>" not in as_shown(text)
     assert said({"role": "user", "content": as_shown(text)}) == text
     assert said({"role": "assistant", "content": "**bold**"}) == "**bold**"
+
+
+def test_curves_send_evenly_spaced_steps_as_x0_and_dx_and_keep_spikes():
+    import json
+
+    from app.ui.widgets import charts
+
+    bucketed = [{"step": 1 + 12 * i, "value": 0.5, "min": 0.4, "max": 0.9 if i == 7 else 0.6, "n": 12}
+                for i in range(200)]
+    fig = json.loads(charts.run_curves({"disc_loss": bucketed}, []).plot)
+    traces = [t for t in fig["data"] if t.get("xaxis") == "x"]
+    assert len(traces) == 4                                        # band max, band min, raw, EMA
+    assert all(t["x0"] == 1 and t["dx"] == 12 and "x" not in t for t in traces)
+    assert max(traces[0]["y"]) == 0.9                              # the one-bucket spike is still in the band
+    uneven = [{"step": s, "value": 1.0, "min": 1.0, "max": 1.0, "n": 1} for s in (1, 2, 4, 8)]
+    raw = [t for t in json.loads(charts.run_curves({"disc_loss": uneven}, []).plot)["data"] if t.get("xaxis") == "x"]
+    assert raw[0]["x"] == [1, 2, 4, 8]

@@ -6,7 +6,6 @@ HTML and script show as text on every page, and the chat shows what the user typ
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 from playwright.sync_api import expect

@@ -7,7 +7,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app.api.deps import DB, Ctx, CurrentUser, IdPath
 from app.api.schemas import ERRORS, LoginIn, LoginOut, TokenCreate, TokenOut, UserOut
-from app.auth.tokens import SESSION_COOKIE, SESSION_MAX_AGE, make_session, read_session
+from app.auth.tokens import expired_session_cookie, is_secure, make_session, session_cookie, session_of
 from app.errors import StudioError
 from app.services import users as user_service
 
@@ -15,9 +15,11 @@ router = APIRouter(tags=["auth"], responses=ERRORS)
 
 
 def _set_cookie(response: Response, request: Request, value: str, setting: str) -> None:
-    secure = request.url.scheme == "https" if setting == "auto" else setting == "true"
-    response.set_cookie(SESSION_COOKIE, value, max_age=SESSION_MAX_AGE, httponly=True, samesite="lax",
-                        secure=secure, path="/")
+    response.set_cookie(**session_cookie(value, is_secure(setting, request.url.scheme)))
+
+
+def _drop_cookie(response: Response, request: Request, setting: str) -> None:
+    response.delete_cookie(**expired_session_cookie(is_secure(setting, request.url.scheme)))
 
 
 def _address(request: Request) -> str | None:
@@ -39,7 +41,7 @@ def login(body: LoginIn, request: Request, response: Response, session: DB, ctx:
 
 def _end_sessions(request: Request, session, ctx) -> None:
     """Logging out ends every session of the user (a copied cookie dies with the one in the browser)."""
-    data = read_session(ctx.settings.fernet_key(), request.cookies.get(SESSION_COOKIE))
+    data = session_of(ctx.settings.fernet_key(), request.cookies)
     if data is not None:
         user_service.end_sessions(session, data["uid"], data.get("epoch", 0))
         session.commit()
@@ -49,7 +51,7 @@ def _end_sessions(request: Request, session, ctx) -> None:
 def logout(request: Request, session: DB, ctx: Ctx) -> Response:
     _end_sessions(request, session, ctx)
     response = Response(status_code=204)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    _drop_cookie(response, request, ctx.settings.cookie_secure)
     return response
 
 
@@ -60,7 +62,7 @@ def me(user: CurrentUser) -> UserOut:
 
 @router.get("/api/auth/csrf", summary="The CSRF token of the current cookie session")
 def csrf(request: Request, ctx: Ctx, user: CurrentUser) -> dict[str, str | None]:
-    data = read_session(ctx.settings.fernet_key(), request.cookies.get(SESSION_COOKIE)) or {}
+    data = session_of(ctx.settings.fernet_key(), request.cookies) or {}
     return {"csrf_token": data.get("csrf")}
 
 
@@ -136,7 +138,7 @@ def login_form(request: Request, session: DB, ctx: Ctx, username: str = Form("")
 def logout_page(request: Request, session: DB, ctx: Ctx) -> RedirectResponse:
     _end_sessions(request, session, ctx)
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    _drop_cookie(response, request, ctx.settings.cookie_secure)
     return response
 
 

@@ -1,4 +1,4 @@
-"""Datasets: upload (multipart, every format gad.data reads), list, detail, statistics, preview."""
+"""Datasets: upload (multipart, every format gad.data.examples reads), list, detail, statistics, preview."""
 
 from __future__ import annotations
 

@@ -4,20 +4,15 @@ intervals and lengths; per-sample judge answers."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Query
+
 from app.api.deps import DB, Can, Ctx, IdPath, IdQuery
 from app.api.schemas import ERRORS, EvaluationCreate, EvaluationRow, JobOut, JudgeSample
-from app.db.models import Evaluation
 from app.enums import JobKind
 from app.services import evaluations as ev_service
 from app.services import jobs as job_service
 
 router = APIRouter(prefix="/api/evaluations", tags=["evaluations"], responses=ERRORS)
 Researcher = Can("evaluations")
-
-
-def _row(e: Evaluation) -> EvaluationRow:
-    return EvaluationRow(id=e.id, job_id=e.job_id, checkpoint_id=e.checkpoint_id, model=e.model_name, set=e.set_name,
-                         score=e.score, ci_low=e.ci_low, ci_high=e.ci_high, length=e.length, summary=e.summary)
 
 
 @router.post("", response_model=JobOut, status_code=202, summary="Launch an evaluation job")
@@ -35,12 +30,11 @@ def create(body: EvaluationCreate, ctx: Ctx, user: Researcher, session: DB) -> J
 @router.get("", response_model=list[EvaluationRow], summary="Score rows (model x set), newest first")
 def list_rows(_: Researcher, session: DB, job_id: IdQuery | None = None, checkpoint_id: IdQuery | None = None,
               limit: int = Query(200, ge=1, le=2000)) -> list[EvaluationRow]:
-    return [_row(e) for e in ev_service.list_rows(session, job_id=job_id, checkpoint_id=checkpoint_id, limit=limit)]
+    return [EvaluationRow(**r) for r in ev_service.list_rows(session, job_id=job_id, checkpoint_id=checkpoint_id,
+                                                              limit=limit)]
 
 
 @router.get("/{evaluation_id}/samples", response_model=list[JudgeSample], summary="Per-sample judge answers")
 def samples(evaluation_id: IdPath, _: Researcher, session: DB, offset: int = Query(0, ge=0, le=10**9),
             limit: int = Query(50, ge=1, le=500)) -> list[JudgeSample]:
-    rows = ev_service.judge_samples(session, evaluation_id, offset=offset, limit=limit)
-    return [JudgeSample(prompt_id=r.prompt_external_id, response=r.response, model_score=r.model_score,
-                        reference_score=r.reference_score, verdicts=r.verdicts) for r in rows]
+    return [JudgeSample(**r) for r in ev_service.judge_samples(session, evaluation_id, offset=offset, limit=limit)]

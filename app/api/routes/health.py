@@ -11,9 +11,9 @@ import threading
 import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Request
-from sqlalchemy import create_engine, text
 
 from app.api.schemas import Health
+from app.db.session import make_probe_engine, ping
 
 router = APIRouter(tags=["health"])
 PROBE_SECONDS = 3.0
@@ -26,17 +26,14 @@ def _probe_engine(ctx, attr: str, url: str):
     with _engines_guard:
         engine = getattr(ctx, attr, None)
         if engine is None:
-            args = {"timeout": PROBE_SECONDS} if url.startswith("sqlite") else {"connect_timeout": int(PROBE_SECONDS)}
-            engine = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=PROBE_SECONDS,
-                                   pool_pre_ping=not url.startswith("sqlite"), connect_args=args)
+            engine = make_probe_engine(url, PROBE_SECONDS)
             setattr(ctx, attr, engine)
         return engine
 
 
 def _database(ctx) -> str:
     try:
-        with _probe_engine(ctx, "_health_engine", ctx.settings.db_url).connect() as conn:
-            conn.execute(text("SELECT 1"))
+        ping(_probe_engine(ctx, "_health_engine", ctx.settings.db_url))
         return "ok"
     except Exception as err:  # reported, not raised: /health must answer when the database does not
         return f"unreachable: {type(err).__name__}"
@@ -58,8 +55,7 @@ def _broker(ctx) -> str:
 
             redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping()
         elif url.startswith("sqla+"):
-            with _probe_engine(ctx, "_broker_engine", url[5:]).connect() as conn:
-                conn.execute(text("SELECT 1"))
+            ping(_probe_engine(ctx, "_broker_engine", url[5:]))
         return "ok"
     except Exception as err:  # reported, not raised (see above)
         return f"unreachable: {type(err).__name__}"

@@ -1,12 +1,15 @@
-"""Jobs: teacher collections (launch, watch), and every job's progress, failures, tokens and cost."""
+"""Jobs: teacher collections (launch, watch), every job's progress, failures, tokens and cost, the cost
+projection before a launch, and resuming a job paused by its cost cap."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
 from app.api.deps import DB, Can, Ctx, IdPath
-from app.api.schemas import ERRORS, CollectCreate, JobOut
+from app.api.schemas import ERRORS, CollectCreate, CostProjection, JobOut, JobResume
 from app.enums import JobKind
+from app.errors import InvalidInput
+from app.services import costs
 from app.services import jobs as svc
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"], responses=ERRORS)
@@ -23,10 +26,36 @@ def list_jobs(_: Researcher, session: DB, kind: JobKind | None = None,
              summary="Collect teacher responses for a dataset from an endpoint")
 def collect(body: CollectCreate, ctx: Ctx, user: Researcher, session: DB) -> JobOut:
     job = svc.create_collect_job(session, dataset_id=body.dataset_id, endpoint_id=body.endpoint_id,
-                                 retry_failed=body.retry_failed, user_id=user.id)
+                                 retry_failed=body.retry_failed, max_cost_usd=body.max_cost_usd, user_id=user.id)
     session.commit()
     ctx.enqueue(JobKind.collect, job.id)
     return JobOut(**svc.job_view(job))
+
+
+@router.get("/projection", response_model=CostProjection,
+            summary="What a collection or evaluation would send its paid endpoint: requests, tokens, cost")
+def projection(ctx: Ctx, _: Researcher, session: DB, kind: JobKind, dataset_id: int | None = Query(None, ge=1),
+               endpoint_id: int | None = Query(None, ge=1), retry_failed: bool = False,
+               sets: list[str] = Query(default_factory=list), n_models: int = Query(1, ge=1, le=100),
+               limit: int | None = Query(None, ge=1), max_new_tokens: int = Query(1536, ge=1),
+               both_orders: bool = False) -> CostProjection:
+    """collect: dataset_id and endpoint_id. evaluate: endpoint_id (the judge), sets, n_models and the
+    evaluation's limit, max_new_tokens and both_orders. study: nothing (its models generate locally)."""
+    if kind == JobKind.study:
+        return CostProjection(**costs.project_study())
+    if endpoint_id is None:
+        raise InvalidInput("endpoint_id is required", field="endpoint_id")
+    if kind == JobKind.collect:
+        if dataset_id is None:
+            raise InvalidInput("dataset_id is required", field="dataset_id")
+        return CostProjection(**costs.project_collect(session, ctx.settings, dataset_id=dataset_id,
+                                                      endpoint_id=endpoint_id, retry_failed=retry_failed))
+    if kind == JobKind.evaluate:
+        svc.check_sets(session, sets)
+        return CostProjection(**costs.project_evaluation(session, ctx.settings, n_models=n_models, sets=sets,
+                                                         judge_endpoint_id=endpoint_id, limit=limit,
+                                                         max_new_tokens=max_new_tokens, both_orders=both_orders))
+    raise InvalidInput(f"no projection for {kind} (training calls no paid endpoint)", field="kind")
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="A job's live progress and result")
@@ -37,6 +66,15 @@ def detail(job_id: IdPath, _: Researcher, session: DB) -> JobOut:
 @router.post("/{job_id}/retry", response_model=JobOut, summary="Queue a failed, interrupted or cancelled job again")
 def retry(job_id: IdPath, ctx: Ctx, _: Researcher, session: DB) -> JobOut:
     job = svc.retry_job(session, job_id)
+    session.commit()
+    ctx.enqueue(job.kind, job.id)
+    return JobOut(**svc.job_view(job))
+
+
+@router.post("/{job_id}/resume", response_model=JobOut,
+             summary="Queue a paused (or failed, interrupted, cancelled) job again under a new cost cap")
+def resume(job_id: IdPath, body: JobResume, ctx: Ctx, _: Researcher, session: DB) -> JobOut:
+    job = svc.resume_job(session, job_id, body.max_cost_usd)
     session.commit()
     ctx.enqueue(job.kind, job.id)
     return JobOut(**svc.job_view(job))

@@ -11,11 +11,22 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import DB, Can, Ctx, IdPath, IdQuery, reconcile_now_and_then
-from app.api.schemas import (ERRORS, DiffRow, LogOut, MetricsOut, RunCreate, RunDetail, RunFork, RunOut, RunPage,
-                             SamplesOut)
-from app.enums import RunStatus
+from app.api.deps import DB, Can, Ctx, IdPath, IdQuery
+from app.api.schemas import (
+    ERRORS,
+    DiffRow,
+    LogOut,
+    MetricsOut,
+    RunCreate,
+    RunDetail,
+    RunFork,
+    RunOut,
+    RunPage,
+    SamplesOut,
+)
+from app.enums import JobKind, RunStatus
 from app.errors import InvalidInput
+from app.services import lifecycle
 from app.services import run_views as views
 from app.services import runs as svc
 
@@ -32,7 +43,7 @@ def _detail(session, ctx, run) -> RunDetail:
 def list_runs(_: Researcher, session: DB, ctx: Ctx, status: str | None = Query(None, description="e.g. running,queued"),
               method: str | None = None, q: str | None = Query(None, max_length=200),
               limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=10**9)) -> RunPage:
-    reconcile_now_and_then(ctx, session)
+    lifecycle.reconcile_now_and_then(ctx)
     runs, total = views.list_runs(session, status=status, method=method, q=q, limit=limit, offset=offset)
     items = [RunOut(**views.run_view(session, r, ctx.settings.heartbeat_timeout, full=False)) for r in runs]
     return RunPage(total=total, offset=offset, limit=limit, items=items)
@@ -48,7 +59,7 @@ def create(body: RunCreate, ctx: Ctx, user: Researcher, session: DB) -> RunDetai
     else:
         raise InvalidInput("give a dataset_id, or config.data (a file on the workers' disk)", field="dataset_id")
     session.commit()
-    ctx.enqueue("train", run.id)
+    ctx.enqueue(JobKind.train, run.id)
     return _detail(session, ctx, run)
 
 
@@ -59,7 +70,7 @@ def diff(a: IdQuery, b: IdQuery, _: Researcher, session: DB) -> list[DiffRow]:
 
 @router.get("/{run_id}", response_model=RunDetail, summary="A run: progress, ETA, alarms, checkpoints")
 def detail(run_id: IdPath, ctx: Ctx, _: Researcher, session: DB) -> RunDetail:
-    reconcile_now_and_then(ctx, session)
+    lifecycle.reconcile_now_and_then(ctx)
     return _detail(session, ctx, svc.get_run(session, run_id))
 
 
@@ -72,22 +83,19 @@ def cancel(run_id: IdPath, ctx: Ctx, _: Researcher, session: DB) -> RunDetail:
 
 @router.post("/{run_id}/resume", response_model=RunDetail, summary="Resume from the last checkpoint")
 def resume(run_id: IdPath, ctx: Ctx, _: Researcher, session: DB) -> RunDetail:
-    reconcile_now_and_then(ctx, session)
+    lifecycle.reconcile_now_and_then(ctx)
     run = svc.resume_run(session, run_id)
     session.commit()
-    ctx.enqueue("train", run.id)
+    ctx.enqueue(JobKind.train, run.id)
     return _detail(session, ctx, run)
 
 
 @router.post("/{run_id}/fork", response_model=RunDetail, status_code=201,
              summary="A new run from a checkpoint, with edited settings")
 def fork(run_id: IdPath, body: RunFork, ctx: Ctx, user: Researcher, session: DB) -> RunDetail:
-    unknown = set(body.overrides) - svc.config_fields()
-    if unknown:
-        raise InvalidInput(f"overrides: unknown setting(s) {', '.join(sorted(unknown))}", field="overrides")
     child = svc.fork_run(session, ctx.settings, run_id, body.step, body.overrides, body.name, user_id=user.id)
     session.commit()
-    ctx.enqueue("train", child.id)
+    ctx.enqueue(JobKind.train, child.id)
     return _detail(session, ctx, child)
 
 

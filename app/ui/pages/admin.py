@@ -12,7 +12,7 @@ from app.services import endpoints as ep_service
 from app.services import users as user_service
 from app.ui.common import Ui, number_or_none, parse_id, shows_errors
 from app.ui.widgets.html import badge, error_box, esc, ok_box, table, when
-from gad.api_client import Endpoint
+from gad.llm.api_client import Endpoint
 
 # The endpoint settings offered in the form, straight from gad's Endpoint model (help texts included).
 PARAMS = ["concurrency", "rpm", "tpm", "max_tokens", "temperature", "price_prompt", "price_completion"]

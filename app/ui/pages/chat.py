@@ -12,8 +12,8 @@ import time
 import gradio as gr
 
 from app.errors import InvalidInput, StudioError
-from app.services.chat import list_models
-from app.services.ui_queries import chat_stream, record_arena_vote
+from app.services.arena import record_arena_vote
+from app.services.chat import answer, list_models
 from app.ui.common import Ui, shows_errors
 from app.ui.widgets.html import esc
 
@@ -163,7 +163,7 @@ class ChatPage:
                     [{"role": "user", "content": message}]
             try:
                 with self.ui.ctx.sessions() as s:
-                    pieces = chat_stream(s, self.ui.ctx.settings, self.ui.models, model_id, convo, **params)
+                    pieces = answer(s, self.ui.ctx.settings, self.ui.models, model_id, convo, **params)
                 for piece in pieces:
                     if "text" in piece:
                         texts[i] += piece["text"]

@@ -7,13 +7,13 @@ import gradio as gr
 
 from app.services import run_views
 from app.services import runs as run_service
-from app.services.ui_queries import run_options
 from app.ui.common import Ui, shows_errors
 from app.ui.pages.run_page import load_series
 from app.ui.widgets import charts
 from app.ui.widgets.html import esc, table
+from gad.training.metric_catalog import M
 
-DEFAULT_METRICS = ["disc_accuracy", "reward_mean", "kl", "student_length", "disc_loss", "loss"]
+DEFAULT_METRICS = [M.DISC_ACCURACY, M.REWARD_MEAN, "kl", M.STUDENT_LENGTH, M.DISC_LOSS, "loss"]
 
 
 class ComparePage:
@@ -39,7 +39,7 @@ class ComparePage:
 
     def refresh(self, request: gr.Request):
         with self.ui.session(request, "runs") as (s, _):
-            return gr.update(choices=[(o["label"], o["id"]) for o in run_options(s)])
+            return gr.update(choices=[(o["label"], o["id"]) for o in run_views.run_options(s)])
 
     @shows_errors
     def compare(self, run_ids, metrics, smoothing, request: gr.Request):
@@ -72,7 +72,7 @@ class ComparePage:
 def _used_settings(config: dict) -> frozenset[str]:
     """The training settings the run's method uses, plus every setting no method trains with (save_steps,
     sample_every, ...): those always matter. Unreadable settings: all of them."""
-    from gad.config import build_config, method_fields
+    from gad.training.config import build_config, method_fields
 
     try:
         cfg = build_config(config)

@@ -9,15 +9,14 @@ from pathlib import Path
 
 import gradio as gr
 
-from app.enums import JobKind
+from app.enums import JobKind, RunStatus
 from app.errors import InvalidInput
 from app.services import datasets as ds_service
 from app.services import endpoints as ep_service
 from app.services import jobs as job_service
-from app.services.ui_queries import dataset_options
 from app.ui.common import LIVE, Ui, parse_id, shows_errors
 from app.ui.widgets.html import cards, error_box, esc, histogram_svg, ok_box, table, when
-from app.ui.widgets.jobs import is_live, job_panel
+from app.ui.widgets.jobs import is_live, job_panel, projection_panel
 
 PAGE = 20
 FORMAT_HINT = ("JSONL, JSON, CSV or Parquet (optionally .gz). One record per prompt: `messages` (a chat, "
@@ -77,7 +76,13 @@ class DatasetsPage:
                             self.collect_btn = gr.Button("Collect teacher responses", variant="primary", size="sm",
                                                          elem_id="collect-start")
                             self.retry_btn = gr.Button("Retry failed prompts", size="sm", elem_id="collect-retry")
+                        with gr.Column(scale=1, min_width=220):
+                            self.cap = gr.Number(label="Cost cap, USD (optional: pauses the job)", value=None,
+                                                 minimum=0, elem_id="collect-cap")
+                            self.resume_btn = gr.Button("Resume paused collection with this cap", size="sm",
+                                                        elem_id="collect-resume")
                     self.endpoint_info = gr.HTML()
+                    self.projection = gr.HTML(elem_id="collect-projection")
                     self.job = gr.HTML(elem_id="collect-job")
                     self.history = gr.HTML()
         self.timer = gr.Timer(1.5, active=False)
@@ -100,9 +105,11 @@ class DatasetsPage:
                         [self.offset, self.preview, self.page_info])
         self.next.click(self.page, [self.pick, self.split, self.offset, gr.State(PAGE)],
                         [self.offset, self.preview, self.page_info])
-        self.endpoint.change(self.describe_endpoint, [self.endpoint], [self.endpoint_info])
-        self.collect_btn.click(self.collect, [self.pick, self.endpoint, gr.State(False)], [self.job, self.timer])
-        self.retry_btn.click(self.collect, [self.pick, self.endpoint, gr.State(True)], [self.job, self.timer])
+        self.endpoint.change(self.describe_endpoint, [self.endpoint], [self.endpoint_info]).then(
+            self.project, [self.pick, self.endpoint], [self.projection])
+        self.collect_btn.click(self.collect, [self.pick, self.endpoint, gr.State(False), self.cap], [self.job, self.timer])
+        self.retry_btn.click(self.collect, [self.pick, self.endpoint, gr.State(True), self.cap], [self.job, self.timer])
+        self.resume_btn.click(self.resume, [self.pick, self.cap], [self.job, self.timer])
         self.timer.tick(self.watch, [self.pick], [self.job, self.summary, self.history, self.timer, self.listing,
                                                   self.pick, self.hist_prompt, self.hist_response], **LIVE)
 
@@ -117,7 +124,7 @@ class DatasetsPage:
         """The list and the picker from the database; the open dataset stays open if it still exists."""
         selected = parse_id(selected)
         with self.ui.session(request, "datasets") as (s, _):
-            options = dataset_options(s)
+            options = ds_service.dataset_options(s)
         rows = [[o["id"], o["name"], o["n_prompts"], f'{o["with_response"]:,} / {o["n_prompts"]:,}'] for o in options]
         listing = table(["#", "name", "prompts", "with teacher response"], rows, num={0, 2},
                         empty="No datasets yet: upload one on the left.")
@@ -220,13 +227,41 @@ class DatasetsPage:
         return job_panel(latest, "collection"), history, is_live(latest)
 
     @shows_errors
-    def collect(self, dataset_id, endpoint_id, retry_failed, request: gr.Request):
+    def project(self, dataset_id, endpoint_id, request: gr.Request):
+        """The collection's projected requests, tokens and cost, shown before the launch button is pressed."""
+        from app.services.costs import project_collect
+
+        dataset_id, endpoint_id = parse_id(dataset_id), parse_id(endpoint_id)
+        if dataset_id is None or endpoint_id is None:
+            return ""
+        with self.ui.session(request, "jobs") as (s, _):
+            return projection_panel(project_collect(s, self.ui.ctx.settings, dataset_id=dataset_id,
+                                                    endpoint_id=endpoint_id))
+
+    @shows_errors
+    def resume(self, dataset_id, cap, request: gr.Request):
+        """The dataset's latest collection, paused by its cap, queued again under the cap typed above."""
+        dataset_id = parse_id(dataset_id)
+        with self.ui.session(request, "jobs") as (s, _):
+            paused = [j for j in job_service.list_jobs(s, JobKind.collect, limit=200)
+                      if (j.params or {}).get("dataset_id") == dataset_id and j.status == RunStatus.paused]
+            if not paused:
+                raise InvalidInput("this dataset has no paused collection", field="max_cost_usd")
+            job = job_service.resume_job(s, paused[0].id, float(cap) if cap else None)
+            s.commit()
+            view = job_service.job_view(job)
+        self.ui.ctx.enqueue(JobKind.collect, view["id"])
+        return job_panel(view, "collection"), gr.Timer(active=True)
+
+    @shows_errors
+    def collect(self, dataset_id, endpoint_id, retry_failed, cap, request: gr.Request):
         dataset_id, endpoint_id = parse_id(dataset_id), parse_id(endpoint_id)
         if dataset_id is None or endpoint_id is None:
             raise InvalidInput("choose a dataset and a teacher endpoint first", field="endpoint_id")
         with self.ui.session(request, "jobs") as (s, user):
             job = job_service.create_collect_job(s, dataset_id=dataset_id, endpoint_id=endpoint_id,
-                                                 retry_failed=bool(retry_failed), user_id=user.id)
+                                                 retry_failed=bool(retry_failed),
+                                                 max_cost_usd=float(cap) if cap else None, user_id=user.id)
             s.commit()
             view = job_service.job_view(job)
         self.ui.ctx.enqueue(JobKind.collect, view["id"])

@@ -14,16 +14,25 @@ import gradio as gr
 from app.enums import JobKind, RunStatus
 from app.errors import InvalidInput
 from app.services import endpoints as ep_service
+from app.services import evaluations as ev_service
 from app.services import jobs as job_service
 from app.services.chat import list_models
-from app.services.jobs import BUILTIN_SETS
-from app.services.ui_queries import (best_in_length_range, checkpoint_options, dataset_options, default_length_range,
-                                     evaluation_jobs, evaluation_rows, judge_samples, study_model_spec)
+from app.services.datasets import dataset_options
+from app.services.run_views import checkpoint_options
+from app.services.studies import model_choice
 from app.ui.common import LIVE, Ui, number_or_none, parse_id, shows_errors
 from app.ui.widgets import charts
 from app.ui.widgets.html import esc, num, table, when
 from app.ui.widgets.jobs import is_live, job_panel
-from gad.judge import FORMULA_NOTE
+from gad.llm.eval_config import BUILTIN_SETS, EvalConfig
+from gad.llm.judge import FORMULA_NOTE
+
+SAMPLES_SHOWN = 500  # the samples table's rows (the prompts of one set)
+_DEFAULTS = EvalConfig()
+
+
+def _help(name: str) -> str:
+    return EvalConfig.model_fields[name].description or ""
 
 
 class EvaluatePage:
@@ -47,16 +56,17 @@ class EvaluatePage:
                                             scale=2, elem_id="eval-datasets")
                 self.judge = gr.Dropdown(label="Judge endpoint", choices=[], scale=2, elem_id="eval-judge")
             with gr.Row():
-                self.limit = gr.Textbox(label="Prompts per set", placeholder="all", info="the first N of each set",
+                self.limit = gr.Textbox(label="Prompts per set", placeholder="all", info=_help("limit"),
                                         scale=1, elem_id="eval-limit")
-                self.max_new_tokens = gr.Number(label="Max new tokens", value=1536, precision=0, minimum=1, scale=1,
-                                                elem_id="eval-max-tokens")
-                self.greedy = gr.Checkbox(label="Greedy decoding", value=False, scale=1,
-                                          info="default: temperature 0.8, as in the paper")
-                self.both_orders = gr.Checkbox(label="Judge both orders", value=False, scale=1,
-                                               info="reports how often verdicts flip (position bias)")
+                self.max_new_tokens = gr.Number(label="Max new tokens", value=_DEFAULTS.max_new_tokens, precision=0,
+                                                minimum=1, scale=1, elem_id="eval-max-tokens",
+                                                info=_help("max_new_tokens"))
+                self.greedy = gr.Checkbox(label="Greedy decoding", value=_DEFAULTS.greedy, scale=1,
+                                          info=f"default: temperature {_DEFAULTS.temperature}, as in the paper")
+                self.both_orders = gr.Checkbox(label="Judge both orders", value=_DEFAULTS.both_orders, scale=1,
+                                               info=_help("both_orders"))
                 self.teacher = gr.Dropdown(label="Teacher row (optional)", choices=[], scale=2,
-                                           info="the model whose answers are the teacher's: guards the length range")
+                                           info=_help("teacher"))
             with gr.Row():
                 self.launch = gr.Button("Launch evaluation", variant="primary", scale=0, min_width=220,
                                         elem_id="eval-launch")
@@ -126,7 +136,7 @@ class EvaluatePage:
             models += [e.id for e in list_models(s, self.ui.ctx.settings) if e.kind == "base"]
             datasets = [(o["label"], f"dataset:{o['id']}") for o in dataset_options(s)]
             judges = [(f"{e.name} ({e.model})", e.id) for e in ep_service.list_endpoints(s)]
-            jobs = evaluation_jobs(s)
+            jobs = ev_service.evaluation_jobs(s)
             picks = self._picks(jobs)
             latest = job_service.job_view(jobs[0]) if jobs else None
         if shown not in {j.id for j in jobs}:
@@ -160,15 +170,16 @@ class EvaluatePage:
         with self.ui.session(request, "evaluations") as (s, user):
             specs = []
             for choice in models:
-                spec = study_model_spec(s, self.ui.ctx.settings, choice)
+                spec = model_choice(s, self.ui.ctx.settings, choice)
                 specs.append({"name": spec.pop("label"), **spec})
             job = job_service.create_evaluation_job(
                 s, models=specs, sets=list(sets or []) + list(datasets or []), judge_endpoint_id=parse_id(judge),
-                limit=number_or_none(limit, "limit", int), max_new_tokens=int(max_new_tokens or 1536), greedy=bool(greedy),
+                limit=number_or_none(limit, "limit", int),
+                max_new_tokens=int(max_new_tokens or _DEFAULTS.max_new_tokens), greedy=bool(greedy),
                 both_orders=bool(both_orders), teacher=teacher or None, user_id=user.id)
             s.commit()
             view = job_service.job_view(job)
-            picks = self._picks(evaluation_jobs(s))
+            picks = self._picks(ev_service.evaluation_jobs(s))
         self.ui.ctx.enqueue(JobKind.evaluate, view["id"])
         return job_panel(view, "evaluation"), gr.Timer(active=True), gr.update(choices=picks, value=view["id"])
 
@@ -181,7 +192,7 @@ class EvaluatePage:
         if is_live(view):
             return [job_panel(view, "evaluation"), gr.skip(), gr.skip()] + [gr.skip()] * len(self.result_outputs())
         with self.ui.session(request, "evaluations") as (s, _):
-            picks = self._picks(evaluation_jobs(s))
+            picks = self._picks(ev_service.evaluation_jobs(s))
         return [job_panel(view, "evaluation"), gr.Timer(active=False), gr.update(choices=picks, value=job_id),
                 *self._results(request, job_id)]
 
@@ -199,14 +210,14 @@ class EvaluatePage:
             return [gr.update(visible=False), gr.update(visible=True)] + [gr.skip()] * 10
         with self.ui.session(request, "evaluations") as (s, _):
             job = job_service.get_job(s, job_id)
-            rows = evaluation_rows(s, job_id)
+            rows = ev_service.job_rows(s, job_id)
             teacher = (job.params or {}).get("teacher")
         if not rows:
             msg = {RunStatus.failed: f"This evaluation failed: {job.error}"}.get(job.status, "No scores yet.")
             return [gr.update(visible=True), gr.update(visible=False), [], f'<div class="gad-hint">{esc(msg)}</div>',
                     charts.empty(msg, 300), gr.skip(), gr.skip(), "", charts.empty(msg, 300),
                     gr.update(choices=[], value=None), [], ""]
-        lo, hi = default_length_range(rows, teacher)
+        lo, hi = ev_service.default_length_range(rows, teacher)
         best, scatter = self._best(rows, lo, hi, teacher)
         cells = [(f'{r["model"]} · {r["set"]} (score {num(r["score"], 3)})', r["id"]) for r in rows]
         return [gr.update(visible=True), gr.update(visible=False), rows, self._table(rows, teacher),
@@ -231,7 +242,7 @@ class EvaluatePage:
                 ci = (f' <span class="gad-hint">[{r["ci_low"]:.1f}, {r["ci_high"]:.1f}]</span>'
                       if r["ci_low"] is not None else "")
                 line.append(f'<b>{r["score"]:.1f}</b>{ci}<br><span class="gad-hint">{num(r["length"])} words · '
-                            f'{r["judged"] or 0} judged</span>')
+                            f'{r["summary"].get("judged") or 0} judged</span>')
             line.append(f"<b>{sum(scores) / len(scores):.1f}</b>" if scores else "–")
             body.append(line)
         return (table(["model"] + sets + ["average"], body, raw=set(range(len(sets) + 2)), num=set())
@@ -240,7 +251,7 @@ class EvaluatePage:
 
     @staticmethod
     def _best(rows: list[dict], lo: float, hi: float, teacher: str | None):
-        best = best_in_length_range(rows, lo, hi, exclude=teacher)
+        best = ev_service.best_in_range(rows, lo, hi, exclude=teacher)
         if best is None:
             html = f'<div class="note">No model has a mean length between {lo:.0f} and {hi:.0f} words.</div>'
         elif len(best["tied"]) > 1:
@@ -264,8 +275,8 @@ class EvaluatePage:
         if evaluation_id is None:
             return [], ""
         with self.ui.session(request, "evaluations") as (s, _):
-            samples = judge_samples(s, evaluation_id)
-        return [[x["id"], x["model_score"], x["reference_score"], _verdict(x)] for x in samples], ""
+            samples = ev_service.judge_samples(s, evaluation_id, limit=SAMPLES_SHOWN)
+        return [[x["prompt_id"], x["model_score"], x["reference_score"], _verdict(x)] for x in samples], ""
 
     @shows_errors
     def show_sample(self, evaluation_id, evt: gr.SelectData, request: gr.Request):
@@ -273,16 +284,17 @@ class EvaluatePage:
         if evaluation_id is None or evt is None:
             return ""
         with self.ui.session(request, "evaluations") as (s, _):
-            samples = judge_samples(s, evaluation_id)
+            samples = ev_service.judge_samples(s, evaluation_id, limit=SAMPLES_SHOWN)
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         if row is None or row >= len(samples):
             return ""
         x = samples[row]
         verdicts = "".join(
-            f'<div class="lbl">judge · {esc(v["order"].replace("_", " "))} · model {num(v.get("model_score"))} / '
+            f'<div class="lbl">judge · {esc(order.replace("_", " "))} · model {num(v.get("model_score"))} / '
             f'reference {num(v.get("reference_score"))}</div><div class="rollout-prompt">'
-            f'{esc(v.get("judge_text") or v.get("error") or "")}</div>' for v in x["verdicts"])
-        return (f'<div class="lbl">prompt {esc(x["id"])}</div><div class="rollout-prompt">{esc(x["prompt"])}</div>'
+            f'{esc(v.get("judge_text") or v.get("error") or "")}</div>'
+            for order, v in ((k, v or {}) for k, v in x["verdicts"].items()))
+        return (f'<div class="lbl">prompt {esc(x["prompt_id"])}</div><div class="rollout-prompt">{esc(x["prompt"])}</div>'
                 f'<div class="pair-grid"><div><div class="lbl">model response · score {num(x["model_score"])}'
                 f'</div><div class="student"><div class="text">{esc(x["response"])}</div></div></div>'
                 f'<div><div class="lbl">judge’s reference answer · score {num(x["reference_score"])}</div>'

@@ -1,6 +1,6 @@
 """New run: teacher responses (a dataset), the student (a folder, a hub id, or a checkpoint of an earlier
 run), the method (GAD, SeqKD, off-policy, the two warmup ablations) and every setting of
-gad.config.RunConfig with its help text and the paper's default. Presets (built in and the user's
+gad.training.config.RunConfig with its help text and the paper's default. Presets (built in and the user's
 own), copying an earlier run's settings, what the settings imply (checks, GPU memory and time
 estimates) and the equivalent `gad-studio train` command and YAML, all before launch.
 
@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import gradio as gr
 
+from app.enums import JobKind
 from app.errors import InvalidInput, StudioError
 from app.services import presets as preset_service
 from app.services import run_views
 from app.services import runs as run_service
 from app.services.chat import list_models
-from app.services.ui_queries import (METHODS, checkpoint_options, command_preview, config_checks, dataset_options,
-                                     estimate, method_label, run_options)
+from app.services.datasets import dataset_options
+from app.services.estimates import estimate
+from app.services.run_form import METHODS, command_preview, config_checks, method_label
+from app.services.run_views import checkpoint_options, run_options
 from app.ui.common import Ui, parse_id, shows_errors
 from app.ui.widgets.config_form import ConfigForm
 from app.ui.widgets.html import alarms, error_box, esc, notes
@@ -306,19 +309,17 @@ class NewRunPage:
         name = data[self.name] or None
         with self.ui.session(request, "runs") as (s, user):
             if fork_of:
-                overrides = {k: v for k, v in values.items() if k not in ("student", "data") and v is not None}
                 run = run_service.fork_run(s, self.ui.ctx.settings, fork_of["run_id"], fork_of["step"],
-                                           overrides=overrides, name=name)
+                                           overrides=run_service.form_fork_overrides(values), name=name,
+                                           user_id=user.id)
             else:
                 if dataset_id is None:
                     raise InvalidInput("choose the dataset whose teacher responses the student learns from",
                                        field="dataset_id")
-                if not values.get("student"):
-                    raise InvalidInput("choose a student model", field="student")
                 run = run_service.submit_from_dataset(s, self.ui.ctx.settings, values, dataset_id, name=name,
                                                       user_id=user.id)
             s.commit()
             run_id, run_name = run.id, run.name
-        self.ui.ctx.enqueue("train", run_id)
+        self.ui.ctx.enqueue(JobKind.train, run_id)
         done = f'<div class="okbox">Run #{run_id} “{esc(run_name)}” queued.</div>'
         return done, run_id, None, gr.update(visible=False), gr.update(visible=True), gr.update(value="Launch run")

@@ -12,15 +12,22 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app.enums import RunStatus
+from app.enums import JobKind, RunStatus
 from app.errors import InvalidInput
-from app.services import run_views
+from app.services import lifecycle, run_views
 from app.services import runs as run_service
+from app.services.model_ids import checkpoint_student, model_id
+from app.services.run_form import is_changed, stored_config_warnings
 from app.ui.common import LIVE, Ui, parse_id, shows_errors
 from app.ui.widgets import charts
 from app.ui.widgets.html import alarms, badge, cards, duration, esc, num, pbar, table, when
+from gad.training.metric_catalog import M
 
-MAX_POINTS = 300  # per metric and chart: a panel is half a laptop screen wide, about 2 pixels a point
+# Points per metric and panel, from the panel's drawing width: two panels side by side on a 1,280-pixel
+# screen leave each about 500 pixels of plot, and a line needs no more than a point every 2.5 pixels (the
+# min/max band of each bucket keeps one-step spikes visible).
+PANEL_PLOT_PX, PX_PER_POINT = 500, 2.5
+MAX_POINTS = int(PANEL_PLOT_PX / PX_PER_POINT)
 
 
 def load_series(session, run_id: int, names) -> dict[str, list[dict]]:
@@ -143,10 +150,8 @@ class RunPage:
 
     # --- handlers -------------------------------------------------------------------------------
     def choices(self, request: gr.Request) -> list:
-        from app.services.ui_queries import run_options
-
         with self.ui.session(request, "runs") as (s, _):
-            return [(o["label"], o["id"]) for o in run_options(s)]
+            return [(o["label"], o["id"]) for o in run_views.run_options(s)]
 
     @shows_errors
     def open(self, run_id, smoothing, request: gr.Request):
@@ -181,7 +186,7 @@ class RunPage:
         if run_id is None:
             return [gr.skip()] * 10 + [gr.Timer(active=False), gr.skip()]
         with self.ui.session(request, "runs") as (s, _):
-            run_service.reconcile(s, self.ui.ctx.settings.heartbeat_timeout)
+            lifecycle.reconcile_now_and_then(self.ui.ctx)  # throttled; its own session, committed
             run = run_service.get_run(s, run_id)
             view = run_views.run_view(s, run, self.ui.ctx.settings.heartbeat_timeout)
             live = view["status"] in (RunStatus.queued, RunStatus.running)
@@ -244,7 +249,7 @@ class RunPage:
             if found is None:
                 raise InvalidInput(f"run {run_id} has no checkpoint at step {row[0]} any more")
             ckpt = {"id": found.id, "step": found.step, "run_id": run_id,
-                    "model_id": run_views.checkpoint_model_id(run, found.step), "student": f"{found.path}/student"}
+                    "model_id": model_id(run.id, found.step), "student": checkpoint_student(found.path)}
         return ckpt, (f'<div class="gad-hint">Checkpoint <b>{esc(ckpt["model_id"])}</b> ({esc(found.stage)}) '
                       f'selected:</div>')
 
@@ -258,7 +263,7 @@ class RunPage:
             s.commit()
             view = run_views.run_view(s, run_service.get_run(s, run_id), self.ui.ctx.settings.heartbeat_timeout)
         if action == "resume_run":
-            self.ui.ctx.enqueue("train", run_id)  # after the commit: the worker must find it queued
+            self.ui.ctx.enqueue(JobKind.train, run_id)  # after the commit: the worker must find it queued
         gr.Info("Cancel requested: the run stops after its current step and keeps a checkpoint."
                 if view["cancel_requested"] else f"Run {run_id} is {view['status']}.")
         return [self._header(view), *self._buttons(view), gr.Timer(active=True)]
@@ -266,8 +271,7 @@ class RunPage:
     # --- rendering ------------------------------------------------------------------------------
     def _buttons(self, view: dict) -> list:
         status = view["status"]
-        can_cancel = status in (RunStatus.queued, RunStatus.running, RunStatus.interrupted) \
-            and not view.get("cancel_requested")
+        can_cancel = status in RunStatus.cancellable() and not view.get("cancel_requested")
         return [gr.update(visible=can_cancel), gr.update(visible=status in RunStatus.resumable()),
                 gr.update(visible=bool(view.get("checkpoints")))]
 
@@ -296,17 +300,17 @@ class RunPage:
                     + (f' · ETA {duration(v["eta_seconds"])}' if v.get("eta_seconds") is not None else "")
                     + (" · cancel requested" if v.get("cancel_requested") and v["status"] == RunStatus.running
                        else "") + "</span></div>")
-        ratio = (m["student_length"] / m["teacher_length"]) if m.get("student_length") and m.get("teacher_length") \
+        ratio = (m[M.STUDENT_LENGTH] / m[M.TEACHER_LENGTH]) if m.get(M.STUDENT_LENGTH) and m.get(M.TEACHER_LENGTH) \
             else None
         stats = cards([
-            ("reward", num(m.get("reward_mean"))),
-            ("D accuracy", f'{100 * m["disc_accuracy"]:.0f}%' if m.get("disc_accuracy") is not None else "–"),
-            ("D loss", num(m.get("disc_loss"))),
-            ("D held-out accuracy", f'{100 * m["disc_eval_accuracy"]:.0f}%' if m.get("disc_eval_accuracy") is not None
-             else "–", f'{100 * m["disc_eval_identical"]:.0f}% identical to teacher'
-             if m.get("disc_eval_identical") is not None else None),
+            ("reward", num(m.get(M.REWARD_MEAN))),
+            ("D accuracy", f'{100 * m[M.DISC_ACCURACY]:.0f}%' if m.get(M.DISC_ACCURACY) is not None else "–"),
+            ("D loss", num(m.get(M.DISC_LOSS))),
+            ("D held-out accuracy", f'{100 * m[M.DISC_EVAL_ACCURACY]:.0f}%' if m.get(M.DISC_EVAL_ACCURACY) is not None
+             else "–", f'{100 * m[M.DISC_EVAL_IDENTICAL]:.0f}% identical to teacher'
+             if m.get(M.DISC_EVAL_IDENTICAL) is not None else None),
             ("KL", num(m.get("kl"))),
-            ("length student / teacher", f'{num(m.get("student_length"))} / {num(m.get("teacher_length"))}',
+            ("length student / teacher", f'{num(m.get(M.STUDENT_LENGTH))} / {num(m.get(M.TEACHER_LENGTH))}',
              f"{ratio:.2f}×" if ratio else None),
             ("loss", num(m.get("loss"))),
         ])
@@ -316,7 +320,7 @@ class RunPage:
     @staticmethod
     def _alarm_window(v: dict) -> str:
         """Say that the alarms are silent, not satisfied, on a run too short for their window."""
-        from gad.health import WINDOW
+        from gad.training.health import WINDOW
 
         total = v["total_steps"]
         if not total or total >= WINDOW or v["alarms"]:
@@ -332,17 +336,17 @@ class RunPage:
 
     @staticmethod
     def _settings(view: dict) -> str:
-        from gad.config import RunConfig, build_config, method_warnings
+        from gad.training.config import RunConfig
 
         config = view.get("config") or {}
         rows = []
         for name, field in RunConfig.model_fields.items():
             value = config.get(name)
-            changed = not field.is_required() and value != field.default
+            changed = not field.is_required() and is_changed(name, value)
             rows.append([f"<b>{esc(name)}</b>" if changed else esc(name), esc(value),
                          esc(field.default) if not field.is_required() else "required",
                          esc(field.description or "")])
-        warnings = method_warnings(build_config(config)) if config else []
+        warnings = stored_config_warnings(config, f"run {view.get('id')}") if config else []
         note = "".join(f'<div class="note">{esc(w)}</div>' for w in warnings)
         return (note + '<div class="gad-hint">Bold: changed from the paper’s default.</div>'
                 + table(["setting", "value", "default", "meaning"], rows, raw={0, 1, 2, 3}))

@@ -7,10 +7,10 @@ from __future__ import annotations
 import gradio as gr
 
 from app.enums import RunStatus
-from app.services import run_views
-from app.services import runs as run_service
+from app.services import lifecycle, run_views
 from app.ui.common import LIVE, Ui, shows_errors
 from app.ui.widgets.html import badge, duration, esc, num, pbar
+from gad.training.metric_catalog import M
 
 METHOD_FILTER = ["all methods", "gad", "seqkd", "offpolicy"]
 HEADERS = ["#", "name", "status", "method", "stage", "progress", "ETA", "reward", "D accuracy", "alarms"]
@@ -49,7 +49,7 @@ class RunsList:
     def refresh(self, statuses, method, query, request: gr.Request):
         with self.ui.session(request, "runs") as (s, _):
             # Runs whose worker went silent are marked interrupted here too (the list is where one looks).
-            run_service.reconcile(s, self.ui.ctx.settings.heartbeat_timeout)
+            lifecycle.reconcile_now_and_then(self.ui.ctx)  # throttled; its own session, committed
             runs, _total = run_views.list_runs(s, status=",".join(statuses or []) or None,
                                                method=None if method == METHOD_FILTER[0] else method,
                                                q=(query or "").strip() or None, limit=100)
@@ -69,5 +69,5 @@ class RunsList:
         alarm = " ".join(f'<span class="badge st-failed" title="{esc(a["message"])}">⚠ {esc(a["kind"].replace("_", " "))}'
                          f'</span>' for a in v["alarms"])
         return [v["id"], v["name"], badge(v["status"]), v["method"], v["stage"] or "–", progress,
-                duration(v["eta_seconds"]) if v["eta_seconds"] is not None else "–", num(m.get("reward_mean")),
-                f'{100 * m["disc_accuracy"]:.0f}%' if m.get("disc_accuracy") is not None else "–", alarm]
+                duration(v["eta_seconds"]) if v["eta_seconds"] is not None else "–", num(m.get(M.REWARD_MEAN)),
+                f'{100 * m[M.DISC_ACCURACY]:.0f}%' if m.get(M.DISC_ACCURACY) is not None else "–", alarm]

@@ -17,7 +17,8 @@ from app.errors import InvalidInput
 from app.services import jobs as job_service
 from app.services import studies as study_service
 from app.services.chat import list_models
-from app.services.ui_queries import checkpoint_options, dataset_options, study_job, study_model_spec
+from app.services.datasets import dataset_options
+from app.services.run_views import checkpoint_options
 from app.ui.common import LIVE, Ui, parse_id, shows_errors
 from app.ui.widgets import charts
 from app.ui.widgets.html import badge, cards, esc, table, when
@@ -143,8 +144,8 @@ class StudiesPage:
             if parse_id(dataset) is None:
                 raise InvalidInput("choose the dataset whose test prompts the models answer", field="dataset_id")
             study, job = study_service.create_study(
-                s, name=(name or "").strip(), model_a=study_model_spec(s, self.ui.ctx.settings, model_a),
-                model_b=study_model_spec(s, self.ui.ctx.settings, model_b), dataset_id=parse_id(dataset),
+                s, name=(name or "").strip(), model_a=study_service.model_choice(s, self.ui.ctx.settings, model_a),
+                model_b=study_service.model_choice(s, self.ui.ctx.settings, model_b), dataset_id=parse_id(dataset),
                 n_items=int(n_items) if n_items else None, annotators_per_item=int(per_item or 1),
                 guidelines=guidelines or "", max_new_tokens=int(max_tokens or 256), user_id=user.id)
             s.commit()
@@ -162,7 +163,7 @@ class StudiesPage:
         with self.ui.session(request, "studies") as (s, _):
             study = study_service.get_study(s, study_id)
             view = study_service.study_view(s, study)
-            job = study_job(s, study_id)
+            job = study_service.study_job(s, study_id)
             job_view = job_service.job_view(job) if job else None
             flagged = study_service.flagged_items(s, study_id) if view["flagged"] else []
             results = study_service.study_results(s, study_id)

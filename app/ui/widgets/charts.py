@@ -15,8 +15,9 @@ import math
 
 from gradio.components.plot import PlotData
 
-from gad import metric_catalog
-from gad.health import STRONG_DISC_ACCURACY
+from gad.llm.metrics import model_means
+from gad.training import metric_catalog
+from gad.training.health import STRONG_DISC_ACCURACY
 
 # (title, metrics, y-axis label), from the one metric catalog. Panels with no data are left out.
 RUN_PANELS: list[tuple[str, list[str], str]] = metric_catalog.panels()
@@ -45,9 +46,9 @@ def _no_nan(value):
 
 
 def _clean(values):
-    """NaN and infinities become gaps (JSON has no NaN); 5 significant digits are plenty for a chart and
-    make the figure a third smaller on the wire."""
-    return [float(f"{v:.5g}") if v is not None and math.isfinite(v) else None for v in values]
+    """NaN and infinities become gaps (JSON has no NaN); 4 significant digits are plenty for a chart (a panel
+    is a few hundred pixels tall) and keep the figure small on the wire."""
+    return [float(f"{v:.4g}") if v is not None and math.isfinite(v) else None for v in values]
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -121,27 +122,37 @@ def _base_layout(layout: dict) -> dict:
             "hovermode": "x unified", "margin": {"l": 64, "r": 18, "t": 34, "b": 46}, "uirevision": "keep"}
 
 
+def _x(steps: list[int]) -> dict:
+    """Evenly spaced steps (every step, or downsampled buckets of one width) travel as x0 and dx, not as a list:
+    the four traces of a downsampled series would otherwise each repeat the same few hundred numbers."""
+    if len(steps) > 2:
+        dx = steps[1] - steps[0]
+        if dx > 0 and all(b - a == dx for a, b in zip(steps, steps[1:])):
+            return {"x0": steps[0], "dx": dx}
+    return {"x": steps}
+
+
 def _series_traces(points: list[dict], name: str, color: str, xa: str, ya: str, smoothing: float,
                    legendgroup: str | None = None, show_legend: bool = False) -> list[dict]:
-    steps = [p["step"] for p in points]
+    x = _x([p["step"] for p in points])
     values = _clean([p["value"] for p in points])
     traces = []
     if any(p.get("n", 1) > 1 for p in points):  # downsampled: the band holds every step's extremes
-        traces.append({"type": "scatter", "mode": "lines", "x": steps, "y": _clean([p["max"] for p in points]),
+        traces.append({"type": "scatter", "mode": "lines", **x, "y": _clean([p["max"] for p in points]),
                        "line": {"width": 0}, "xaxis": xa, "yaxis": ya, "hoverinfo": "skip", "showlegend": False,
                        "legendgroup": legendgroup})
-        traces.append({"type": "scatter", "mode": "lines", "x": steps, "y": _clean([p["min"] for p in points]),
+        traces.append({"type": "scatter", "mode": "lines", **x, "y": _clean([p["min"] for p in points]),
                        "line": {"width": 0}, "fill": "tonexty", "fillcolor": _rgba(color, 0.18), "xaxis": xa,
                        "yaxis": ya, "hoverinfo": "skip", "showlegend": False, "legendgroup": legendgroup,
                        "name": f"{name} min/max"})
     smooth = smoothing > 0 and len(values) > 2
-    traces.append({"type": "scatter", "mode": "lines" if len(values) > 1 else "markers", "x": steps, "y": values,
+    traces.append({"type": "scatter", "mode": "lines" if len(values) > 1 else "markers", **x, "y": values,
                    "name": name if not smooth else f"{name} (raw)", "xaxis": xa, "yaxis": ya,
                    "line": {"color": color, "width": 1 if smooth else 1.8}, "opacity": 0.35 if smooth else 1.0,
                    "marker": {"color": color, "size": 6}, "legendgroup": legendgroup,
                    "showlegend": show_legend and not smooth, "hovertemplate": "%{y:.4g}"})
     if smooth:
-        traces.append({"type": "scatter", "mode": "lines", "x": steps, "y": ema(values, smoothing), "name": name,
+        traces.append({"type": "scatter", "mode": "lines", **x, "y": _clean(ema(values, smoothing)), "name": name,
                        "xaxis": xa, "yaxis": ya, "line": {"color": color, "width": 2}, "legendgroup": legendgroup,
                        "showlegend": show_legend, "hovertemplate": "%{y:.4g}"})
     return traces
@@ -309,13 +320,9 @@ def score_vs_length(rows: list[dict], lo: float, hi: float, best: str | None) ->
     """Mean score against mean length per model (coloured as in score_bars); the allowed length range
     shaded, the pick ringed."""
     colors = model_colors(rows)
-    by = {}
-    for r in rows:
-        if r.get("score") is not None and r.get("length") is not None:
-            by.setdefault(r["model"], []).append(r)
-    if not by:
+    pts = [(m["model"], m["score"], m["length"]) for m in model_means(rows)]
+    if not pts:
         return empty("No scores yet.", height=300)
-    pts = [(m, sum(x["score"] for x in v) / len(v), sum(x["length"] for x in v) / len(v)) for m, v in by.items()]
     data = [{"type": "scatter", "mode": "markers+text", "x": [p[2] for p in pts], "y": [p[1] for p in pts],
              "text": [p[0] for p in pts],
              # Neighbouring points are common (checkpoints of one run): alternate the label sides.

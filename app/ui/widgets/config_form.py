@@ -1,4 +1,4 @@
-"""The run-settings form, generated from gad.config.RunConfig: one input per field, its help text and
+"""The run-settings form, generated from gad.training.config.RunConfig: one input per field, its help text and
 the paper's default as the hint, grouped with the essentials first and the rest folded.
 
 There is no second list of settings here: GROUPS only *orders* fields by name, and any field of
@@ -11,10 +11,10 @@ import typing
 
 import gradio as gr
 
-from gad.config import RunConfig, fields_of_kind
+from gad.training.config import RunConfig, fields_of_kind
 
 # Set elsewhere on the page (method menu, student picker, dataset) or by the studio (output, held-out pairs):
-# the method and the per-run inputs and places (gad.config's field kinds).
+# the method and the per-run inputs and places (gad.training.config's field kinds).
 NOT_IN_FORM = tuple(sorted(fields_of_kind("method", "input", "place")))
 
 GROUPS: list[tuple[str, list[str]]] = [
@@ -130,7 +130,6 @@ class ConfigForm:
         out = []
         for name in self.names:
             value = values.get(name, RunConfig.model_fields[name].default)
-            kind = _base_type(RunConfig.model_fields[name].annotation)
             if isinstance(self._component_kind(name), str):
                 value = "" if value is None else str(value)
             out.append(gr.update(value=value))

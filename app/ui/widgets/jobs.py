@@ -3,6 +3,8 @@ outcomes, tokens and cost, and the failure reasons. Rendered from services.jobs.
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from app.enums import RunStatus
 from app.ui.widgets.html import ago, badge, cards, duration, esc, num, pbar, table, when
 
@@ -23,6 +25,8 @@ def job_panel(view: dict | None, what: str = "job") -> str:
             f'<span class="gad-h">{esc(what.capitalize())}</span><span class="gad-hint">job #{view["id"]}</span>'
             f'{badge(status)}'
             f'<span class="gad-hint">started {esc(when(view.get("started_at") or view.get("created_at")))}</span></div>')
+    if status == RunStatus.paused and view.get("message"):  # the spend and the cap: raise it to resume
+        head += f'<div class="alarm"><b>paused</b>{esc(view["message"])}</div>'
     if status == RunStatus.queued:
         return head + pbar(None, indeterminate=True) + '<div class="gad-hint">waiting for a worker…</div>'
     bar = pbar(1.0 if status == RunStatus.succeeded else view.get("progress"), done=status == RunStatus.succeeded,
@@ -66,10 +70,25 @@ def job_panel(view: dict | None, what: str = "job") -> str:
 
 
 def _seconds(start, end) -> float:
-    from datetime import timezone
 
     if start.tzinfo is None:
-        start = start.replace(tzinfo=timezone.utc)
+        start = start.replace(tzinfo=UTC)
     if end.tzinfo is None:
-        end = end.replace(tzinfo=timezone.utc)
+        end = end.replace(tzinfo=UTC)
     return (end - start).total_seconds()
+
+
+def projection_panel(p: dict | None) -> str:
+    """What a launch would send its paid endpoint (services.costs): requests, tokens, cost, assumptions."""
+    if not p:
+        return ""
+    if not p["requests"]:
+        return f'<div class="gad-hint">Projected: nothing to pay ({num(p["cached"])} answers cached). ' \
+               f'{esc("; ".join(p["assumptions"][-1:]))}</div>'
+    cost = f'${p["cost_max_usd"]:.4f}' if p["priced"] else "unpriced"
+    out = '<div class="lbl">projected before launch</div>' + cards([
+        ("requests", f'{p["requests"]:,}', f'{p["cached"]:,} cached (free)'),
+        ("prompt tokens", f'≈{p["prompt_tokens"]:,}', None),
+        ("completion tokens", f'≤{p["completion_tokens_max"]:,}', None),
+        ("cost", f"≤{cost}", f'${p["price_prompt"]}/M in · ${p["price_completion"]}/M out')])
+    return out + f'<div class="gad-hint">{esc("; ".join(p["assumptions"]))}</div>'

@@ -1,0 +1,2 @@
+"""Asking models for text: OpenAI-compatible endpoints (api_client, cache), teacher collection, the LLM judge,
+evaluation tables, local generation and the judge-free diagnostics (metrics)."""

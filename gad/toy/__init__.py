@@ -1,0 +1,1 @@
+"""Small things: the paper's toy experiment (experiment) and tiny random models for tests and demos (tiny)."""
