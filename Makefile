@@ -27,8 +27,9 @@ demo: install
 	@test -d runs/demo/tiny-model || $(BIN)/gad-studio tiny-model runs/demo/tiny-model
 	$(BIN)/gad-studio train --config examples/demo.yaml
 
-## test: the whole test suite (offline; real processes, real sockets, real Chromium)
+## test: lint, then the whole test suite (offline; real processes, real sockets, real Chromium)
 test: install
+	$(BIN)/ruff check .
 	bash scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest -q
 

@@ -58,8 +58,8 @@ def cmd_serve(ns) -> int:
     quiet_libraries()
     ctx = _context()  # migrates on start, like the worker
     app = create_app(context=ctx, ui=not ns.no_ui)
-    print(f"GAD Studio on http://{ns.host}:{ns.port}/ui  (API docs: /docs; database {ctx.engine.url.render_as_string()})",
-          flush=True)
+    print(f"GAD Studio on http://{ns.host}:{ns.port}/ui  "
+          f"(API docs: /docs; database {ctx.engine.url.render_as_string()})", flush=True)
     uvicorn.run(app, host=ns.host, port=ns.port, log_level=ns.log_level, lifespan="on")
     return 0
 

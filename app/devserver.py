@@ -108,7 +108,7 @@ def judge_answer(prompt: str) -> str:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "DevServer"
+    server: DevServer
 
     def log_message(self, *args):  # quiet: the request log is in memory
         pass
@@ -270,7 +270,7 @@ class DevServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{host}:{port}/v1"
 
-    def start(self) -> "DevServer":
+    def start(self) -> DevServer:
         self._thread = threading.Thread(target=self.serve_forever, name="gad-devserver", daemon=True)
         self._thread.start()
         return self

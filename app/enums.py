@@ -23,21 +23,21 @@ class RunStatus(StrEnum):
     paused = "paused"            # a job whose spend reached its cost cap; resumed with a raised cap (migration 0007)
 
     @classmethod
-    def finished(cls) -> frozenset["RunStatus"]:
+    def finished(cls) -> frozenset[RunStatus]:
         return frozenset({cls.succeeded, cls.failed, cls.cancelled})
 
     @classmethod
-    def resumable(cls) -> frozenset["RunStatus"]:
+    def resumable(cls) -> frozenset[RunStatus]:
         """Can be queued again: a run resumes from its last checkpoint, a job is retried."""
         return frozenset({cls.interrupted, cls.failed, cls.cancelled, cls.paused})
 
     @classmethod
-    def stops_at_once(cls) -> frozenset["RunStatus"]:
+    def stops_at_once(cls) -> frozenset[RunStatus]:
         """A cancel ends these at once (no attempt is working on them)."""
         return frozenset({cls.queued, cls.interrupted, cls.paused})
 
     @classmethod
-    def cancellable(cls) -> frozenset["RunStatus"]:
+    def cancellable(cls) -> frozenset[RunStatus]:
         """A run in these can be cancelled: at once, or (running) after its current step. A job has no
         steps, so only stops_at_once() applies to it."""
         return cls.stops_at_once() | {cls.running}
@@ -55,7 +55,7 @@ class JobKind(StrEnum):
     study = "study"        # both models of a human-evaluation study answer its prompts (gpu queue)
 
     @classmethod
-    def of_jobs(cls) -> tuple["JobKind", ...]:
+    def of_jobs(cls) -> tuple[JobKind, ...]:
         """The kinds stored in the `jobs` table (its CHECK constraint); training runs have their own."""
         return tuple(k for k in cls if k is not cls.train)
 

@@ -5,7 +5,7 @@
 | GAD_DATA_DIR | ./data | folder for the embedded database, broker, runs and the secret key |
 | DATABASE_URL | sqlite:///$GAD_DATA_DIR/studio.db | SQLAlchemy URL (postgresql+psycopg://... in production) |
 | CELERY_BROKER_URL | sqla+sqlite:///$GAD_DATA_DIR/broker.db | redis://host:6379/0 in production |
-| GAD_SECRET_KEY | generated into $GAD_DATA_DIR/secret.key | encrypts stored API keys (Fernet, 32 url-safe base64 bytes) |
+| GAD_SECRET_KEY | generated in $GAD_DATA_DIR/secret.key | encrypts stored API keys (Fernet, 32 url-safe base64 bytes) |
 | GAD_HEARTBEAT_SECONDS | 5 | how often a running job writes its heartbeat |
 | GAD_HEARTBEAT_TIMEOUT | 60 | a running job silent this long is marked interrupted |
 | GAD_VISIBILITY_TIMEOUT | 172800 | Redis redelivery delay; longer than any job (48 h) |

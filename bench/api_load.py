@@ -16,9 +16,7 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,13 +27,10 @@ from gad.training.metric_catalog import M
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import start_server  # noqa: E402
+
 STEPS, N_METRICS = 2400, 30
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def seed(data_dir: Path, db_url: str) -> tuple[int, str]:
@@ -108,21 +103,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="gad-api-load-"))
     db_url = f"sqlite:///{tmp / 'studio.db'}"
     run_id, token = seed(tmp / "data", db_url)
-    port = free_port()
     env = {**os.environ, "GAD_DATA_DIR": str(tmp / "data"), "DATABASE_URL": db_url, "OMP_NUM_THREADS": "1"}
     env.pop("CELERY_BROKER_URL", None)
-    server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--no-ui", "--port", str(port),
-                               "--log-level", "warning"], env=env, cwd=REPO, stdout=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_server(env)
     try:
         import httpx
 
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         headers = {"Authorization": f"Bearer {token}"}
         routes = {"health": "/health", "run_detail": f"/api/runs/{run_id}",
                   "metrics": f"/api/runs/{run_id}/metrics?max_points=500"}
@@ -138,7 +124,8 @@ def main() -> None:
     report = {"concurrency": args.concurrency, "run": f"{STEPS} steps x {N_METRICS} metrics",
               "metrics_points_returned": n_points, "routes": results,
               "ratio_metrics_p95_to_health_p95": round(results["metrics"]["p95_ms"] / results["health"]["p95_ms"], 2),
-              "ratio_run_detail_p95_to_health_p95": round(results["run_detail"]["p95_ms"] / results["health"]["p95_ms"], 2)}
+              "ratio_run_detail_p95_to_health_p95": round(results["run_detail"]["p95_ms"]
+                                                          / results["health"]["p95_ms"], 2)}
     print(f"{'route':12s} {'requests':>8s} {'errors':>6s} {'req/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s}")
     for name, r in results.items():
         print(f"{name:12s} {r['requests']:8d} {r['errors']:6d} {r['rps']:8.1f} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f}")

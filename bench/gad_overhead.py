@@ -121,7 +121,8 @@ def main() -> None:
               f"GAD median {statistics.median(gad_times):.3f} s, GAD + a check every step "
               f"{statistics.median(check_times):.3f} s", flush=True)
     ratio = statistics.median(gad_times) / statistics.median(grpo_times)
-    params = sum(p.numel() for p in AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1).parameters())
+    sized = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
+    params = sum(p.numel() for p in sized.parameters())
     print(f"\nmodel: {params / 1e6:.2f}M parameters (student = discriminator = reward model size); "
           f"{args.batch_size} prompts x {args.group_size} responses x <= {args.max_new_tokens} tokens per step")
     print(f"plain GRPO + frozen reward model: median {statistics.median(grpo_times):.3f} s/step "

@@ -16,36 +16,26 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, insert, select, text  # noqa: E402
+from sqlalchemy import insert, select, text  # noqa: E402
 
 from app.db.migrate import upgrade  # noqa: E402
 from app.db.models import Run, RunMetric  # noqa: E402
 from app.db.session import make_engine, make_sessionmaker  # noqa: E402
 from app.services.run_views import metric_series  # noqa: E402
+from bench.common import throwaway_database  # noqa: E402
 from gad.training.metric_catalog import M
 
 METRICS = [f"metric_{i:02d}" for i in range(29)] + [M.DISC_LOSS]
 
 
 def _database(kind: str) -> tuple[str, callable]:
-    if kind == "sqlite":
-        return f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.db'}", lambda: None
-    if kind == "postgresql":
-        admin_url = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-        name = f"gad_bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(text(f"CREATE DATABASE {name}"))
-
-        def drop():
-            with admin.connect() as c:
-                c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        return admin_url.rsplit("/", 1)[0] + f"/{name}", drop
+    """A throwaway SQLite file or PostgreSQL database, or a URL given as it is (kept)."""
+    if kind in ("sqlite", "postgresql"):
+        return throwaway_database(kind, Path(tempfile.mkdtemp()))
     return kind, lambda: None
 
 

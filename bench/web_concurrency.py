@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,33 +24,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-PG_ADMIN = os.environ.get("GAD_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def database(kind: str, tmp: Path) -> tuple[str, callable]:
-    if kind == "sqlite":
-        return f"sqlite:///{tmp / 'studio.db'}", lambda: None
-    import uuid
-
-    from sqlalchemy import create_engine, text
-
-    name = f"gad_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f"CREATE DATABASE {name}"))
-
-    def drop():
-        with admin.connect() as c:
-            c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
-
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}", drop
+from bench.common import start_server, throwaway_database  # noqa: E402
 
 
 def seed(env: dict, annotators: int, items: int, quota: int) -> tuple[int, str, list[str]]:
@@ -152,26 +125,16 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="gad-web-conc-"))
     model = build_tiny_model(tmp / "tiny", seed=0)
-    db_url, drop = database(args.db, tmp)
+    db_url, drop = throwaway_database(args.db, tmp)
     env = {**os.environ, "GAD_DATA_DIR": str(tmp / "data"), "DATABASE_URL": db_url, "OMP_NUM_THREADS": "1",
            "GAD_BASE_MODELS": str(model)}
     env.pop("CELERY_BROKER_URL", None)
     study_id, token, tokens = seed(env, args.annotators, args.items, args.quota)
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--no-ui", "--port", str(port),
-                               "--log-level", "warning"], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
-                              stderr=open(tmp / "server.log", "wb"))
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_server(env, tmp / "server.log")
     codes, lock, stop = Counter(), threading.Lock(), threading.Event()
     try:
         import httpx
 
-        for _ in range(600):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         # Load the model once, so the figures are about concurrency, not the first load.
         httpx.post(f"{base}/v1/chat/completions", headers={"Authorization": f"Bearer {token}"}, timeout=120,
                    json={"model": "base/tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})

@@ -262,8 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="Train a student with gad, seqkd or offpolicy (resumes if OUTPUT has checkpoints).",
-                       formatter_class=HelpFormatter)
+    p = sub.add_parser("train", formatter_class=HelpFormatter,
+                       help="Train a student with gad, seqkd or offpolicy (resumes if OUTPUT has checkpoints).")
     p.add_argument("--config", help="YAML file of RunConfig fields; flags override it.")
     p.add_argument("--no-progress", action="store_true", help="No progress bar.")
     _add_config_flags(p)
@@ -277,20 +277,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, default=2, help="Number of transformer layers.")
     p.set_defaults(func=cmd_tiny_model)
 
-    p = sub.add_parser("collect", help="Collect teacher responses from an OpenAI-compatible endpoint (or a local model).",
-                       formatter_class=HelpFormatter)
+    p = sub.add_parser("collect", formatter_class=HelpFormatter,
+                       help="Collect teacher responses from an OpenAI-compatible endpoint (or a local model).")
     p.add_argument("--data", required=True, help="Prompt file (.jsonl, .json, .csv, .tsv, .parquet; .gz allowed).")
     p.add_argument("--output", required=True, help="Output JSONL, one line per prompt, ready as training data.")
     p.add_argument("--cache", default=None, help=CACHE_HELP)
     p.add_argument("--limit", type=int, default=None, help="Only the first N prompts.")
-    p.add_argument("--local", default=None, help="Use this local model folder / hub id as the teacher instead of an API.")
+    p.add_argument("--local", default=None,
+                   help="Use this local model folder / hub id as the teacher instead of an API.")
     p.add_argument("--retry-failed", action="store_true", help="Ask again for prompts refused or rejected before.")
     p.add_argument("--no-progress", action="store_true", help="No progress bar.")
     _endpoint_flags(p)
     p.set_defaults(func=cmd_collect)
 
-    p = sub.add_parser("evaluate", help="Judge models on prompt sets (the paper's protocol); writes a Table-4-style table.",
-                       formatter_class=HelpFormatter)
+    p = sub.add_parser("evaluate", formatter_class=HelpFormatter,
+                       help="Judge models on prompt sets (the paper's protocol); writes a Table-4-style table.")
     p.add_argument("--model", action="append", required=True,
                    help="Model folder / hub id, or NAME=PATH; a data file is read as ready responses. Repeatable.")
     p.add_argument("--sets", default=",".join(BUILTIN_SETS),

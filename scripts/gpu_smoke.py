@@ -192,7 +192,8 @@ def run_mode(mode: str, model_dir: Path, out: Path, ns) -> dict:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # GBs of weights and optimizer states
     checks = [m["disc_eval_time"] for m in timed if m.get("disc_eval_time") is not None]
     extra = {"check_s": statistics.median(checks), "check_per_step": statistics.median(checks) / step_s,
-             "held_out_accuracy": [m.get("disc_eval_accuracy") for m in steps if "disc_eval_time" in m]} if checks else {}
+             "held_out_accuracy": [m.get("disc_eval_accuracy") for m in steps if "disc_eval_time" in m]
+             } if checks else {}
     return {**extra, "mode": mode, "steps": len(steps), "first_step_s": steps[0]["step_time"], "step_s": step_s,
             "tokens_per_step": statistics.median(tokens),
             "tokens_per_s": statistics.median(t / m["step_time"] for t, m in zip(tokens, timed)),

@@ -110,7 +110,8 @@ def test_misnamed_files_say_what_they_are(tmp_path):
     with pytest.raises(DataError, match=r"Excel \.xlsx workbook\?\), not CSV text"):
         load_examples(tmp_path / "x.csv")
     (tmp_path / "book.xlsx").write_bytes(b"PK\x03\x04")
-    with pytest.raises(DataError, match=r"unsupported file type '\.xlsx' \(an Excel workbook: save it as 'CSV UTF-8'\)"):
+    with pytest.raises(DataError,
+                       match=r"unsupported file type '\.xlsx' \(an Excel workbook: save it as 'CSV UTF-8'\)"):
         load_examples(tmp_path / "book.xlsx")
     (tmp_path / "t.parquet").write_text("prompt\nhello\n")
     with pytest.raises(DataError, match=r"t\.parquet: not a Parquet file"):
@@ -173,7 +174,8 @@ def test_csv_row_with_more_cells_than_the_header(tmp_path):
 
 
 def test_duplicate_ids_are_refused_with_both_places(tmp_path):
-    p = write_jsonl(tmp_path / "d.jsonl", [{"id": 1, "prompt": "a"}, {"id": 2, "prompt": "b"}, {"id": 1, "prompt": "c"}])
+    p = write_jsonl(tmp_path / "d.jsonl",
+                    [{"id": 1, "prompt": "a"}, {"id": 2, "prompt": "b"}, {"id": 1, "prompt": "c"}])
     with pytest.raises(DataError, match=r"d\.jsonl:3: duplicate id '1' \(first at .*d\.jsonl:1\)"):
         load_examples(p)
 
@@ -197,7 +199,8 @@ def test_collected_file_with_failures_says_why_and_how_to_skip(tmp_path):
     with pytest.raises(DataError) as info:
         load_examples(collected(tmp_path), require_response=True)
     msg = str(info.value)
-    assert ":2: no teacher response for prompt id 'p1' (2 of 6 records lack one: 1 failed, 1 refused when collected)" in msg
+    assert (":2: no teacher response for prompt id 'p1' "
+            "(2 of 6 records lack one: 1 failed, 1 refused when collected)") in msg
     assert "--retry-failed" in msg and "--skip-missing-responses" in msg and "the 4 that have one" in msg
 
 

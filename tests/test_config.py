@@ -139,7 +139,7 @@ def test_every_setting_has_exactly_one_kind_and_training_settings_name_their_met
     """A setting nobody classified would be silently ignored on resume: refuse that here."""
     from gad.training.config import ALL_METHODS, KINDS, RunConfig, field_tag
 
-    for name, field in RunConfig.model_fields.items():
+    for name in RunConfig.model_fields:
         tag = field_tag(name)
         assert tag.get("kind") in KINDS, f"{name}: tag it with one of {KINDS} (json_schema_extra)"
         if tag["kind"] == "training":

@@ -92,7 +92,7 @@ def test_checkpoint_selection_respects_the_length_ratio():
 def test_tiny_model_end_to_end_evaluation(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setenv("GAD_JUDGE_KEY", "sk-judge")
     teacher = tmp_path / "teacher.jsonl"
-    vicuna = [json.loads(l) for l in (REPO / "gad/data/datasets/vicuna_80.jsonl").read_text().splitlines()[:4]]
+    vicuna = [json.loads(line) for line in (REPO / "gad/data/datasets/vicuna_80.jsonl").read_text().splitlines()[:4]]
     teacher.write_text("".join(json.dumps({"id": r["id"], "prompt": r["prompt"],
                                            "response": "A long and thorough teacher answer " * 6}) + "\n"
                                for r in vicuna))
@@ -116,7 +116,8 @@ def test_tiny_model_end_to_end_evaluation(tiny_model, tmp_path, monkeypatch):
     # the dev judge scores by length: recompute the headline score from the recorded verdicts
     for name, row in rows.items():
         mine = [s for s in samples if s["model"] == name]
-        expected = 100 * sum(s["model_score"] for s in mine) / sum(s["model_score"] + s["reference_score"] for s in mine)
+        expected = (100 * sum(s["model_score"] for s in mine)
+                    / sum(s["model_score"] + s["reference_score"] for s in mine))
         assert row["score"] == pytest.approx(expected) and row["unparsed"] == 0 and row["flip_rate"] == 0.0
     assert rows["teacher"]["score"] > rows["tiny"]["score"]      # longer answers win with this judge
     assert "rouge_l" in rows["tiny"] and "inferred" in (tmp_path / "eval" / "table.md").read_text()
@@ -148,7 +149,8 @@ def test_prompts_without_a_reference_are_recorded_not_judged(tmp_path, monkeypat
     assert len(judged) == 2                                   # no verdict paid for against nothing
     row = table["rows"][0]
     assert row["judged"] == 2 and row["failed"] == 1 and row["unparsed"] == 0   # table and samples agree
-    failed = [s for s in read_jsonl(tmp_path / "out" / "samples.jsonl") if s["orders"]["model_first"]["status"] == "failed"]
+    failed = [s for s in read_jsonl(tmp_path / "out" / "samples.jsonl")
+              if s["orders"]["model_first"]["status"] == "failed"]
     assert len(failed) == 1 and "no judge reference" in failed[0]["orders"]["model_first"]["error"]
 
 

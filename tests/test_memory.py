@@ -175,7 +175,8 @@ def test_checkpointing_and_smaller_batches_shrink_activations():
     base = estimate(QWEN7, micro_batch=8)
     assert item(estimate(QWEN7, micro_batch=8, gradient_checkpointing=True), "policy activations") < \
         item(base, "policy activations") / 3
-    assert item(estimate(QWEN7, micro_batch=4), "policy activations") == pytest.approx(item(base, "policy activations") / 2)
+    assert item(estimate(QWEN7, micro_batch=4), "policy activations") == \
+        pytest.approx(item(base, "policy activations") / 2)
     assert disc_chunk(8) == 18 and disc_chunk(3) == 16 and disc_chunk(20) == 21
 
 
@@ -184,7 +185,8 @@ def test_disc_micro_batch_is_the_discriminators_default():
     from gad.training.discriminator import Discriminator
 
     assert inspect.signature(Discriminator).parameters["micro_batch"].default == DISC_MICRO_BATCH
-    assert "micro_batch=" not in inspect.getsource(pipeline.build_stage), "the pipeline now sets it: update gad.training.memory"
+    assert "micro_batch=" not in inspect.getsource(pipeline.build_stage), \
+        "the pipeline now sets it: update gad.training.memory"
 
 
 def test_activation_fit_matches_saved_tensors_of_a_real_layer():
@@ -243,7 +245,8 @@ def test_docs_table_is_what_the_script_prints_now():
     printed = subprocess.run([sys.executable, str(REPO / "scripts" / "memory_table.py")], capture_output=True,
                              text=True, check=True, timeout=60).stdout
     start, end = "<!-- memory-table:start -->\n", "<!-- memory-table:end -->"
-    docs = [REPO / "docs" / "deployment.md"] + [p for p in [REPO / "README.md"] if start in p.read_text(encoding="utf-8")]
+    docs = [REPO / "docs" / "deployment.md"] + [p for p in [REPO / "README.md"]
+                                                if start in p.read_text(encoding="utf-8")]
     for doc in docs:
         text = doc.read_text(encoding="utf-8")
         assert start in text and end in text, doc

@@ -46,9 +46,20 @@ class LruCache:
 def create_app(settings: Settings | None = None, *, context: StudioContext | None = None, ui: bool = True) -> FastAPI:
     from app.api import errors
     from app.api.limits import BodyLimit
-    from app.api.routes import (annotate, auth, datasets, endpoints, evaluations, health, jobs, runs, studies,
-                                users)
-    from app.api.routes import v1
+    from app.api.routes import (
+        annotate,
+        auth,
+        conversations,
+        datasets,
+        endpoints,
+        evaluations,
+        health,
+        jobs,
+        runs,
+        studies,
+        users,
+        v1,
+    )
     from app.services.chat import ModelCache
 
     ctx = context or make_context(settings)
@@ -74,7 +85,8 @@ def create_app(settings: Settings | None = None, *, context: StudioContext | Non
     app.state.metrics_cache = LruCache(128)
     errors.install(app)
     app.add_middleware(BodyLimit, upload_limit=int(ctx.settings.max_upload_mb * 2**20))
-    for module in (health, auth, users, datasets, endpoints, jobs, runs, evaluations, studies, annotate):
+    for module in (health, auth, users, datasets, endpoints, jobs, runs, evaluations, studies, annotate,
+                   conversations):
         app.include_router(module.router)
     app.include_router(v1.router)
     if ui:

@@ -4,7 +4,8 @@ current user (bearer token or session cookie, CSRF-checked) and role checks thro
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Iterator
+from collections.abc import Iterator
+from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session

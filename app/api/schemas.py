@@ -26,7 +26,8 @@ class Problem(BaseModel):
 
 
 # Errors are JSON whatever the route's own media type (CSV exports, event streams).
-ERRORS = {code: {"model": Problem, "content": {"application/json": {}}} for code in (400, 401, 403, 404, 409, 413, 422, 429)}
+ERRORS = {code: {"model": Problem, "content": {"application/json": {}}}
+          for code in (400, 401, 403, 404, 409, 413, 422, 429)}
 
 
 def _run_settings_model() -> type[BaseModel]:
@@ -240,7 +241,8 @@ class RunCreate(BaseModel):
 
 class RunFork(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    step: int | None = Field(None, ge=0, le=2**31 - 1, description="Checkpoint step to start from (default: the newest).")
+    step: int | None = Field(None, ge=0, le=2**31 - 1,
+                             description="Checkpoint step to start from (default: the newest).")
     name: str | None = Field(None, max_length=200)
     overrides: dict[str, Any] = Field(default_factory=dict, description="Edited settings (RunSettings fields).")
 
@@ -350,6 +352,8 @@ class EvaluationCreate(BaseModel):
     both_orders: bool = EvalConfig.model_fields["both_orders"]
     teacher: str | None = EvalConfig.model_fields["teacher"]
     use_vllm: bool = EvalConfig.model_fields["use_vllm"]
+    max_cost_usd: float | None = Field(None, gt=0, description="Cost cap in USD on the judge's spend: the job "
+                                                               "pauses when it reaches it (none: no cap).")
 
 
 class EvaluationRow(BaseModel):
@@ -395,6 +399,11 @@ class StudyCreate(BaseModel):
     guidelines: str = Field("", max_length=20000)
     max_new_tokens: int = Field(256, gt=0, le=8192)
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    judge_endpoint_id: DbId | None = Field(None, description="An LLM judge that rates every item in both orders "
+                                                              "when the items are built (active annotation).")
+    queue_order: Literal["standard", "disagreement"] = Field(
+        "standard", description="standard: items with the fewest votes first; disagreement: first the items where "
+                                "the judge's two orders, or the judge and the annotators, disagree (needs a judge).")
 
 
 class StudyOut(BaseModel):
@@ -471,6 +480,8 @@ class StudyResults(BaseModel):
     win_ci: list[float] | None
     tie_ci: list[float] | None
     loss_ci: list[float] | None
+    judge: dict | None = Field(None, description="With a study judge: how often its two orders disagree, and how "
+                                                 "often it disagrees with the annotators' majority.")
     annotators: list[dict[str, Any]]
     agreement: dict[str, Any]
 

@@ -9,18 +9,31 @@ randomised left/right order) and votes (one per annotator per item, enforced by 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
-                        MetaData, String, Text, UniqueConstraint)
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 from app.enums import JobKind, Role, RunStatus, StudyStatus, VoteChoice
 
 NAMING = {"ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s",
-          "ck": "ck_%(table_name)s_%(constraint_name)s", "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-          "pk": "pk_%(table_name)s"}
+          "ck": "ck_%(table_name)s_%(constraint_name)s",
+          "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s", "pk": "pk_%(table_name)s"}
 
 
 
@@ -31,7 +44,7 @@ def one_of(column: str, enum) -> CheckConstraint:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator):
@@ -41,7 +54,7 @@ class UTCDateTime(TypeDecorator):
     cache_ok = True
 
     def process_result_value(self, value, dialect):
-        return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 class Base(DeclarativeBase):
@@ -101,7 +114,7 @@ class Dataset(Base):
     n_prompts: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    prompts: Mapped[list["Prompt"]] = relationship(back_populates="dataset", cascade="all, delete-orphan")
+    prompts: Mapped[list[Prompt]] = relationship(back_populates="dataset", cascade="all, delete-orphan")
 
 
 class Prompt(Base):
@@ -176,7 +189,7 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    checkpoints: Mapped[list["Checkpoint"]] = relationship(order_by="Checkpoint.step", cascade="all, delete-orphan")
+    checkpoints: Mapped[list[Checkpoint]] = relationship(order_by="Checkpoint.step", cascade="all, delete-orphan")
 
 
 class RunStep(Base):
@@ -336,3 +349,34 @@ class LoginAttempt(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     last_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     prev_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Conversation(Base):
+    """A user's chat on the Chat page, kept so it can be listed, resumed and exported. Only its owner
+    ever sees it (admins included: a conversation is private). `models` lists the chosen model ids in
+    the order the page's columns show them."""
+    __tablename__ = "conversations"
+    __table_args__ = (Index("ix_conversations_user_updated", "user_id", "updated_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(200))
+    models: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    messages: Mapped[list[ChatMessage]] = relationship(order_by="ChatMessage.position",
+                                                         cascade="all, delete-orphan", passive_deletes=True)
+
+
+class ChatMessage(Base):
+    """One message of a conversation, in order (`position`). A user or system message has no model
+    (every column shares it); an assistant message names the model that wrote it."""
+    __tablename__ = "chat_messages"
+    __table_args__ = (UniqueConstraint("conversation_id", "position"),
+                      CheckConstraint("role IN ('system', 'user', 'assistant')", name="role_valid"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

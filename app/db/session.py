@@ -8,8 +8,8 @@ never run out while handlers wait on something else. Waiting for a connection is
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine

@@ -6,20 +6,25 @@ The registry names every model by a stable, readable id:
     endpoint/<name>         a configured teacher/judge endpoint (answers are proxied to it)
 Local models stay loaded in a small cache bounded by a memory budget (least recently used goes
 first); requests to one model take turns on its lock, so a burst cannot overload the machine.
+
+Chat history: the Chat page keeps each user's conversations (create, append, list, get, delete,
+export as JSONL in the OpenAI messages format). A conversation is visible to its owner only: anyone
+else, admins included, is told it does not exist (a chat is private, like a mailbox).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import Checkpoint, Run
+from app.db.models import ChatMessage, Checkpoint, Conversation, Run, utcnow
 from app.db.models import Endpoint as EndpointRow
 from app.errors import InvalidInput, NotFound, StudioError
 from app.services import model_ids
@@ -246,3 +251,94 @@ def _proxied(ep, messages: list[dict], params: dict) -> Iterator[dict]:
         raise Upstream(redact(f"endpoint {ep.base_url}: {type(err).__name__}: {err}", ep)) from None
     yield {"finish_reason": finish, "usage": usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
 
+
+
+# --- chat history -------------------------------------------------------------------------------
+ROLES = ("system", "user", "assistant")
+TITLE_CHARS = 80   # a conversation's title: the start of its first user message
+
+
+def title_for(text: str) -> str:
+    """A readable one-line title from the first message (whitespace folded, cut at a word)."""
+    line = " ".join(text.split())
+    if len(line) <= TITLE_CHARS:
+        return line or "(empty)"
+    return line[:TITLE_CHARS].rsplit(" ", 1)[0].rstrip(" ,.;:") + "…"
+
+
+def create_conversation(session: Session, user_id: int, models: list[str], title: str) -> Conversation:
+    """A new, empty conversation of `user_id` with `models` in the order the page shows them."""
+    conversation = Conversation(user_id=user_id, models=list(models), title=title_for(title))
+    session.add(conversation)
+    session.flush()
+    return conversation
+
+
+def append_message(session: Session, conversation: Conversation, role: str, content: str,
+                   model: str | None = None) -> ChatMessage:
+    """Add a message at the end of `conversation` (which the caller has checked the user owns)."""
+    if role not in ROLES:
+        raise InvalidInput(f"role {role!r} is not one of {', '.join(ROLES)}", field="role")
+    # Touch the conversation first: on PostgreSQL this locks its row, so two tabs appending at
+    # once take turns instead of both reading the same last position.
+    session.execute(update(Conversation).where(Conversation.id == conversation.id).values(updated_at=utcnow()))
+    last = session.scalar(select(func.max(ChatMessage.position)).where(ChatMessage.conversation_id == conversation.id))
+    message = ChatMessage(conversation_id=conversation.id, position=(last or 0) + 1, role=role, content=content,
+                          model=model if role == "assistant" else None)
+    session.add(message)
+    session.flush()
+    session.refresh(conversation)
+    return message
+
+
+def list_conversations(session: Session, user_id: int, limit: int = 100) -> list[Conversation]:
+    """The user's conversations, the most recently active first."""
+    return list(session.scalars(select(Conversation).where(Conversation.user_id == user_id)
+                                .order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit)))
+
+
+def get_conversation(session: Session, user_id: int, conversation_id: int) -> Conversation:
+    """The conversation if `user_id` owns it. Anyone else gets NotFound, not Forbidden: whether
+    someone else's conversation exists is not theirs to learn either."""
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None or conversation.user_id != user_id:
+        raise NotFound(f"no conversation {conversation_id}")
+    return conversation
+
+
+def delete_conversation(session: Session, user_id: int, conversation_id: int) -> None:
+    session.delete(get_conversation(session, user_id, conversation_id))
+    session.flush()
+
+
+def threads(conversation: Conversation) -> dict[str, list[dict]]:
+    """Each model's side of the conversation as OpenAI messages: the shared system and user
+    messages, and that model's own answers. A one-model chat has one thread."""
+    out: dict[str, list[dict]] = {}
+    models = list(conversation.models) or sorted({m.model for m in conversation.messages if m.model})
+    for model in models:
+        out[model] = [{"role": m.role, "content": m.content} for m in conversation.messages
+                      if m.role != "assistant" or m.model == model]
+    return out
+
+
+def export_records(conversation: Conversation) -> list[dict]:
+    """The conversation as export records {"id", "model", "created_at", "title", "messages"}: one for a
+    one-model chat; a side-by-side chat gives one per model (same id), so each record is a valid
+    OpenAI conversation."""
+    return [{"id": conversation.id, "model": model, "created_at": conversation.created_at.isoformat(),
+             "title": conversation.title, "messages": messages}
+            for model, messages in threads(conversation).items()]
+
+
+def export_jsonl(session: Session, user_id: int, conversation_ids: list[int] | None = None) -> Iterator[str]:
+    """The user's conversations (all, or those of `conversation_ids`) as JSON lines, oldest first,
+    one line per conversation (per model of a side-by-side one). Lines end with a newline."""
+    if conversation_ids is None:
+        found = list(session.scalars(select(Conversation).where(Conversation.user_id == user_id)
+                                     .order_by(Conversation.created_at, Conversation.id)))
+    else:
+        found = [get_conversation(session, user_id, cid) for cid in conversation_ids]
+    for conversation in found:
+        for record in export_records(conversation):
+            yield json.dumps(record, ensure_ascii=False) + "\n"

@@ -113,7 +113,8 @@ def project_collect(session: Session, settings, *, dataset_id: int, endpoint_id:
 
 
 def project_evaluation(session: Session, settings, *, n_models: int, sets: list[str], judge_endpoint_id: int,
-                       limit: int | None = None, max_new_tokens: int = eval_default("max_new_tokens"), both_orders: bool = False) -> dict:
+                       limit: int | None = None, max_new_tokens: int = eval_default("max_new_tokens"),
+                       both_orders: bool = False) -> dict:
     """What an evaluation would send its judge: one reference answer per prompt (looked up in the
     cache), then one verdict per model, prompt and order. A verdict's prompt holds answers not
     written yet, so it is counted as uncached, with the reference and the model's answer at their
@@ -145,11 +146,26 @@ def _question(messages: list[dict]) -> str:
     return next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
 
 
-def project_study() -> dict:
-    """Study generation asks no paid endpoint: both models answer locally (endpoints are refused)."""
-    return {"kind": "study", "requests": 0, "cached": 0, "prompt_tokens": 0, "completion_tokens_max": 0,
-            "price_prompt": 0.0, "price_completion": 0.0, "cost_prompt_usd": 0.0, "cost_max_usd": 0.0,
-            "priced": False, "assumptions": ["both models generate locally: no paid endpoint is called"]}
+def project_study(session: Session | None = None, settings=None, *, judge_endpoint_id: int | None = None,
+                  n_items: int = 50, max_new_tokens: int = 256) -> dict:
+    """Both models answer locally (endpoints are refused), so a study costs nothing unless it has a judge
+    (active annotation, app.services.study_judge): then one verdict per item in each order, with both answers
+    at their token bound, none cached yet (the answers are not written)."""
+    if judge_endpoint_id is None:
+        return {"kind": "study", "requests": 0, "cached": 0, "prompt_tokens": 0, "completion_tokens_max": 0,
+                "price_prompt": 0.0, "price_completion": 0.0, "cost_prompt_usd": 0.0, "cost_max_usd": 0.0,
+                "priced": False, "assumptions": ["both models generate locally: no paid endpoint is called"]}
+    from app.services.endpoints import get_endpoint, to_gad
+    from gad.llm.judge import judge_messages
+
+    judge = to_gad(get_endpoint(session, judge_endpoint_id), settings)
+    template = _estimate_tokens(_with_system(judge, judge_messages("", "", "")))
+    verdicts = priced(judge, requests=2 * n_items, cached=0,
+                      prompt_tokens=2 * n_items * (template + 2 * max_new_tokens))
+    verdicts["assumptions"] += ["both models generate locally (free); the judge rates each item in both orders",
+                                f"each verdict reads the prompt and both answers at their bound ({max_new_tokens} "
+                                f"tokens each); prompts are not counted"]
+    return {"kind": "study", **verdicts}
 
 
 class CostCapReached(EndpointError):

@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import Dataset, Prompt
-from app.errors import Conflict, InvalidInput, NotFound, TooLarge, as_studio_error
+from app.errors import Conflict, InvalidInput, TooLarge, as_studio_error
+from app.services.lookup import one
 from gad.data.examples import DataTooLarge, Example, load_examples, split_examples
 from gad.data.readers import GZIP_EXPANSION_LIMIT
 
@@ -190,10 +191,7 @@ def _alive(pid: int) -> bool:
 
 
 def get_dataset(session: Session, dataset_id: int) -> Dataset:
-    ds = session.get(Dataset, dataset_id)
-    if ds is None:
-        raise NotFound(f"no dataset with id {dataset_id}")
-    return ds
+    return one(session, Dataset, dataset_id, "dataset")
 
 
 def list_datasets(session: Session) -> list[Dataset]:

@@ -24,8 +24,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import Endpoint as EndpointRow
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput
 from app.security import KeyUnreadable, decrypt_secret, encrypt_secret
+from app.services.lookup import one
 from app.settings import Settings
 from gad.llm.api_client import ENDPOINT_PARAM_FIELDS as PARAM_FIELDS  # sampling, limits, prices: gad's one list
 from gad.llm.api_client import Endpoint, mask_url
@@ -124,10 +125,7 @@ def create_endpoint(session: Session, settings: Settings, *, name: str, base_url
 
 
 def get_endpoint(session: Session, endpoint_id: int) -> EndpointRow:
-    row = session.get(EndpointRow, endpoint_id)
-    if row is None:
-        raise NotFound(f"no endpoint with id {endpoint_id}")
-    return row
+    return one(session, EndpointRow, endpoint_id, "endpoint")
 
 
 def delete_endpoint(session: Session, endpoint_id: int) -> None:

@@ -42,7 +42,7 @@ def _memory(cfg, student: str) -> list[str]:
                 "naming a known size (e.g. Qwen2.5-1.5B)"]
     e = estimate_run(cfg, arch, gpu_gb=GPU_GB)
     verdict = "fits" if e.fits else "does not fit"
-    lines = [f"**~{e.total_gb:.1f} GB** per GPU at peak ({e.peak_phase}) for {arch.params / 1e9:.2f} B parameters: "
+    lines = [f"**~{e.total_gb:.1f} GB** per GPU at peak ({e.peak_phase}) for {_params(arch.params)} parameters: "
              f"{verdict} one {GPU_GB:g} GB GPU",
              " · ".join(f"{i.name} {i.gb:.1f} GB" for i in e.items() if i.gb >= 0.05)]
     lines += [f"problem: {p}" for p in e.problems]
@@ -107,3 +107,8 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _params(n: float) -> str:
+    """3.09 B, 494 M, 0.72 M: a count people read at a glance."""
+    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.0f} M" if n >= 1e7 else f"{n / 1e6:.2f} M"

@@ -11,9 +11,11 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Evaluation, Job, JudgeScore
-from app.enums import JobKind
-from app.errors import NotFound
+from app.db.models import Checkpoint, Endpoint, Evaluation, Job, JudgeScore, Run
+from app.enums import JobKind, RunStatus
+from app.services.lookup import one
+from app.services.runs import dataset_of_run
+from gad.llm.judge import self_preference_warning
 from gad.llm.metrics import best_in_length_range, length_range, model_means
 
 
@@ -67,12 +69,53 @@ def best_in_range(rows: list[dict], lo: float, hi: float, exclude: str | None = 
     return {**best, "tied": [m["model"] for m in eligible if round(m["score"], 1) == round(best["score"], 1)]}
 
 
+def teacher_models(session: Session, dataset_id: int) -> list[str]:
+    """The models of the endpoints whose answers are a dataset's teacher responses (its collections that
+    collected something)."""
+    ids = {(j.params or {}).get("endpoint_id") for j in session.scalars(select(Job).where(Job.kind == JobKind.collect))
+           if (j.params or {}).get("dataset_id") == dataset_id and (j.done or j.status == RunStatus.succeeded)}
+    return sorted({e.model for e in session.scalars(select(Endpoint).where(Endpoint.id.in_(ids - {None})))})
+
+
+def evaluation_datasets(session: Session, models: list[dict], sets: list[str]) -> set[int]:
+    """The studio datasets behind an evaluation: uploaded sets it judges on, and the datasets its checkpoints'
+    runs were trained on."""
+    found = {int(s[8:]) for s in sets if s.startswith("dataset:")}
+    for m in models:
+        ck = session.get(Checkpoint, m["checkpoint_id"]) if m.get("checkpoint_id") is not None else None
+        run = session.get(Run, ck.run_id) if ck is not None else None
+        dataset_id = dataset_of_run(run) if run is not None else None
+        if dataset_id is not None:
+            found.add(dataset_id)
+    return found
+
+
+def self_preference_warnings(session: Session, judge_endpoint_id: int | None, models: list[dict],
+                             sets: list[str]) -> list[str]:
+    """gad.llm.judge's self-preference warning for each teacher endpoint behind the evaluation whose model is of
+    the judge endpoint's family (a judge rates its own family's style higher, so the best imitator wins)."""
+    judge = session.get(Endpoint, judge_endpoint_id) if judge_endpoint_id is not None else None
+    if judge is None:
+        return []
+    out = []
+    for ds_id in sorted(evaluation_datasets(session, models, sets)):
+        for teacher in teacher_models(session, ds_id):
+            warning = self_preference_warning(judge.model, teacher)
+            if warning and warning not in out:
+                out.append(warning)
+    return out
+
+
+def job_warnings(session: Session, job: Job) -> list[str]:
+    """The self-preference warnings of an evaluation job, from its parameters."""
+    p = job.params or {}
+    return self_preference_warnings(session, p.get("judge_endpoint_id"), p.get("models") or [], p.get("sets") or [])
+
+
 def judge_samples(session: Session, evaluation_id: int, *, offset: int = 0, limit: int = 50) -> list[dict]:
     """Per-sample verdicts of one (model, set), with the prompt and the judge's reference answer read
     back from the evaluation's samples.jsonl (the database keeps scores and verdicts only)."""
-    ev = session.get(Evaluation, evaluation_id)
-    if ev is None:
-        raise NotFound(f"no evaluation with id {evaluation_id}")
+    ev = one(session, Evaluation, evaluation_id, "evaluation")
     extra = _sample_texts(session, ev)
     out = []
     for r in session.scalars(select(JudgeScore).where(JudgeScore.evaluation_id == evaluation_id)

@@ -15,14 +15,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from collections import Counter
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db.models import Checkpoint, Dataset, Job, Prompt, TeacherResponse, utcnow
+from app.db.models import Checkpoint, Dataset, Job, Prompt, utcnow
 from app.db.models import Endpoint as EndpointRow
 from app.db.session import session_scope
 from app.enums import JobKind, RunStatus
@@ -31,6 +29,9 @@ from app.services import lifecycle
 from app.services.costs import CostCap, CostCapReached
 from app.services.datasets import dataset_examples, get_dataset
 from app.services.endpoints import get_endpoint, to_gad
+from app.services.lookup import one
+from app.services.progress import JobProgress
+from app.services.response_store import DbResponseStore
 from gad.llm.eval_config import BUILTIN_SETS
 from gad.llm.eval_config import default as eval_default
 from gad.training.rundir import student_dir
@@ -46,10 +47,7 @@ def create_job(session: Session, kind: JobKind, params: dict, user_id: int | Non
 
 
 def get_job(session: Session, job_id: int) -> Job:
-    job = session.get(Job, job_id)
-    if job is None:
-        raise NotFound(f"no job with id {job_id}")
-    return job
+    return one(session, Job, job_id, "job")
 
 
 def list_jobs(session: Session, kind: str | None = None, limit: int = 50) -> list[Job]:
@@ -92,7 +90,8 @@ def create_collect_job(session: Session, *, dataset_id: int, endpoint_id: int, r
 
 
 def create_evaluation_job(session: Session, *, models: list[dict], sets: list[str], judge_endpoint_id: int,
-                          limit: int | None = None, max_new_tokens: int = eval_default("max_new_tokens"), greedy: bool = False,
+                          limit: int | None = None, max_new_tokens: int = eval_default("max_new_tokens"),
+                          greedy: bool = False,
                           both_orders: bool = False, teacher: str | None = None, use_vllm: bool = False,
                           max_cost_usd: float | None = None, user_id: int | None = None) -> Job:
     """models: [{name, checkpoint_id | path | responses}]; sets: built-in names or 'dataset:<id>'."""
@@ -146,18 +145,12 @@ def carry_out_job(ctx, job_id: int, worker: str, body) -> str:
 
 def cancel_job(session: Session, job_id: int) -> Job:
     """A queued or interrupted job is cancelled at once (a running one finishes: jobs have no steps)."""
-    job = get_job(session, job_id)
-    lifecycle.cancel_row(session, Job, job_id, f"job {job_id}")
-    session.refresh(job)
-    return job
+    return lifecycle.cancel(session, Job, job_id, "job")
 
 
 def retry_job(session: Session, job_id: int) -> Job:
     """Queue a failed, interrupted or cancelled job again (answers already paid for come from the cache)."""
-    job = get_job(session, job_id)
-    lifecycle.requeue_row(session, Job, job_id, f"job {job_id}")
-    session.refresh(job)
-    return job
+    return lifecycle.requeue(session, Job, job_id, "job")
 
 
 def resume_job(session: Session, job_id: int, max_cost_usd: float | None) -> Job:
@@ -175,118 +168,6 @@ def resume_job(session: Session, job_id: int, max_cost_usd: float | None) -> Job
     session.flush()
     session.refresh(job)
     return job
-
-
-class DbResponseStore:
-    """gad's ResponseStore on the teacher_responses table: the cache, the journal and the cost ledger.
-
-    Rows are keyed by gad's content-addressed cache key (gad.llm.cache.cache_key: endpoint, model,
-    sampling, messages), so one answer serves every collection and judgement that asks the same
-    question. gad writes a `pending` record before each attempt and the outcome after it (one row,
-    replaced), so a request in flight when a worker dies stays on the books. With a `cap`, every
-    request is checked against the job's cost cap before it is claimed (and so before it is sent)."""
-
-    def __init__(self, sessions, endpoint_id: int | None = None, cap: CostCap | None = None):
-        self.sessions, self.endpoint_id, self.cap = sessions, endpoint_id, cap
-
-    def get(self, key: str) -> dict | None:
-        with self.sessions() as s:
-            row = s.scalar(select(TeacherResponse).where(TeacherResponse.cache_key == key))
-            return dict(row.record) if row else None
-
-    def _values(self, record: dict) -> dict:
-        usage = record.get("usage") or {}
-        return dict(endpoint_id=self.endpoint_id, status=record["status"], response=record.get("response"),
-                    record=record, prompt_tokens=usage.get("prompt_tokens", 0),
-                    completion_tokens=usage.get("completion_tokens", 0), cost=record.get("cost", 0.0))
-
-    def put(self, key: str, record: dict) -> None:
-        values = self._values(record)
-        try:
-            with session_scope(self.sessions) as s:
-                s.add(TeacherResponse(cache_key=key, **values))
-        except IntegrityError:  # stored before (pending, then the outcome; or a retried failure): newest wins
-            with session_scope(self.sessions) as s:
-                s.execute(update(TeacherResponse).where(TeacherResponse.cache_key == key).values(**values))
-
-    def put_if(self, key: str, record: dict, allowed) -> dict | None:
-        """Write `record` only if `allowed(current)`; else return the current record. Check and write are
-        one transaction, so two workers reaching the same prompt at once do not both pay for it: a new
-        key is claimed by its INSERT (the unique key picks one winner); an existing row is locked
-        (SELECT ... FOR UPDATE on PostgreSQL; on SQLite the write lock, and a stale read fails and is
-        retried)."""
-        from sqlalchemy.exc import OperationalError
-
-        if self.cap is not None:
-            self.cap.check()  # raises CostCapReached: ChatRunner sends nothing more and lets in-flight answers land
-        for _ in range(20):
-            try:
-                with session_scope(self.sessions) as s:
-                    row = s.scalar(select(TeacherResponse).where(TeacherResponse.cache_key == key).with_for_update())
-                    current = dict(row.record) if row is not None else None
-                    if not allowed(current):
-                        return current
-                    if row is None:
-                        s.add(TeacherResponse(cache_key=key, **self._values(record)))
-                    else:
-                        for name, value in self._values(record).items():
-                            setattr(row, name, value)
-                return None
-            except (IntegrityError, OperationalError):  # another process inserted or wrote first: look again
-                time.sleep(0.05)
-        raise RuntimeError(f"response cache: could not settle key {key[:12]} after 20 tries (database contention)")
-
-
-# What was paid: added up over a job's attempts. The other ledger counts (ok, cached, ...) are the attempt's.
-PAID = ("requests", "retries", "prompt_tokens", "completion_tokens", "cost")
-
-
-class JobProgress:
-    """Turns each answer into the job row's live statistics (every 10 answers or 1 s): done/total,
-    rate, ETA, outcomes, tokens, cost, failure reasons. It adds up every ChatRunner's ledger of the
-    attempt (an evaluation has two: references, verdicts) and what earlier attempts paid (`before`:
-    the row's stats when the attempt began), so the job's cost is exact across pauses and retries."""
-
-    def __init__(self, sessions, job_id: int, claim: str, total: int, before: dict | None = None):
-        self.sessions, self.job_id, self.claim, self.total = sessions, job_id, claim, total
-        self.before = {k: (before or {}).get(k, 0) for k in PAID}
-        self.ledgers: dict[int, object] = {}
-        self.done, self.reasons = 0, Counter()
-        self.t0, self._written = time.monotonic(), 0.0
-
-    def watch(self, ledger) -> None:
-        self.ledgers[id(ledger)] = ledger
-
-    def spent(self) -> float:
-        return self.before["cost"] + sum(led.cost for led in self.ledgers.values())
-
-    def __call__(self, result: dict, ledger) -> None:
-        self.watch(ledger)
-        self.done += 1
-        if result.get("status") != "ok":
-            self.reasons[(result.get("error") or result.get("status") or "unknown")[:120]] += 1
-        now = time.monotonic()
-        if self.done == self.total or self.done % 10 == 0 or now - self._written > 1.0:
-            self._written = now
-            self.write()
-
-    def figures(self) -> dict:
-        out = Counter()
-        for led in self.ledgers.values():
-            out.update({k: v for k, v in led.as_dict().items() if k != "elapsed_s"})
-        out.update(self.before)
-        return {**out, "elapsed_s": round(time.monotonic() - self.t0, 3)}
-
-    def write(self) -> None:
-        elapsed = time.monotonic() - self.t0
-        eta = elapsed / self.done * (self.total - self.done) if self.done and self.total else None
-        figures = self.figures()
-        stats = {**figures, "rate_per_s": round(self.done / elapsed, 3) if elapsed > 0 else None,
-                 "reasons": [{"reason": r, "count": c} for r, c in self.reasons.most_common(10)]}
-        with session_scope(self.sessions) as s:
-            s.execute(update(Job).where(Job.id == self.job_id, Job.claim == self.claim)
-                      .values(done=self.done, total=self.total, cost=figures.get("cost", 0.0), stats=stats,
-                              eta_seconds=eta, heartbeat_at=utcnow()))
 
 
 def _progress_and_cap(ctx, job_id: int, claim: str, total: int,
@@ -358,7 +239,8 @@ def run_evaluation(ctx, job_id: int, claim: str) -> dict:
                                         params["judge_endpoint_id"])
     try:
         table = evaluate(specs, sets, judge, out, limit=params.get("limit"),
-                         max_new_tokens=params.get("max_new_tokens", eval_default("max_new_tokens")), greedy=params.get("greedy", False),
+                         max_new_tokens=params.get("max_new_tokens", eval_default("max_new_tokens")),
+                         greedy=params.get("greedy", False),
                          both_orders=params.get("both_orders", False), teacher=params.get("teacher"),
                          cache=store, say=lambda text: None, use_vllm=params.get("use_vllm", False),
                          on_result=progress)
@@ -398,7 +280,7 @@ class JudgeUnusable(RuntimeError):
 def run_study_generation(ctx, job_id: int, claim: str) -> dict:
     from app.services.studies import generate_items
 
-    return generate_items(ctx, job_id)
+    return generate_items(ctx, job_id, claim)
 
 
 def dataset_for_job(session: Session, job: Job) -> Dataset | None:

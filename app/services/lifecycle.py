@@ -31,6 +31,7 @@ from app.db.models import Job, Run, utcnow
 from app.db.session import session_scope
 from app.enums import RunStatus
 from app.errors import Conflict
+from app.services.lookup import one
 
 log = logging.getLogger("gad_studio.lifecycle")
 
@@ -201,3 +202,19 @@ def carry_out(ctx, model, row_id: int, worker: str, body: Callable[[str], Outcom
         finish_row(s, model, row_id, claim, outcome.status, error=None, **outcome.values)
     say(str(outcome.status))
     return str(outcome.status)
+
+
+def cancel(session: Session, model, row_id: int, what: str):
+    """cancel_row on `what` #row_id (404 if there is none); returns the row as it is now."""
+    row = one(session, model, row_id, what)
+    cancel_row(session, model, row_id, f"{what} {row_id}")
+    session.refresh(row)
+    return row
+
+
+def requeue(session: Session, model, row_id: int, what: str):
+    """requeue_row on `what` #row_id (404 if there is none); returns the row as it is now."""
+    row = one(session, model, row_id, what)
+    requeue_row(session, model, row_id, f"{what} {row_id}")
+    session.refresh(row)
+    return row

@@ -1,4 +1,5 @@
-"""The database side of a running training: gad's Progress written as rows, and the run's worker.log.
+"""The database side of running work: a training's gad Progress written as rows and its worker.log, and a
+job's live statistics (JobProgress).
 
 `DbProgress` turns each step's metrics into RunStep + RunMetric rows and updates the run's step,
 stage and ETA; samples and checkpoints become rows too; `should_stop` reads the cancel flag.
@@ -9,12 +10,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.models import Checkpoint, Run, RunMetric, RunStep, Sample
+from app.db.models import Checkpoint, Job, Run, RunMetric, RunStep, Sample, utcnow
 from app.db.session import session_scope
 from gad.training.progress import Progress
 
@@ -102,3 +104,56 @@ class DbProgress(Progress):
                 # Stop on cancel, and also if another attempt took the run over (we were presumed dead).
                 self._stop = bool(run.cancel_requested) or run.claim != self.claim
         return self._stop
+
+
+# What was paid: added up over a job's attempts. The other ledger counts (ok, cached, ...) are the attempt's.
+PAID = ("requests", "retries", "prompt_tokens", "completion_tokens", "cost")
+
+
+class JobProgress:
+    """Turns each answer into the job row's live statistics (every 10 answers or 1 s): done/total,
+    rate, ETA, outcomes, tokens, cost, failure reasons. It adds up every ChatRunner's ledger of the
+    attempt (an evaluation has two: references, verdicts) and what earlier attempts paid (`before`:
+    the row's stats when the attempt began), so the job's cost is exact across pauses and retries."""
+
+    def __init__(self, sessions, job_id: int, claim: str, total: int, before: dict | None = None):
+        self.sessions, self.job_id, self.claim, self.total = sessions, job_id, claim, total
+        self.before = {k: (before or {}).get(k, 0) for k in PAID}
+        self.ledgers: dict[int, object] = {}
+        self.done, self.reasons = 0, Counter()
+        self.t0, self._written = time.monotonic(), 0.0
+
+    def watch(self, ledger) -> None:
+        self.ledgers[id(ledger)] = ledger
+
+    def spent(self) -> float:
+        return self.before["cost"] + sum(led.cost for led in self.ledgers.values())
+
+    def __call__(self, result: dict, ledger=None) -> None:
+        if ledger is not None:  # None: an answer nothing was paid for (study generation runs models locally)
+            self.watch(ledger)
+        self.done += 1
+        if result.get("status") != "ok":
+            self.reasons[(result.get("error") or result.get("status") or "unknown")[:120]] += 1
+        now = time.monotonic()
+        if self.done == self.total or self.done % 10 == 0 or now - self._written > 1.0:
+            self._written = now
+            self.write()
+
+    def figures(self) -> dict:
+        out = Counter()
+        for led in self.ledgers.values():
+            out.update({k: v for k, v in led.as_dict().items() if k != "elapsed_s"})
+        out.update(self.before)
+        return {**out, "elapsed_s": round(time.monotonic() - self.t0, 3)}
+
+    def write(self) -> None:
+        elapsed = time.monotonic() - self.t0
+        eta = elapsed / self.done * (self.total - self.done) if self.done and self.total else None
+        figures = self.figures()
+        stats = {**figures, "rate_per_s": round(self.done / elapsed, 3) if elapsed > 0 else None,
+                 "reasons": [{"reason": r, "count": c} for r, c in self.reasons.most_common(10)]}
+        with session_scope(self.sessions) as s:
+            s.execute(update(Job).where(Job.id == self.job_id, Job.claim == self.claim)
+                      .values(done=self.done, total=self.total, cost=figures.get("cost", 0.0), stats=stats,
+                              eta_seconds=eta, heartbeat_at=utcnow()))

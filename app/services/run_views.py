@@ -4,7 +4,7 @@ charts (downsampled without hiding spikes), rollouts by step, config diffs and t
 from __future__ import annotations
 
 import re
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 from sqlalchemy import func, or_, select
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Checkpoint, Run, RunMetric, Sample, utcnow
 from app.enums import RunStatus
-from app.errors import InvalidInput, NotFound
+from app.errors import InvalidInput
 from app.services.model_ids import checkpoint_student, model_id
 from gad.training.health import Alarm, run_alarms
 from gad.training.metric_catalog import M
@@ -97,7 +97,7 @@ def recent_records(session: Session, run: Run, window: int = ALARM_WINDOW_STEPS)
 def alarms(session: Session, run: Run, heartbeat_timeout: float) -> list[Alarm]:
     found = run_alarms(recent_records(session, run))
     if run.status == RunStatus.running and run.heartbeat_at is not None:
-        beat = run.heartbeat_at if run.heartbeat_at.tzinfo else run.heartbeat_at.replace(tzinfo=timezone.utc)
+        beat = run.heartbeat_at if run.heartbeat_at.tzinfo else run.heartbeat_at.replace(tzinfo=UTC)
         silent = (utcnow() - beat).total_seconds()
         if silent > heartbeat_timeout / 2:
             found.append(Alarm("stalled", f"the worker has sent no heartbeat for {silent:.0f} s; the run is marked "
@@ -227,7 +227,8 @@ def samples_at(session: Session, run_id: int, step: int | None = None) -> list[d
 def config_diff(a: Run, b: Run) -> list[dict]:
     """Settings that differ between two runs (output folders always do, so they are left out)."""
     keys = sorted((set(a.config) | set(b.config)) - {"output"})
-    return [{"field": k, "a": a.config.get(k), "b": b.config.get(k)} for k in keys if a.config.get(k) != b.config.get(k)]
+    return [{"field": k, "a": a.config.get(k), "b": b.config.get(k)} for k in keys
+            if a.config.get(k) != b.config.get(k)]
 
 
 def log_tail(run: Run, lines: int = 200) -> list[str]:
@@ -255,13 +256,6 @@ def metrics_after(session: Session, run_id: int, after_step: int, limit: int = 5
     if len(rows) == cap and len(steps) > 1:
         steps = steps[:-1]  # the cap may have cut the last step in two: it comes whole next time
     return [out[s] for s in steps[:limit]]
-
-
-def require_run(session: Session, run_id: int) -> Run:
-    run = session.get(Run, run_id)
-    if run is None:
-        raise NotFound(f"no run with id {run_id}")
-    return run
 
 
 def fork_plan(run: Run, step: int, values: dict | None = None) -> dict:

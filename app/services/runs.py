@@ -6,6 +6,7 @@ once in app/services/lifecycle.py; this module adds what only runs have: a confi
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 
@@ -13,9 +14,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import Checkpoint, Prompt, Run, RunMetric, RunStep, Sample
-from app.errors import Conflict, InvalidInput, NotFound, as_studio_error
+from app.errors import Conflict, InvalidInput, as_studio_error
 from app.services import lifecycle
 from app.services.inputs import resolve_inputs
+from app.services.lookup import one
 from app.settings import Settings
 from gad.training.config import RunConfig, build_config
 
@@ -118,6 +120,17 @@ def submit_from_dataset(session: Session, settings: Settings, values: dict, data
     return submit_run(session, settings, {**values, **extra, "data": str(path)}, **kwargs)
 
 
+# A run trained on a studio dataset reads `<data>/datasets/dataset-<id>-<content hash>.jsonl` (and its
+# monitor `dataset-<id>-test-<hash>.jsonl`): the name is written by submit_from_dataset and read back here.
+_DATASET_FILE = re.compile(r"dataset-(\d+)-[0-9a-f]{16}\.jsonl$")
+
+
+def dataset_of_run(run: Run) -> int | None:
+    """The studio dataset a run trains on, or None for a run on a file of its own."""
+    hit = _DATASET_FILE.search(str((run.config or {}).get("data") or ""))
+    return int(hit.group(1)) if hit else None
+
+
 def _content_named(scratch: Path, stem: Path) -> Path:
     """Rename a written file to `stem-<sha256 prefix>.jsonl`: a run keeps the file it started with."""
     import hashlib
@@ -128,27 +141,18 @@ def _content_named(scratch: Path, stem: Path) -> Path:
 
 
 def get_run(session: Session, run_id: int) -> Run:
-    run = session.get(Run, run_id)
-    if run is None:
-        raise NotFound(f"no run with id {run_id}")
-    return run
+    return one(session, Run, run_id, "run")
 
 
 def cancel_run(session: Session, run_id: int) -> Run:
     """Queued or interrupted: cancelled at once. Running: the loop stops after its step, keeping a
     checkpoint (RunStatus.cancellable())."""
-    run = get_run(session, run_id)
-    lifecycle.cancel_row(session, Run, run_id, f"run {run_id}")
-    session.refresh(run)
-    return run
+    return lifecycle.cancel(session, Run, run_id, "run")
 
 
 def resume_run(session: Session, run_id: int) -> Run:
     """Queue an interrupted, failed or cancelled run again; it continues from its last checkpoint."""
-    run = get_run(session, run_id)
-    lifecycle.requeue_row(session, Run, run_id, f"run {run_id}")
-    session.refresh(run)
-    return run
+    return lifecycle.requeue(session, Run, run_id, "run")
 
 
 def form_fork_overrides(values: dict) -> dict:

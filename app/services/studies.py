@@ -9,7 +9,8 @@ draw is seeded by a random secret of the study (never by its id, which annotator
 Quota: GET next reserves an item for the annotator (a lease that expires); an item is handed out
 only while its votes plus live leases are under `annotators_per_item`, and a vote through the
 queue needs the voter's lease (or an earlier vote of theirs on the item, which it replaces).
-Queue changes of one study are serialised by a lock on its row taken first thing.
+Queue changes of one study are serialised by a lock on its row taken first thing. With queue_order
+"disagreement", items an LLM judge disagrees on (with itself or the humans) go first (study_judge.py).
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import random
 import re
 import secrets
 from collections import Counter, defaultdict
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -35,7 +36,9 @@ from app.db.session import session_scope
 from app.enums import JobKind, Side, StudyStatus, VoteChoice
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.services.datasets import dataset_examples, get_dataset
+from app.services.lookup import one
 from app.services.model_ids import checkpoint_student, model_id
+from app.services.study_judge import QUEUE_ORDERS, disagreement, judge_items
 
 log = logging.getLogger("gad_studio.studies")
 LEASE_SECONDS = 900.0  # an item stays reserved for its annotator this long (GAD_LEASE_SECONDS)
@@ -97,7 +100,10 @@ def model_choice(session: Session, settings, choice: str, label: str | None = No
 
 def create_study(session: Session, *, name: str, model_a: dict, model_b: dict, dataset_id: int,
                  n_items: int | None = None, annotators_per_item: int = 1, guidelines: str = "",
-                 max_new_tokens: int = 256, seed: int = 0, user_id: int | None = None) -> tuple[Study, Job]:
+                 max_new_tokens: int = 256, seed: int = 0, user_id: int | None = None,
+                 queue_order: str = "standard", judge_endpoint_id: int | None = None) -> tuple[Study, Job]:
+    """`judge_endpoint_id`: an LLM judge rates every item in both orders when the items are built;
+    `queue_order` "disagreement" then hands out first the items it disagrees on (app.services.study_judge)."""
     get_dataset(session, dataset_id)
     if not name or len(name) > 200:
         raise InvalidInput("name: 1-200 characters", field="name")
@@ -105,10 +111,20 @@ def create_study(session: Session, *, name: str, model_a: dict, model_b: dict, d
         raise InvalidInput("n_items must be at least 1", field="n_items")
     if not 1 <= annotators_per_item <= 20:
         raise InvalidInput("annotators_per_item must be between 1 and 20", field="annotators_per_item")
+    if queue_order not in QUEUE_ORDERS:
+        raise InvalidInput(f"queue_order must be one of {', '.join(QUEUE_ORDERS)}", field="queue_order")
+    if queue_order == "disagreement" and judge_endpoint_id is None:
+        raise InvalidInput("a queue ordered by the judge's disagreements needs a judge endpoint",
+                           field="judge_endpoint_id")
+    if judge_endpoint_id is not None:
+        from app.services.endpoints import get_endpoint
+
+        get_endpoint(session, judge_endpoint_id)
     a, b = parse_model(model_a, "model_a", session), parse_model(model_b, "model_b", session)
     study = Study(name=name, model_a=json.dumps(a), model_b=json.dumps(b), dataset_id=dataset_id,
                   n_items=n_items, annotators_per_item=annotators_per_item, guidelines=guidelines or "",
-                  settings={"max_new_tokens": max_new_tokens, "seed": seed}, created_by=user_id,
+                  settings={"max_new_tokens": max_new_tokens, "seed": seed, "queue_order": queue_order,
+                            "judge_endpoint_id": judge_endpoint_id}, created_by=user_id,
                   blind_secret=secrets.token_hex(32))
     session.add(study)
     session.flush()
@@ -127,10 +143,7 @@ def study_job(session: Session, study_id: int) -> Job | None:
 
 
 def get_study(session: Session, study_id: int) -> Study:
-    study = session.get(Study, study_id)
-    if study is None:
-        raise NotFound(f"no study with id {study_id}")
-    return study
+    return one(session, Study, study_id, "study")
 
 
 def list_studies(session: Session) -> list[Study]:
@@ -148,26 +161,44 @@ def study_view(session: Session, study: Study) -> dict:
     return {"id": study.id, "name": study.name, "status": study.status, "dataset_id": study.dataset_id,
             "model_a": model_label(study.model_a), "model_b": model_label(study.model_b), "items": n,
             "flagged": flagged, "annotators_per_item": study.annotators_per_item, "guidelines": study.guidelines,
-            "created_at": study.created_at}
+            "created_at": study.created_at, "queue_order": (study.settings or {}).get("queue_order", "standard")}
 
 
 # --- building the items (a worker task) -----------------------------------------------------
-def _answers(spec: dict, examples, max_new_tokens: int, seed: int, allow_remote_code: bool):
-    from gad.llm.evaluate import ModelSpec, generate_responses, responses_from_file
+def _answers(spec: dict, examples, max_new_tokens: int, seed: int, allow_remote_code: bool, on_answer=None):
+    """One model's answers to the examples; `on_answer()` is called after each (the job's progress)."""
+    from gad.llm.evaluate import ModelSpec, responses_from_file
+    from gad.llm.generation import generate_for_messages
 
+    tick = on_answer or (lambda: None)
     if spec.get("responses"):
-        return responses_from_file(ModelSpec(spec["label"], responses=spec["responses"]), examples)
-    return generate_responses(ModelSpec(spec["label"], path=spec["path"]), examples, max_new_tokens=max_new_tokens,
-                              temperature=0.8, greedy=False, seed=seed, trust_remote_code=allow_remote_code)
+        out = responses_from_file(ModelSpec(spec["label"], responses=spec["responses"]), examples)
+        for _ in out:
+            tick()
+        return out
+    # What gad's generate_responses runs, consumed answer by answer so each one is counted as it comes.
+    out = []
+    for text, *_ in generate_for_messages(spec["path"], [ex.messages for ex in examples],
+                                          max_new_tokens=max_new_tokens, temperature=0.8, greedy=False, seed=seed,
+                                          trust_remote_code=allow_remote_code):
+        out.append(text)
+        tick()
+    return out
 
 
-def generate_items(ctx, job_id: int) -> dict:
+def generate_items(ctx, job_id: int, claim: str | None = None) -> dict:
     """Both models answer the study's test prompts; left/right is drawn per item and recorded. The
-    database session is closed while the models generate (that can take hours on real models)."""
+    database session is closed while the models generate (that can take hours on real models).
+    With the worker's `claim`, the job row shows done/total answers (both models), rate and ETA live."""
+    from app.services.progress import JobProgress
+
     with ctx.sessions() as s:
-        study = s.get(Study, s.get(Job, job_id).params["study_id"])
-        if s.scalar(select(StudyItem.id).where(StudyItem.study_id == study.id).limit(1)) is not None:
-            return {"items": "already generated"}  # idempotent on redelivery
+        study_id = s.get(Job, job_id).params["study_id"]
+        generated = s.scalar(select(StudyItem.id).where(StudyItem.study_id == study_id).limit(1)) is not None
+    if generated:  # idempotent on redelivery; the judging may be what the first delivery left undone
+        return {"items": "already generated", **judge_items(ctx, study_id)}
+    with ctx.sessions() as s:
+        study = s.get(Study, study_id)
         examples = dataset_examples(s, study.dataset_id, "test") or dataset_examples(s, study.dataset_id)
         examples = examples[:study.n_items] if study.n_items else examples
         seed, tokens = study.settings.get("seed", 0), study.settings.get("max_new_tokens", 256)
@@ -177,8 +208,10 @@ def generate_items(ctx, job_id: int) -> dict:
             study.blind_secret = secrets.token_hex(32)
             s.commit()
         secret = study.blind_secret
-    resp_a, resp_b = (_answers(spec, examples, tokens, seed + i, ctx.settings.allow_remote_code)
-                      for i, spec in enumerate(specs))
+    progress = JobProgress(ctx.sessions, job_id, claim, 2 * len(examples)) if claim else None
+    tick = (lambda: progress({"status": "ok"})) if progress else None  # no ledger: nothing is paid
+    resp_a, resp_b = [_answers(spec, examples, tokens, seed + i, ctx.settings.allow_remote_code, tick)
+                      for i, spec in enumerate(specs)]
     rng = random.Random(secret)  # secret, stored: the draw is reproducible here and unguessable elsewhere
     stripped = 0
     with session_scope(ctx.sessions) as s:
@@ -193,7 +226,7 @@ def generate_items(ctx, job_id: int) -> dict:
         s.get(Study, study_id).status = StudyStatus.review if flagged else StudyStatus.open
     if stripped:
         log.warning("study %s: removed %d NUL characters from prompts and responses", study_id, stripped)
-    return {"items": len(items), "flagged": flagged, "nul_removed": stripped}
+    return {"items": len(items), "flagged": flagged, "nul_removed": stripped, **judge_items(ctx, study_id)}
 
 
 def strip_nul(*texts: str) -> tuple[list[str], int]:
@@ -311,12 +344,17 @@ def _free_item(session: Session, study: Study, annotator_id: int, seen, now) -> 
               .where(ItemLease.study_id == study.id, ItemLease.expires_at > now, ItemLease.annotator_id != annotator_id)
               .group_by(ItemLease.item_id).subquery())
     used = func.coalesce(votes.c.n, 0) + func.coalesce(leases.c.n, 0)
+    order = [used, StudyItem.position]
+    if (study.settings or {}).get("queue_order") == "disagreement":  # active annotation: disputed items first
+        disputed = disagreement(session, study)["items"]
+        if disputed:
+            order.insert(0, case((StudyItem.id.in_(disputed), 0), else_=1))
     return session.execute(
         select(StudyItem).outerjoin(votes, votes.c.item_id == StudyItem.id)
         .outerjoin(leases, leases.c.item_id == StudyItem.id)
         .where(StudyItem.study_id == study.id, StudyItem.dropped.is_(False), StudyItem.id.not_in(seen),
                used < study.annotators_per_item)
-        .order_by(used, StudyItem.position).limit(1)).scalar_one_or_none()
+        .order_by(*order).limit(1)).scalar_one_or_none()
 
 
 def progress(session: Session, study_id: int, annotator_id: int) -> dict:
@@ -404,9 +442,8 @@ def _check_queue(session: Session, study: Study, item_id: int, annotator_id: int
 
 
 def _aware(dt):
-    from datetime import timezone
 
-    return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
+    return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
 
 
 def undo_last(session: Session, study_id: int, annotator_id: int, lease_seconds: float = LEASE_SECONDS) -> dict | None:
@@ -483,6 +520,9 @@ def study_results(session: Session, study_id: int) -> dict:
     k_items = [dict(c) for c in by_item.values() if sum(c.values()) == study.annotators_per_item]
     out["agreement"] = {"fleiss_kappa": fleiss_kappa(k_items) if study.annotators_per_item >= 2 else None,
                         "items": len(k_items), "annotators_per_item": study.annotators_per_item}
+    found = disagreement(session, study)
+    found.pop("items")  # ids are for the queue; results give counts and rates
+    out["judge"] = {**found, "queue_order": (study.settings or {}).get("queue_order", "standard")}
     return out
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from sqlalchemy import delete, select, update
@@ -14,6 +14,7 @@ from app.auth.tokens import new_token, token_hash
 from app.db.models import ApiToken, LoginAttempt, User, utcnow
 from app.enums import Role
 from app.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from app.services.lookup import one
 
 TOKEN_TOUCH_SECONDS = 60
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,119}$")
@@ -41,10 +42,7 @@ def create_user(session: Session, name: str, role: str, password: str | None = N
 
 
 def get_user(session: Session, user_id: int) -> User:
-    user = session.get(User, user_id)
-    if user is None:
-        raise NotFound(f"no user with id {user_id}")
-    return user
+    return one(session, User, user_id, "user")
 
 
 def user_by_name(session: Session, name: str) -> User:
@@ -128,7 +126,7 @@ def authenticate(session: Session, name: str, password: str, now: datetime | Non
     The attempt is counted (and committed) before the password is checked: parallel guesses each
     see the ones before them, and only the first few of a burst are ever checked. A success gives
     the attempt back."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     keys = sorted({_name_key(name)} | ({f"addr:{address[:190]}"} if address else set()))
     _count_attempt(session, keys, now)
     user = session.scalar(select(User).where(User.name == name))
@@ -196,7 +194,7 @@ class LoginThrottled(Unauthenticated):
 
 def _aware(dt: datetime | None) -> datetime | None:
     # SQLite returns naive datetimes for timezone-aware columns; they were written in UTC.
-    return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
+    return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
 
 
 def create_token(session: Session, user: User, name: str = "token") -> tuple[ApiToken, str]:

@@ -12,6 +12,8 @@ annotator who opens /ui/ is sent to /annotate/.
 
 from __future__ import annotations
 
+import re
+
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse
@@ -71,9 +73,46 @@ class LoginRedirect:
             if target is not None:
                 await RedirectResponse(target, status_code=303)(scope, receive, send)
                 return
-            await self.app(scope, receive, _no_store(send))  # Back after logout must not show a cached page
+            send = _no_store(send)  # Back after logout must not show a cached page
+            if page == STUDIO_PATH:  # the header in the HTML itself: it shows before Gradio's scripts have run
+                send = _with_header(send, _header(*found))
+            await self.app(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+def _header(name: str, role: str) -> bytes:
+    from app.ui.layout import header_html
+    from app.ui.theme import HEADER_CSS
+
+    return f"<style>{HEADER_CSS}</style>{header_html(name, role)}".encode()
+
+
+def _with_header(send, header: bytes):
+    """`send` with `header` written at the top of an HTML page's <body>. Gradio's page is one small document:
+    it is held until complete, changed, and sent with its new length; anything else passes through."""
+    start, chunks = None, []
+
+    async def wrapped(message):
+        nonlocal start
+        if message["type"] == "http.response.start":
+            start = message
+            return
+        if message["type"] != "http.response.body" or start is None:
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        body = b"".join(chunks)
+        headers = dict(start.get("headers", []))
+        if start["status"] == 200 and headers.get(b"content-type", b"").startswith(b"text/html"):
+            body = re.sub(rb"<body[^>]*>", lambda m: m.group(0) + header, body, count=1)
+        fixed = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        await send({**start, "headers": fixed + [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    return wrapped
 
 
 def _no_store(send):

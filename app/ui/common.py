@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import gradio as gr
 
@@ -106,3 +106,24 @@ def number_or_none(text, field: str, kind: type = float):
     except ValueError:
         raise InvalidInput(f"{field}: {text!r} is not a {'whole ' if kind is int else ''}number", field=field) from None
     return value
+
+
+class Followers:
+    """The one live follower (a generator pushing a view's updates) of each browser session: a newer
+    follower of the same session (another run opened, filters changed) makes the older one stop."""
+
+    def __init__(self):
+        self._by_session: dict[str, str] = {}
+
+    def drop(self, session: str) -> None:
+        self._by_session.pop(session, None)
+
+    @contextmanager
+    def following(self, session: str, token: str) -> Iterator:
+        """Register `token` as the session's follower; yields a check "is it still the current one?"."""
+        self._by_session[session] = token
+        try:
+            yield lambda: self._by_session.get(session) == token
+        finally:
+            if self._by_session.get(session) == token:
+                del self._by_session[session]

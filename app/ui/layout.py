@@ -1,4 +1,5 @@
-"""The studio app at /ui/: a header (who is logged in, log out) and one tab per page, built by the
+"""The studio app at /ui/: one tab per page (the header above it, who is logged in and log out, is written
+into the page by the server: header_html), built by the
 page modules in app/ui/pages; this module only lays the tabs out and wires the ways between pages
 (a click in the runs list opens the run, a launched run opens its page, a checkpoint goes to
 Evaluate, Chat or a fork).
@@ -29,9 +30,8 @@ TABS = ["datasets", "new-run", "runs", "evaluate", "studies", "chat", "admin"]
 FAST = dict(concurrency_limit=None, show_progress="hidden")
 
 
-def header(ui: Ui, request: gr.Request) -> str:
-    with ui.session(request) as (_, user):
-        name, role = user.name, user.role
+def header_html(name: str, role: str) -> str:
+    """The studio's header bar; the server writes it into the page (app/ui/__init__.py), ahead of Gradio."""
     return (f'<div class="gad-header"><div class="gad-brand">GAD Studio <small>black-box distillation with '
             f'adversarial training</small></div><div class="gad-user">{esc(name)}<span class="role">{esc(role)}'
             f'</span><a href="/annotate/" target="_blank">Annotate</a><a href="/docs" target="_blank">API</a>'
@@ -43,7 +43,6 @@ def build(ui: Ui):
     compare, evaluate, studies, chat, admin = ComparePage(ui), EvaluatePage(ui), StudiesPage(ui), ChatPage(ui), \
         AdminPage(ui)
     with gr.Blocks(title="GAD Studio", fill_width=True) as blocks:
-        top = gr.HTML()
         tab_memory = gr.BrowserState(None, storage_key="gad-studio-tab")
         run_memory = gr.BrowserState(None, storage_key="gad-studio-run")
         dataset_memory = gr.BrowserState(None, storage_key="gad-studio-dataset")
@@ -76,13 +75,9 @@ def build(ui: Ui):
         run_page.wire(run_memory)
 
         # --- page load: every page from the database, then back where the user was ------------------
-        def show_header(request: gr.Request):
-            return header(ui, request)
-
-        # The first page: the header, the tab the user was on and every page's pickers in ONE event (a
-        # dozen concurrent load events made the header wait behind their answers, and the hidden run page
+        # The first page: the tab the user was on and every page's pickers in ONE event (a dozen
+        # concurrent load events made each other wait, and the hidden run page
         # drew a long run's curves nobody saw). The runs list and the run page load when their tab opens.
-        blocks.load(show_header, None, [top], **FAST)
         blocks.load(lambda t: gr.Tabs(selected=t) if t in TABS else gr.skip(), [tab_memory], [tabs], **FAST)
         blocks.load(lambda d: gr.update(value=d), [dataset_memory], [datasets.pick], **FAST).then(
             datasets.open, [datasets.pick], datasets.detail_outputs(), **FAST)

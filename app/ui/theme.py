@@ -24,7 +24,21 @@ def theme():
     )
 
 
-CSS = """
+# The header bar. The studio's header is written into the page's HTML by the server (app/ui/__init__.py), so
+# it shows before Gradio's scripts have run: its rules travel inline with it, and in CSS for the annotator app.
+HEADER_CSS = """
+.gad-header { display: flex; align-items: center; justify-content: space-between; padding: 10px 4px 6px;
+              font-family: "Source Sans Pro", system-ui, sans-serif; }
+body > .gad-header { width: 100%; max-width: 1480px; margin: 0 auto; padding: 10px 16px 0; box-sizing: border-box;
+                     gap: 16px; }
+.gad-brand { font-size: 1.25rem; font-weight: 700; color: #0f172a; letter-spacing: -0.01em; }
+.gad-brand small { font-weight: 400; color: #64748b; font-size: 0.85rem; margin-left: 10px; }
+.gad-user { color: #475569; font-size: 0.9rem; }
+.gad-user a { color: #ea580c; text-decoration: none; margin-left: 12px; font-weight: 600; }
+.gad-user .role { background: #e2e8f0; border-radius: 10px; padding: 1px 8px; margin-left: 6px; font-size: 0.78rem; }
+"""
+
+CSS = HEADER_CSS + """
 .gradio-container { max-width: 1480px !important; width: 100% !important; margin: 0 auto !important;
                      padding-top: 0 !important; }
 .sticky-side { position: sticky; top: 8px; align-self: flex-start; }
@@ -32,13 +46,6 @@ CSS = """
 .gradio-container .body-cell, .gradio-container .body-cell span, .gradio-container .header-cell,
 .gradio-container .header-cell span { font-family: var(--font) !important; }
 footer { display: none !important; }
-/* header bar */
-.gad-header { display: flex; align-items: center; justify-content: space-between; padding: 10px 4px 6px; }
-.gad-brand { font-size: 1.25rem; font-weight: 700; color: #0f172a; letter-spacing: -0.01em; }
-.gad-brand small { font-weight: 400; color: #64748b; font-size: 0.85rem; margin-left: 10px; }
-.gad-user { color: #475569; font-size: 0.9rem; }
-.gad-user a { color: #ea580c; text-decoration: none; margin-left: 12px; font-weight: 600; }
-.gad-user .role { background: #e2e8f0; border-radius: 10px; padding: 1px 8px; margin-left: 6px; font-size: 0.78rem; }
 /* section titles and hints */
 .gad-h { font-size: 1.02rem; font-weight: 650; color: #0f172a; margin: 2px 0 2px; }
 .gad-hint { color: #64748b; font-size: 0.86rem; }
@@ -110,7 +117,8 @@ footer { display: none !important; }
 .lbl { font-size: 0.74rem; text-transform: uppercase; letter-spacing: 0.05em; color: #64748b; font-weight: 650;
        margin: 4px 0 2px; }
 /* log tail */
-.logtail textarea { font-family: ui-monospace, SFMono-Regular, Menlo, monospace !important; font-size: 0.8rem !important; }
+.logtail textarea { font-family: ui-monospace, SFMono-Regular, Menlo, monospace !important;
+                   font-size: 0.8rem !important; }
 /* annotator view */
 .ann-prompt { background: #fff; border: 1px solid #e2e8f0; border-radius: 10px; padding: 12px 16px; font-size: 1rem;
               white-space: pre-wrap; }
@@ -118,7 +126,8 @@ footer { display: none !important; }
             min-height: 180px; max-height: 52vh; overflow: auto; font-size: 0.95rem; }
 .ann-side { font-weight: 700; color: #334155; margin-bottom: 4px; }
 .kbd { display: inline-block; border: 1px solid #cbd5e1; border-bottom-width: 2px; border-radius: 4px; padding: 0 5px;
-       font-size: 0.75rem; font-family: ui-monospace, monospace; color: #334155; background: #f8fafc; margin-left: 4px; }
+       font-size: 0.75rem; font-family: ui-monospace, monospace; color: #334155; background: #f8fafc;
+       margin-left: 4px; }
 .leak { background: #fde68a; padding: 0 2px; border-radius: 3px; }
 /* the chat columns */
 .chatcol .model-name { font-weight: 650; color: #334155; }

@@ -69,7 +69,8 @@ def _diff(rows, a: str, b: str, key: str, metric: str) -> dict:
 def _ci(d: dict, fmt: str) -> str:
     if math.isinf(d["half_width"]):
         return f"{fmt.format(d['mean'])} (one seed: no interval)"
-    return f"{fmt.format(d['mean'])} [{fmt.format(d['mean'] - d['half_width'])}, {fmt.format(d['mean'] + d['half_width'])}]"
+    low, high = d["mean"] - d["half_width"], d["mean"] + d["half_width"]
+    return f"{fmt.format(d['mean'])} [{fmt.format(low)}, {fmt.format(high)}]"
 
 
 verdict = paired_verdict
@@ -129,7 +130,8 @@ def write_report(results: dict, out: Path) -> None:
             cells.append(f"{mlabel} {_ci(d, fmt)} ({v} for GAD; {better} is better)")
         w(f"- {label}: " + "; ".join(cells))
     wins, losses = heads.count("win"), heads.count("loss")
-    w(f"- Verdict: GAD {'wins' if wins and not losses else 'loses' if losses and not wins else 'is mixed' if wins else 'ties'} "
+    overall = "wins" if wins and not losses else "loses" if losses and not wins else "is mixed" if wins else "ties"
+    w(f"- Verdict: GAD {overall} "
       f"against the best SeqKD on these 4 measures ({wins} wins, {losses} losses, {4 - wins - losses} ties; "
       f"a win or loss needs the interval to exclude 0 and at least 0.01).")
     w("")
@@ -171,8 +173,9 @@ def _where(results: dict, rows: dict, arms: list[str]) -> str:
              "GAD − SeqKD paired by seed, mean [95% interval]; win/loss = the interval excludes 0 and the difference "
              "is at least 0.01. All GAD settings start from the pretrained student and take the same number of "
              "generator steps.", "",
-             "| GAD setting | vs | " + " | ".join(f"{s.upper()} {lab}" for s in ("id", "ood") for _, lab, _, _, _ in MAIN)
-             + " | overall |", "|---|---|" + "---|" * 5]
+             "| GAD setting | vs | "
+             + " | ".join(f"{s.upper()} {lab}" for s in ("id", "ood") for _, lab, _, _, _ in MAIN) + " | overall |",
+             "|---|---|" + "---|" * 5]
     for name in arms:
         base = _baseline(name, rows)
         cells, vs = [], []
@@ -202,8 +205,8 @@ def _what_stops(results: dict, rows: dict, arms: list[str], best_sk: str) -> str
     sk_ident = _mean(v["id"]["identical_to_teacher"] for v in rows[best_sk].values())
     lines = ["## What the measurements say about why", "",
              f"- Room left: the teacher's own samples score teacher NLL {t['id']['teacher_nll']:.3f} (ID) / "
-             f"{t['ood']['teacher_nll']:.3f} (OOD); the pretrained student {pre['id']:.3f} / {pre['ood']:.3f}; the best "
-             f"SeqKD is {gap['id']:+.3f} / {gap['ood']:+.3f} above the teacher.",
+             f"{t['ood']['teacher_nll']:.3f} (OOD); the pretrained student {pre['id']:.3f} / {pre['ood']:.3f}; the "
+             f"best SeqKD is {gap['id']:+.3f} / {gap['ood']:+.3f} above the teacher.",
              f"- The discriminator (all GAD settings and seeds, held-out monitor): accuracy on held-out pairs "
              f"{acc_w:.2f} at the end of the warmup stage, {acc:.2f} at the last check (0.5 = chance); "
              f"ρ(D, log p_T − log p_S) {rho:.2f} and ρ(D, log p_T) {rho_t:.2f} averaged over the adversarial stage's "
@@ -271,9 +274,9 @@ def _setup(w, results: dict, S: dict) -> None:
       f"{S['gad_batch']} prompts x {S['group_size']} samples.")
     w("- GAD settings (RunConfig fields): " + "; ".join(
         f"**{x['name']}**: " + ", ".join(f"{k2}={v}" for k2, v in x.items() if k2 != "name") for x in S["arms"]) + ".")
-    w(f"- Monitor (gad.training.monitor): every {S['disc_eval_every']} steps, {S['disc_eval_prompts']} held-out prompts x "
-      f"{S['disc_eval_samples']} fresh student samples against the held-out teacher responses; monitor_teacher = "
-      f"the study's teacher (white-box).")
+    w(f"- Monitor (gad.training.monitor): every {S['disc_eval_every']} steps, {S['disc_eval_prompts']} held-out "
+      f"prompts x {S['disc_eval_samples']} fresh student samples against the held-out teacher responses; "
+      f"monitor_teacher = the study's teacher (white-box).")
     w(f"- Evaluation (`bench/study/evaluate.py`): {S['eval_prompts']} prompts per set x {S['eval_samples']} samples at "
       f"temperature 1, the same prompts and sampling seeds for every method.")
     w("")
@@ -298,7 +301,8 @@ def _monitor_section(w, results: dict, arms: list[str]) -> None:
         runs = [a for a in results["arms"] if a["name"] == name]
         ms = [monitor_summary(a) for a in runs]
         w(f"| {name} | {f([a['disc_only_adversarial_steps'] for a in runs], '{:.0f}')} | "
-          f"{f([m[M.DISC_EVAL_ACCURACY]['warmup_end'] for m in ms])} → {f([m[M.DISC_EVAL_ACCURACY]['last'] for m in ms])} | "
+          f"{f([m[M.DISC_EVAL_ACCURACY]['warmup_end'] for m in ms])} → "
+          f"{f([m[M.DISC_EVAL_ACCURACY]['last'] for m in ms])} | "
           f"{f([m[M.DISC_EVAL_RHO_LOGRATIO]['warmup_end'] for m in ms])}, "
           f"{f([m[M.DISC_EVAL_RHO_LOGRATIO]['adversarial_mean'] for m in ms])} | "
           f"{f([m[M.DISC_EVAL_RHO_TEACHER]['adversarial_mean'] for m in ms])} | "
@@ -366,7 +370,7 @@ def _tables(w, results: dict, rows: dict, teacher: dict, seeds: list[int], best_
             if name in (best_sk, "pretrained (start)"):
                 continue
             cells = []
-            for k, _, better, fmt, least in METRICS:
+            for k, _, _better, fmt, least in METRICS:
                 d = _diff(rows, name, best_sk, key, k)
                 text = f"{fmt.format(d['mean'])} ± {fmt.format(d['sd'])}"
                 cells.append(f"**{text}**" if d["exceeds_seed_noise"] and abs(d["mean"]) >= least else text)
@@ -447,7 +451,8 @@ def plot(results: dict, rows: dict, path: Path) -> None:
         ax.set_title(title + f", mean over {len(seeds)} seeds", fontsize=9)
         ax.legend(fontsize=6)
     fig.suptitle(f"GAD vs SeqKD from the pretrained student, {S['n_train']} + {S['n_val']} teacher responses, "
-                 f"{S['generator_steps']} GAD generator steps, {len(seeds)} seeds (bench/quality_study.py)", fontsize=11)
+                 f"{S['generator_steps']} GAD generator steps, {len(seeds)} seeds (bench/quality_study.py)",
+                 fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -196,9 +196,9 @@ def evaluate(models: list[ModelSpec], sets: list[str], judge: Endpoint, output: 
     with (out / "samples.jsonl").open("w", encoding="utf-8") as fh:
         for rec in per.values():
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    table = {"rows": rows, "sets": [l for l, _ in loaded], "models": [m.name for m in models], "note": FORMULA_NOTE,
-             "judge": {"base_url": mask_url(judge.base_url), "model": judge.model}, "both_orders": both_orders,
-             "health": verdict_health(rows), "warnings": []}
+    table = {"rows": rows, "sets": [name for name, _ in loaded], "models": [m.name for m in models],
+             "note": FORMULA_NOTE, "judge": {"base_url": mask_url(judge.base_url), "model": judge.model},
+             "both_orders": both_orders, "health": verdict_health(rows), "warnings": []}
     teacher_spec = next((m for m in models if m.name == teacher), None)
     same_family = self_preference_warning(judge.model, teacher_spec and " ".join(
         filter(None, (teacher_spec.name, teacher_spec.path, teacher_spec.responses))))
@@ -335,7 +335,8 @@ def write_tables(table: dict, out: Path) -> None:
                 + [f"{cell[(m, s)]['length']:.0f}" for s in sets] + [_num(avg)]
             lines.append("| " + " | ".join(md) + " |")
             w.writerow([m] + [round(x, 2) for x in scores] + [round(cell[(m, s)]["length"], 1) for s in sets]
-                       + [round(avg, 2)] + [f"{cell[(m, s)]['ci_low']:.2f}-{cell[(m, s)]['ci_high']:.2f}" for s in sets])
+                       + [round(avg, 2)]
+                       + [f"{cell[(m, s)]['ci_low']:.2f}-{cell[(m, s)]['ci_high']:.2f}" for s in sets])
     lines += ["", f"Scores with bootstrap 95% intervals; length = mean words per response. {table['note']}", "",
               "| model | set | mean model score | mean reference score | win rate | length-controlled win rate "
               "| judged | failed | unparsed | flip rate | ROUGE-L vs teacher |",

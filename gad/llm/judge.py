@@ -59,7 +59,7 @@ def parse_scores(text: str | None) -> tuple[float, float] | None:
     """
     if not text:
         return None
-    lines = [_clean(l) for l in text.strip().splitlines() if _clean(l)]
+    lines = [_clean(line) for line in text.strip().splitlines() if _clean(line)]
     if not lines:
         return None
     m = _PAIR_LINE.match(lines[0])

@@ -43,7 +43,8 @@ ALL_METHODS = ("gad", "seqkd", "offpolicy")
 
 
 def _training(*methods: str, fixed_by_checkpoint: bool = False) -> dict:
-    return {"kind": "training", "methods": list(methods), **({"fixed_by_checkpoint": True} if fixed_by_checkpoint else {})}
+    return {"kind": "training", "methods": list(methods),
+            **({"fixed_by_checkpoint": True} if fixed_by_checkpoint else {})}
 
 
 METHOD = {"kind": "method"}
@@ -63,126 +64,149 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # --- what to run -------------------------------------------------------------------------
-    method: Method = Field("gad", json_schema_extra=METHOD, description="Training method: 'gad' (warmup then adversarial "
-                           "stage), 'seqkd' (supervised fine-tuning on teacher responses, the "
-                           "baseline) or 'offpolicy' (SeqKD, then a discriminator trained against "
-                           "the frozen student, then GRPO against that frozen discriminator).")
-    student: str = Field(..., json_schema_extra=INPUT_FIXED, description="Student model: a Hugging Face hub id or a local folder.")
-    data: str = Field(..., json_schema_extra=INPUT, description="Prompt/teacher-response file (JSONL, JSON, CSV or Parquet).")
-    teacher_responses: str | None = Field(None, json_schema_extra=INPUT, description="Optional separate file of teacher "
-                                          "responses (e.g. FastChat answers), joined to --data on id.")
-    output: str = Field(..., json_schema_extra=PLACE, description="Run folder: metrics.jsonl, samples.jsonl, checkpoints/.")
-    seed: int = Field(42, json_schema_extra=EVERY, description="Seed for sampling, data order, the split and head init.")
+    method: Method = Field("gad", json_schema_extra=METHOD, description="Training method: 'gad' (warmup then "
+                           "adversarial stage), 'seqkd' (supervised fine-tuning on teacher responses, the baseline) or "
+                           "'offpolicy' (SeqKD, then a discriminator trained against the frozen student, then GRPO "
+                           "against that frozen discriminator).")
+    student: str = Field(..., json_schema_extra=INPUT_FIXED,
+                         description="Student model: a Hugging Face hub id or a local folder.")
+    data: str = Field(..., json_schema_extra=INPUT,
+                      description="Prompt/teacher-response file (JSONL, JSON, CSV or Parquet).")
+    teacher_responses: str | None = Field(None, json_schema_extra=INPUT, description="Optional separate file of "
+                                          "teacher responses (e.g. FastChat answers), joined to --data on id.")
+    output: str = Field(..., json_schema_extra=PLACE,
+                        description="Run folder: metrics.jsonl, samples.jsonl, checkpoints/.")
+    seed: int = Field(42, json_schema_extra=EVERY,
+                      description="Seed for sampling, data order, the split and head init.")
 
     # --- data --------------------------------------------------------------------------------
-    prompt_format: Literal["chat", "plain"] = Field("chat", json_schema_extra=EVERY, description="'chat' renders prompts "
-                                                    "with the student's chat template; 'plain' uses "
-                                                    "the paper's Alpaca-style wrapper.")
-    test_fraction: float = Field(0.0, ge=0.0, lt=1.0, json_schema_extra=EVERY, description="Share of prompts held out as a "
-                                 "test split (deterministic given --seed).")
-    max_prompt_length: int = Field(2048, gt=0, json_schema_extra=EVERY, description="Prompts longer than this many tokens "
-                                   "keep their last tokens (the end of the conversation).")
-    max_new_tokens: int = Field(1536, gt=0, json_schema_extra=EVERY, description="Maximum response length in tokens, for "
-                                "student samples and (truncation of) teacher responses.")
+    prompt_format: Literal["chat", "plain"] = Field("chat", json_schema_extra=EVERY,
+                                                    description="'chat' renders prompts with the student's chat "
+                                                    "template; 'plain' uses the paper's Alpaca-style wrapper.")
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0, json_schema_extra=EVERY,
+                                 description="Share of prompts held out as a test split (deterministic given --seed).")
+    max_prompt_length: int = Field(2048, gt=0, json_schema_extra=EVERY, description="Prompts longer than this many "
+                                   "tokens keep their last tokens (the end of the conversation).")
+    max_new_tokens: int = Field(1536, gt=0, json_schema_extra=EVERY, description="Maximum response length in tokens, "
+                                "for student samples and (truncation of) teacher responses.")
     max_examples: int | None = Field(None, gt=0, json_schema_extra=EVERY, description="Use at most this many prompts.")
-    skip_missing_responses: bool = Field(False, json_schema_extra=EVERY, description="Train on the prompts that have a teacher "
-                                         "response and skip the rest (refused or failed in collection); "
-                                         "off: a missing response is an error that says how many lack one.")
+    skip_missing_responses: bool = Field(False, json_schema_extra=EVERY, description="Train on the prompts that have a "
+                                         "teacher response and skip the rest (refused or failed in collection); off: a "
+                                         "missing response is an error that says how many lack one.")
 
     # --- schedule ----------------------------------------------------------------------------
-    batch_size: int = Field(256, gt=0, json_schema_extra=EVERY, description="Prompts per optimiser step (over all processes).")
-    group_size: int = Field(8, ge=2, json_schema_extra=ADVERSARIAL, description="Student responses sampled per prompt (GRPO group).")
-    warmup_steps: int | None = Field(None, ge=0, json_schema_extra=ADVERSARIAL, description="Warmup-stage steps (GAD, offpolicy "
-                                     "SeqKD part). Default: one epoch over the training prompts.")
-    steps: int | None = Field(None, ge=0, json_schema_extra=EVERY, description="Main-stage steps: adversarial steps for "
-                              "gad/offpolicy, supervised steps for seqkd. Default: one epoch.")
+    batch_size: int = Field(256, gt=0, json_schema_extra=EVERY,
+                            description="Prompts per optimiser step (over all processes).")
+    group_size: int = Field(8, ge=2, json_schema_extra=ADVERSARIAL,
+                            description="Student responses sampled per prompt (GRPO group).")
+    warmup_steps: int | None = Field(None, ge=0, json_schema_extra=ADVERSARIAL,
+                                     description="Warmup-stage steps (GAD, offpolicy SeqKD part). Default: one epoch "
+                                     "over the training prompts.")
+    steps: int | None = Field(None, ge=0, json_schema_extra=EVERY, description="Main-stage steps: adversarial steps "
+                              "for gad/offpolicy, supervised steps for seqkd. Default: one epoch.")
     disc_only_steps: int = Field(10, ge=0, json_schema_extra=GAD, description="The first N warmup steps train only the "
                                  "discriminator (the generator is frozen).")
-    offpolicy_disc_steps: int | None = Field(None, ge=0, json_schema_extra=OFFPOLICY, description="offpolicy: steps training "
-                                             "the discriminator against the frozen student. "
-                                             "Default: same as warmup steps.")
-    generator_warmup: bool = Field(True, json_schema_extra=GAD, description="Ablation switch: fine-tune the generator on "
-                                   "teacher text during warmup.")
-    discriminator_warmup: bool = Field(True, json_schema_extra=GAD, description="Ablation switch: train the discriminator "
-                                       "during warmup.")
-    save_steps: int = Field(50, gt=0, json_schema_extra=OPERATIONAL_KIND, description="Save a checkpoint every N global steps (and at "
-                            "the end of every stage).")
-    sample_every: int = Field(10, gt=0, json_schema_extra=OPERATIONAL_KIND, description="Write a sample record every N steps.")
-    gradient_accumulation_steps: int = Field(1, gt=0, json_schema_extra=EVERY, description="Micro-batches per optimiser step. The "
-                                             "discriminator steps once per micro-batch in warmup (once per "
-                                             "policy step in the adversarial stage), so keep 1 to match the paper.")
+    offpolicy_disc_steps: int | None = Field(None, ge=0, json_schema_extra=OFFPOLICY,
+                                             description="offpolicy: steps training the discriminator against the "
+                                             "frozen student. Default: same as warmup steps.")
+    generator_warmup: bool = Field(True, json_schema_extra=GAD, description="Ablation switch: fine-tune the generator "
+                                   "on teacher text during warmup.")
+    discriminator_warmup: bool = Field(True, json_schema_extra=GAD,
+                                       description="Ablation switch: train the discriminator during warmup.")
+    save_steps: int = Field(50, gt=0, json_schema_extra=OPERATIONAL_KIND,
+                            description="Save a checkpoint every N global steps (and at the end of every stage).")
+    sample_every: int = Field(10, gt=0, json_schema_extra=OPERATIONAL_KIND,
+                              description="Write a sample record every N steps.")
+    gradient_accumulation_steps: int = Field(1, gt=0, json_schema_extra=EVERY,
+                                             description="Micro-batches per optimiser step. The discriminator steps "
+                                             "once per micro-batch in warmup (once per policy step in the adversarial "
+                                             "stage), so keep 1 to match the paper.")
 
     # --- the discriminator: schedule and held-out monitor ---------------------------------------
-    disc_steps_per_step: int = Field(1, ge=1, le=64, json_schema_extra=ADVERSARIAL, description="Discriminator optimiser steps per policy step "
-                                     "(the paper: 1). More lets D keep up with a policy that moves faster than it; "
-                                     "each extra step costs one more forward/backward of D over the step's pairs.")
-    disc_warmup_steps: int = Field(0, ge=0, json_schema_extra=GAD, description="gad: the first N adversarial steps train only the "
-                                   "discriminator on the policy's rollouts (the policy is frozen), so D is warm "
-                                   "before its reward moves the student. They count towards --steps.")
-    disc_warmup_target: float | None = Field(None, gt=0.5, le=1.0, json_schema_extra=GAD, description="gad: end the disc_warmup_steps "
-                                             "early once the held-out discriminator accuracy (the monitor, see "
-                                             "disc_eval_every) reaches this value, e.g. 0.65. Needs a test split.")
+    disc_steps_per_step: int = Field(1, ge=1, le=64, json_schema_extra=ADVERSARIAL,
+                                     description="Discriminator optimiser steps per policy step (the paper: 1). More "
+                                     "lets D keep up with a policy that moves faster than it; each extra step costs "
+                                     "one more forward/backward of D over the step's pairs.")
+    disc_warmup_steps: int = Field(0, ge=0, json_schema_extra=GAD, description="gad: the first N adversarial steps "
+                                   "train only the discriminator on the policy's rollouts (the policy is frozen), so D "
+                                   "is warm before its reward moves the student. They count towards --steps.")
+    disc_warmup_target: float | None = Field(None, gt=0.5, le=1.0, json_schema_extra=GAD,
+                                             description="gad: end the disc_warmup_steps early once the held-out "
+                                             "discriminator accuracy (the monitor, see disc_eval_every) reaches this "
+                                             "value, e.g. 0.65. Needs a test split.")
     fork_discriminator: Literal["parent", "fresh"] = Field(
-        "parent", json_schema_extra=ADVERSARIAL, description="A fork's discriminator: 'parent' takes the one saved in the parent's checkpoint "
-        "(a fresh head on the original student when it holds none, e.g. a SeqKD parent); 'fresh' builds a new "
-        "head on the original student's backbone, as a new run starts. Checkpoints the run writes itself always "
-        "keep their discriminator.")
-    disc_eval_every: int = Field(25, ge=0, json_schema_extra=OPERATIONAL_KIND, description="Every N global steps, check the discriminator on held-out "
-                                 "pairs: fresh student samples for test-split prompts against their held-out teacher "
-                                 "responses (accuracy, identical share, score spread; see gad/training/monitor.py). 0: off. "
+        "parent", json_schema_extra=ADVERSARIAL, description="A fork's discriminator: 'parent' takes the one saved in "
+        "the parent's checkpoint (a fresh head on the original student when it holds none, e.g. a SeqKD parent); "
+        "'fresh' builds a new head on the original student's backbone, as a new run starts. Checkpoints the run writes "
+        "itself always keep their discriminator.")
+    disc_eval_every: int = Field(25, ge=0, json_schema_extra=OPERATIONAL_KIND,
+                                 description="Every N global steps, check the discriminator on held-out pairs: fresh "
+                                 "student samples for test-split prompts against their held-out teacher responses "
+                                 "(accuracy, identical share, score spread; see gad/training/monitor.py). 0: off. "
                                  "Needs held-out pairs: test_fraction > 0 or a held_out file.")
-    held_out: str | None = Field(None, json_schema_extra=PLACE, description="Held-out prompt/teacher-response pairs (a data file) for the "
-                                 "discriminator check, used when test_fraction is 0. The studio passes its dataset's "
-                                 "test split here.")
-    disc_eval_prompts: int = Field(32, gt=0, json_schema_extra=OPERATIONAL_KIND, description="Held-out prompts per discriminator check (the first N of "
-                                   "the test split).")
-    disc_eval_samples: int = Field(4, gt=0, json_schema_extra=OPERATIONAL_KIND, description="Student samples per held-out prompt in a discriminator "
-                                   "check.")
-    monitor_teacher: str | None = Field(None, json_schema_extra=OPERATIONAL_KIND, description="White-box diagnostic: a local copy of the teacher model "
-                                        "(same tokenizer as the student). The monitor then also reports the rank "
-                                        "correlation of D's score with log p_teacher - log p_student.")
+    held_out: str | None = Field(None, json_schema_extra=PLACE, description="Held-out prompt/teacher-response pairs (a "
+                                 "data file) for the discriminator check, used when test_fraction is 0. The studio "
+                                 "passes its dataset's test split here.")
+    disc_eval_prompts: int = Field(32, gt=0, json_schema_extra=OPERATIONAL_KIND,
+                                   description="Held-out prompts per discriminator check (the first N of the test "
+                                   "split).")
+    disc_eval_samples: int = Field(4, gt=0, json_schema_extra=OPERATIONAL_KIND,
+                                   description="Student samples per held-out prompt in a discriminator check.")
+    monitor_teacher: str | None = Field(None, json_schema_extra=OPERATIONAL_KIND,
+                                        description="White-box diagnostic: a local copy of the teacher model (same "
+                                        "tokenizer as the student). The monitor then also reports the rank correlation "
+                                        "of D's score with log p_teacher - log p_student.")
 
     # --- optimisation ------------------------------------------------------------------------
-    lr: float = Field(1e-6, gt=0, json_schema_extra=ADVERSARIAL, description="Policy learning rate in the adversarial stage.")
+    lr: float = Field(1e-6, gt=0, json_schema_extra=ADVERSARIAL,
+                      description="Policy learning rate in the adversarial stage.")
     disc_lr: float = Field(1e-6, gt=0, json_schema_extra=ADVERSARIAL, description="Discriminator learning rate.")
     warmup_lr: float = Field(1e-6, gt=0, json_schema_extra=GAD, description="Generator learning rate in the warmup "
                              "stage (assumed equal to the adversarial lr, as in the reference runs).")
-    seqkd_lr: float = Field(5e-6, gt=0, json_schema_extra=SUPERVISED_BASELINE, description="Learning rate of the SeqKD baseline (and of "
-                            "the offpolicy method's SeqKD stage).")
+    seqkd_lr: float = Field(5e-6, gt=0, json_schema_extra=SUPERVISED_BASELINE,
+                            description="Learning rate of the SeqKD baseline (and of the offpolicy method's SeqKD "
+                            "stage).")
     weight_decay: float = Field(0.01, ge=0, json_schema_extra=EVERY, description="AdamW weight decay (both models).")
     grad_clip: float = Field(0.2, gt=0, json_schema_extra=EVERY, description="Gradient-norm clip for the policy.")
-    disc_grad_clip: float = Field(0.2, gt=0, json_schema_extra=ADVERSARIAL, description="Gradient-norm clip for the discriminator.")
-    kl_coef: float = Field(0.001, ge=0, json_schema_extra=ADVERSARIAL, description="KL-to-reference loss coefficient (k3 "
-                           "estimator); the reference is the student at the start of the stage.")
+    disc_grad_clip: float = Field(0.2, gt=0, json_schema_extra=ADVERSARIAL,
+                                  description="Gradient-norm clip for the discriminator.")
+    kl_coef: float = Field(0.001, ge=0, json_schema_extra=ADVERSARIAL, description="KL-to-reference loss coefficient "
+                           "(k3 estimator); the reference is the student at the start of the stage.")
     clip_range: float = Field(0.2, gt=0, json_schema_extra=ADVERSARIAL, description="PPO ratio clip epsilon.")
-    temperature: float = Field(0.8, gt=0, json_schema_extra=ADVERSARIAL, description="Sampling temperature for student responses.")
-    top_p: float = Field(1.0, gt=0, le=1, json_schema_extra=ADVERSARIAL, description="Nucleus sampling for student responses.")
+    temperature: float = Field(0.8, gt=0, json_schema_extra=ADVERSARIAL,
+                               description="Sampling temperature for student responses.")
+    top_p: float = Field(1.0, gt=0, le=1, json_schema_extra=ADVERSARIAL,
+                         description="Nucleus sampling for student responses.")
 
     # --- models ------------------------------------------------------------------------------
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", json_schema_extra=EVERY, description="Precision. 'auto': float32 weights, with bfloat16 autocast on a GPU (pure bf16 "
-        "weights lose AdamW updates at lr 1e-6). 'bfloat16': bf16 weights, half the memory, small updates "
-        "may be lost. 'float32': no autocast.")
-    lora: bool = Field(False, json_schema_extra=EVERY_FIXED, description="Train LoRA adapters (peft) instead of all weights, for "
-                       "student and discriminator.")
+        "auto", json_schema_extra=EVERY, description="Precision. 'auto': float32 weights, with bfloat16 autocast on a "
+        "GPU (pure bf16 weights lose AdamW updates at lr 1e-6). 'bfloat16': bf16 weights, half the memory, small "
+        "updates may be lost. 'float32': no autocast.")
+    lora: bool = Field(False, json_schema_extra=EVERY_FIXED,
+                       description="Train LoRA adapters (peft) instead of all weights, for student and discriminator.")
     lora_r: int = Field(16, gt=0, json_schema_extra=EVERY_FIXED, description="LoRA rank.")
     lora_alpha: int = Field(32, gt=0, json_schema_extra=EVERY_FIXED, description="LoRA alpha.")
     lora_dropout: float = Field(0.05, ge=0, lt=1, json_schema_extra=EVERY_FIXED, description="LoRA dropout.")
-    trust_remote_code: bool = Field(False, json_schema_extra=OPERATIONAL_KIND, description="Allow model code from the hub. Off unless "
-                                    "an admin turns it on: it runs arbitrary code.")
-    gradient_checkpointing: bool = Field(False, json_schema_extra=OPERATIONAL_KIND, description="Recompute activations in the backward pass, for "
-                                         "the student and the discriminator: slower steps (about a third), "
-                                         "far less memory; what lets a 1.5B-7B run fit (see docs/deployment.md).")
-    use_vllm: bool = Field(False, json_schema_extra=OPERATIONAL_KIND, description="Sample from the student with vLLM (GPU, the optional extra): GRPO "
-                           "rollouts and the warmup's fresh samples for the discriminator alike.")
+    trust_remote_code: bool = Field(False, json_schema_extra=OPERATIONAL_KIND,
+                                    description="Allow model code from the hub. Off unless an admin turns it on: it "
+                                    "runs arbitrary code.")
+    gradient_checkpointing: bool = Field(False, json_schema_extra=OPERATIONAL_KIND,
+                                         description="Recompute activations in the backward pass, for the student and "
+                                         "the discriminator: slower steps (about a third), far less memory; what lets "
+                                         "a 1.5B-7B run fit (see docs/deployment.md).")
+    use_vllm: bool = Field(False, json_schema_extra=OPERATIONAL_KIND, description="Sample from the student with vLLM "
+                           "(GPU, the optional extra): GRPO rollouts and the warmup's fresh samples for the "
+                           "discriminator alike.")
     vllm_mode: Literal["colocate", "server"] = Field(
-        "colocate", json_schema_extra=OPERATIONAL_KIND, description="vLLM beside training in each process ('colocate'), or a separate "
-        "`trl vllm-serve` server ('server', see vllm_server_url).")
-    vllm_server_url: str | None = Field(None, json_schema_extra=OPERATIONAL_KIND, description="Base URL of the `trl vllm-serve` server in "
-                                        "server mode, e.g. http://gpu-node-2:8000.")
-    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, lt=1, json_schema_extra=OPERATIONAL_KIND, description="Share of each GPU vLLM may take "
-                                               "in colocate mode (vLLM's own default, 0.9, leaves nothing "
-                                               "for training).")
+        "colocate", json_schema_extra=OPERATIONAL_KIND, description="vLLM beside training in each process "
+        "('colocate'), or a separate `trl vllm-serve` server ('server', see vllm_server_url).")
+    vllm_server_url: str | None = Field(None, json_schema_extra=OPERATIONAL_KIND,
+                                        description="Base URL of the `trl vllm-serve` server in server mode, e.g. "
+                                        "http://gpu-node-2:8000.")
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, lt=1, json_schema_extra=OPERATIONAL_KIND,
+                                               description="Share of each GPU vLLM may take in colocate mode (vLLM's "
+                                               "own default, 0.9, leaves nothing for training).")
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -333,7 +357,8 @@ def _ignored_reason(cfg: RunConfig, name: str) -> str:
     if name == "warmup_lr" and cfg.method == "gad":
         return "generator_warmup is off"
     if name == "disc_warmup_target":
-        return "disc_warmup_steps is 0" if cfg.method == "gad" else "only gad has a discriminator warmup in its adversarial stage"
+        return ("disc_warmup_steps is 0" if cfg.method == "gad"
+                else "only gad has a discriminator warmup in its adversarial stage")
     if name == "disc_only_steps" and cfg.method == "gad":
         return "the warmup does not train both models (generator_warmup or discriminator_warmup is off)"
     return f"method {cfg.method!r} does not use it"

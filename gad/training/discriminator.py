@@ -90,7 +90,8 @@ class Discriminator:
         self.model.train(was_training)
         return teacher, student
 
-    def step(self, groups: list[Group], update: bool = True, repeats: int = 1) -> tuple[list[list[float]], dict[str, float]]:
+    def step(self, groups: list[Group], update: bool = True,
+             repeats: int = 1) -> tuple[list[list[float]], dict[str, float]]:
         """`repeats` Bradley-Terry steps over all (teacher, student_i) pairs of all groups.
 
         Returns the student scores per group as they were before the first update, and that update's

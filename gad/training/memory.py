@@ -361,12 +361,13 @@ def estimate(arch: Arch, *, n_gpus: int = 1, gpu_gb: float = 80.0, strategy: Str
         Dp = arch.disc_params
         d_trained = (arch.lora_params(lora_r) + arch.hidden_size) if lora else Dp
         resident.append(Item("discriminator weights", wd * Dp / shard_d / GB,
-                             f"{Dp / 1e9:.2f}B params x {wd} B" + (" / %d" % shard_d if shard_d > 1 else "")
+                             f"{Dp / 1e9:.2f}B params x {wd} B" + (f" / {shard_d}" if shard_d > 1 else "")
                              + (" (frozen base)" if lora else ", not sharded" if shard_d == 1 else "")))
         # its own torch AdamW: moments in the trained weights' dtype (LoRA adapters: fp32)
         gd = 4 if lora else wd
         if lora:
-            resident.append(Item("discriminator LoRA adapters", 4 * d_trained / GB, f"{d_trained / 1e6:.0f}M params x 4 B"))
+            resident.append(Item("discriminator LoRA adapters", 4 * d_trained / GB,
+                                 f"{d_trained / 1e6:.0f}M params x 4 B"))
         if disc_trainable:
             resident.append(Item("discriminator AdamW states", 2 * gd * d_trained / shard_d / GB,
                                  f"{2 * gd} B/param" + (", LoRA" if lora else "")))
@@ -376,7 +377,8 @@ def estimate(arch: Arch, *, n_gpus: int = 1, gpu_gb: float = 80.0, strategy: Str
                             _activations(arch, chunk * seq, dtype, gradient_checkpointing) / GB,
                             f"{chunk} sequences x {seq} tokens")]
             if dtype == "auto" and not gradient_checkpointing:
-                d_items.append(Item("discriminator bf16 weight copies", 2 * Dp / shard_d / GB, "autocast, kept for backward"))
+                d_items.append(Item("discriminator bf16 weight copies", 2 * Dp / shard_d / GB,
+                                    "autocast, kept for backward"))
             phases["discriminator step"] = d_items
 
     p_items = [Item("policy activations", _activations(arch, micro_batch * seq, dtype, gradient_checkpointing) / GB,
@@ -544,15 +546,15 @@ def table_markdown(gpu_gb: float = 80.0) -> str:
     checkpointing off (as the pipeline runs today) and on, then one itemised estimate."""
     w = TABLE_WORKLOAD
     chunk = disc_chunk(w["group_size"])
-    out = [f"Per-GPU peak memory in GB (1 GB = 1e9 bytes) of GAD's adversarial stage, from `gad.training.memory.estimate`; "
-           f"✓ fits in {gpu_gb:g} GB, ✗ does not. Workload: prompt {w['prompt_tokens']} + response "
-           f"{w['response_tokens']} tokens, group size {w['group_size']}, {w['micro_batch']} sequences per policy "
-           f"micro-batch (one prompt's group: gradient_accumulation_steps = batch_size / GPUs), discriminator "
-           f"chunks of {chunk} sequences (gad/training/discriminator.py), KL reference on, LoRA rank {w['lora_r']} on all "
-           f"linear layers, vLLM colocated with {w['vllm_share']:g} of each GPU. Rows: full fine-tuning and LoRA "
-           f"with dtype auto (fp32 master weights, bf16 autocast); LoRA over bf16 frozen bases (dtype bfloat16; "
-           f"peft keeps the adapters in fp32). The discriminator is whole on every GPU under every strategy "
-           f"(gad/training/discriminator.py does not shard it).", ""]
+    out = [f"Per-GPU peak memory in GB (1 GB = 1e9 bytes) of GAD's adversarial stage, from "
+           f"`gad.training.memory.estimate`; ✓ fits in {gpu_gb:g} GB, ✗ does not. Workload: prompt "
+           f"{w['prompt_tokens']} + response {w['response_tokens']} tokens, group size {w['group_size']}, "
+           f"{w['micro_batch']} sequences per policy micro-batch (one prompt's group: gradient_accumulation_steps "
+           f"= batch_size / GPUs), discriminator chunks of {chunk} sequences (gad/training/discriminator.py), KL "
+           f"reference on, LoRA rank {w['lora_r']} on all linear layers, vLLM colocated with {w['vllm_share']:g} of "
+           f"each GPU. Rows: full fine-tuning and LoRA with dtype auto (fp32 master weights, bf16 autocast); LoRA "
+           f"over bf16 frozen bases (dtype bfloat16; peft keeps the adapters in fp32). The discriminator is whole "
+           f"on every GPU under every strategy (gad/training/discriminator.py does not shard it).", ""]
     for checkpointing, title in ((False, "Gradient checkpointing off (what gad/training/pipeline.py runs today)"),
                                  (True, "Gradient checkpointing on, policy and discriminator")):
         out += [f"**{title}**", "",

@@ -83,7 +83,8 @@ def check_model_source(path: str) -> dict:
         raise ConfigError(f"model '{path}' is neither an existing folder nor a hub id "
                           f"(such as Qwen/Qwen2.5-0.5B-Instruct)") from None
     cached = isinstance(try_to_load_from_cache(path, "config.json"), str)
-    not_here = f"there is no folder {path} here, and the model is not in the local Hugging Face cache ({constants.HF_HUB_CACHE})"
+    not_here = (f"there is no folder {path} here, and the model is not in the local Hugging Face cache "
+                f"({constants.HF_HUB_CACHE})")
     if constants.HF_HUB_OFFLINE:
         if cached:
             return {}

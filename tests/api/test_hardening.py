@@ -96,8 +96,8 @@ def test_a_broker_that_is_down_leaves_the_run_saved_and_sent_later(tmp_path):
     app, ctx, _, tokens = make_studio(tmp_path, broker="redis://127.0.0.1:1/0")    # nothing listens there
     pairs = tmp_path / "p.jsonl"
     pairs.write_text('{"prompt": "q", "response": "a"}\n')
-    with ServerThread(app, free_port()) as srv, httpx.Client(base_url=srv.url, timeout=60,
-                                                             headers={"Authorization": f"Bearer {tokens['researcher']}"}) as c:
+    auth = {"Authorization": f"Bearer {tokens['researcher']}"}
+    with ServerThread(app, free_port()) as srv, httpx.Client(base_url=srv.url, timeout=60, headers=auth) as c:
         r = c.post("/api/runs", json={"config": {"student": "org/model", "data": str(pairs)}})
         assert r.status_code == 503 and "will be sent" in r.json()["message"]
     with ctx.sessions() as s:

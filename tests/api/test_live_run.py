@@ -145,7 +145,8 @@ def test_a_blind_study_between_two_checkpoints(live_studio, finished_run):
         blob = json.dumps(first)
         assert "step 2" not in blob and "step 6" not in blob and "run-" not in blob   # nothing names a model
         assert a.get(f"/api/studies/{study_id}").status_code == 403                 # nor any other page
-        assert a.post(f"/api/annotate/{study_id}/votes", json={"item_id": first["item_id"], "side": "left"}).status_code == 200
+        vote = {"item_id": first["item_id"], "side": "left"}
+        assert a.post(f"/api/annotate/{study_id}/votes", json=vote).status_code == 200
         undone = a.post(f"/api/annotate/{study_id}/undo").json()
         assert undone["item_id"] == first["item_id"] and undone["progress"]["done"] == 0
         seen = []
@@ -190,6 +191,6 @@ def test_an_evaluation_against_a_local_judge(live_studio, finished_run):
             assert rows[0]["score"] is not None and rows[0]["ci_low"] <= rows[0]["score"] <= rows[0]["ci_high"]
             per = c.get(f"/api/evaluations/{rows[0]['id']}/samples").json()
             assert len(per) == 2 and all(s["model_score"] is not None for s in per)
-            wrong = c.post("/api/evaluations", json={"models": [{"name": "x", "checkpoint_id": 999}], "sets": ["vicuna"],
-                                                     "judge_endpoint_id": ep["id"]})
+            wrong = c.post("/api/evaluations", json={"models": [{"name": "x", "checkpoint_id": 999}],
+                                                     "sets": ["vicuna"], "judge_endpoint_id": ep["id"]})
             assert wrong.status_code == 404 and "checkpoint" in wrong.json()["message"]

@@ -66,8 +66,9 @@ def _study(s) -> tuple[StudyItem, StudyItem, list[User]]:
     study = Study(name="s", model_a='{"label": "A"}', model_b='{"label": "B"}', status="open")
     s.add(study)
     s.flush()
-    left = StudyItem(study_id=study.id, position=0, prompt="p", response_a="from A", response_b="from B", a_on_left=True)
-    right = StudyItem(study_id=study.id, position=1, prompt="q", response_a="from A", response_b="from B", a_on_left=False)
+    both = dict(study_id=study.id, response_a="from A", response_b="from B")
+    left = StudyItem(**both, position=0, prompt="p", a_on_left=True)
+    right = StudyItem(**both, position=1, prompt="q", a_on_left=False)
     s.add_all([left, right])
     s.commit()
     return left, right, users

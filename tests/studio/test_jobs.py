@@ -42,8 +42,8 @@ def test_study_generation_shuffles_and_records_sides(studio_ctx, tiny_model, tmp
     data.write_text("".join(f'{{"prompt": "question {i}"}}\n' for i in range(12)))
     with session_scope(studio_ctx.sessions) as s:
         ds = import_dataset(s, data, test_fraction=0.5)
-        study, job = create_study(s, name="A vs B", model_a={"path": str(tiny_model)}, model_b={"path": str(tiny_model)},
-                                  dataset_id=ds.id, max_new_tokens=4)
+        study, job = create_study(s, name="A vs B", model_a={"path": str(tiny_model)},
+                                  model_b={"path": str(tiny_model)}, dataset_id=ds.id, max_new_tokens=4)
         s.add(User(name="ann", role="annotator"))
         study_id, job_id = study.id, job.id
     claim = _claim(studio_ctx, job_id)

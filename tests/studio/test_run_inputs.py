@@ -77,7 +77,8 @@ def test_a_worker_drops_a_message_queued_by_another_studio(studio_ctx, tiny_mode
     from worker.celery_app import make_celery
 
     with session_scope(studio_ctx.sessions) as s:
-        run_id = run_service.submit_run(s, studio_ctx.settings, {"student": str(tiny_model), "data": str(pairs_file)}).id
+        run_id = run_service.submit_run(s, studio_ctx.settings,
+                                        {"student": str(tiny_model), "data": str(pairs_file)}).id
     app = make_celery(studio_ctx.settings, studio_ctx)
     app.loader.import_default_modules()
     task = app.tasks["gad.train_run"]

@@ -55,7 +55,8 @@ def _wait(predicate, timeout: float, what: str, workers: list[QueueWorker]):
         if predicate():
             return
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; logs:\n" + "\n".join(w.log.read_text()[-2000:] for w in workers))
+    raise AssertionError(f"timed out waiting for {what}; logs:\n"
+                         + "\n".join(w.log.read_text()[-2000:] for w in workers))
 
 
 def test_each_queue_is_served_by_its_own_worker(tmp_path, pg_url, redis_url, tiny_model, pairs_file):
@@ -80,7 +81,8 @@ def test_each_queue_is_served_by_its_own_worker(tmp_path, pg_url, redis_url, tin
     try:
         with DevServer() as srv:
             with session_scope(ctx.sessions) as s:
-                teacher = create_endpoint(s, ctx.settings, name="teacher", base_url=srv.base_url, model="t", api_key="k")
+                teacher = create_endpoint(s, ctx.settings, name="teacher", base_url=srv.base_url, model="t",
+                                          api_key="k")
                 ds = import_dataset(s, prompts)
                 job_id = create_collect_job(s, dataset_id=ds.id, endpoint_id=teacher.id).id
                 run_id = submit_run(s, ctx.settings, {

@@ -99,7 +99,8 @@ def test_full_life_of_a_run(stack, tiny_model, pairs_file):
 
 def test_cancel_stops_at_the_next_step_and_keeps_a_checkpoint(stack, tiny_model, pairs_file):
     env, sessions, start_worker = stack
-    run_id = int(cli(env, "runs", "submit", *train_flags(tiny_model, pairs_file, steps=400, save_steps=100)).stdout.split()[-1])
+    submitted = cli(env, "runs", "submit", *train_flags(tiny_model, pairs_file, steps=400, save_steps=100))
+    run_id = int(submitted.stdout.split()[-1])
     start_worker()
 
     def step():
@@ -118,7 +119,8 @@ def test_cancel_stops_at_the_next_step_and_keeps_a_checkpoint(stack, tiny_model,
 
 def test_worker_killed_mid_run_is_detected_and_resumes_losing_nothing(stack, tiny_model, pairs_file):
     env, sessions, start_worker = stack
-    run_id = int(cli(env, "runs", "submit", *train_flags(tiny_model, pairs_file, steps=28, save_steps=3)).stdout.split()[-1])
+    submitted = cli(env, "runs", "submit", *train_flags(tiny_model, pairs_file, steps=28, save_steps=3))
+    run_id = int(submitted.stdout.split()[-1])
     worker = start_worker()
 
     def checkpoint_at_least(n):

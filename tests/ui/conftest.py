@@ -163,8 +163,14 @@ def login(browser, studio: Studio, user: str, path: str = "/ui/"):
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"**{path}")
-    page.locator(".gad-header").wait_for()  # the app is loaded (its header comes from a load event)
+    wait_for_app(page, path)
     return page
+
+
+def wait_for_app(page, path: str = "/ui/") -> None:
+    """Gradio has mounted the app: the studio's tabs (its header is in the HTML, so it shows earlier), or the
+    annotator app's header (written by its first load event)."""
+    page.locator("#main-tabs" if path.startswith("/ui") else ".gad-header").first.wait_for()
 
 
 def open_tab(page, tab_id: str) -> None:

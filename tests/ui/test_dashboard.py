@@ -14,7 +14,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.ui.conftest import ADMIN, ANNOTATOR, LONG, choose, login, open_tab, shot
+from tests.ui.conftest import ADMIN, ANNOTATOR, LONG, choose, login, open_tab, shot, wait_for_app
 
 pytestmark = pytest.mark.slow
 
@@ -260,7 +260,7 @@ def test_chat_with_a_checkpoint_streams_an_answer(studio, browser, shots, finish
     page = login(browser, studio, ADMIN)
     page.add_init_script(RESPONSE_TAP)  # for the blind part below: the page's streamed responses are read too
     page.reload()
-    page.locator(".gad-header").wait_for()
+    wait_for_app(page)
     open_tab(page, "tab-chat")
     choose(page, "chat-model-1", f"run-{finished_run}/step-")
     page.locator("#chat-max-tokens input[type=number]").fill("48")

@@ -70,6 +70,23 @@ def test_a_model_has_one_colour_in_every_evaluation_chart():
     assert len(set(bars.values())) == 3
 
 
+def test_the_score_chart_shows_raw_and_length_controlled_win_rates_below_the_scores():
+    import json
+
+    from app.ui.widgets import charts
+
+    rows = [{"model": m, "set": "a", "score": 50.0, "ci_low": None, "ci_high": None,
+             "summary": {"win_rate": raw, "lc_win_rate": lc}} for m, raw, lc in (("gad", 0.7, 0.55),
+                                                                                 ("seqkd", float("nan"), None))]
+    fig = json.loads(charts.score_bars(rows).plot)
+    below = {t["name"]: t["y"] for t in fig["data"] if t.get("yaxis") == "y2"}
+    assert below == {"gad · win rate": [70.0], "gad · length-controlled": [55.0], "seqkd · win rate": [],
+                     "seqkd · length-controlled": []}  # NaN and missing rates draw nothing, not 0%
+    assert fig["layout"]["yaxis2"]["range"] == [0, 100] and fig["layout"]["yaxis"]["domain"][0] > 0.3
+    plain = json.loads(charts.score_bars([{**r, "summary": {}} for r in rows]).plot)
+    assert "yaxis2" not in plain["layout"] and all("yaxis" not in t for t in plain["data"])
+
+
 def test_the_study_chart_draws_each_share_interval_where_the_share_is_read():
     import json
 

@@ -21,7 +21,7 @@ def create(body: EvaluationCreate, ctx: Ctx, user: Researcher, session: DB) -> J
         session, models=[m.model_dump(exclude_none=True) for m in body.models], sets=body.sets,
         judge_endpoint_id=body.judge_endpoint_id, limit=body.limit, max_new_tokens=body.max_new_tokens,
         greedy=body.greedy, both_orders=body.both_orders, teacher=body.teacher, use_vllm=body.use_vllm,
-        user_id=user.id)
+        max_cost_usd=body.max_cost_usd, user_id=user.id)
     session.commit()
     ctx.enqueue(JobKind.evaluate, job.id)
     return JobOut(**job_service.job_view(job))

@@ -40,9 +40,11 @@ def projection(ctx: Ctx, _: Researcher, session: DB, kind: JobKind, dataset_id: 
                limit: int | None = Query(None, ge=1), max_new_tokens: int = Query(1536, ge=1),
                both_orders: bool = False) -> CostProjection:
     """collect: dataset_id and endpoint_id. evaluate: endpoint_id (the judge), sets, n_models and the
-    evaluation's limit, max_new_tokens and both_orders. study: nothing (its models generate locally)."""
-    if kind == JobKind.study:
-        return CostProjection(**costs.project_study())
+    evaluation's limit, max_new_tokens and both_orders. study: endpoint_id (its judge, if any), limit (its items)
+    and max_new_tokens (its models generate locally: only a judge costs)."""
+    if kind == JobKind.study:  # endpoint_id: the study's judge, if any; limit: its number of items
+        return CostProjection(**costs.project_study(session, ctx.settings, judge_endpoint_id=endpoint_id,
+                                                    n_items=limit or 50, max_new_tokens=min(max_new_tokens, 8192)))
     if endpoint_id is None:
         raise InvalidInput("endpoint_id is required", field="endpoint_id")
     if kind == JobKind.collect:

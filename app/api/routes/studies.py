@@ -25,7 +25,8 @@ def create(body: StudyCreate, ctx: Ctx, user: Researcher, session: DB) -> StudyC
     study, job = svc.create_study(session, name=body.name, model_a=body.model_a.model_dump(),
                                   model_b=body.model_b.model_dump(), dataset_id=body.dataset_id, n_items=body.n_items,
                                   annotators_per_item=body.annotators_per_item, guidelines=body.guidelines,
-                                  max_new_tokens=body.max_new_tokens, seed=body.seed, user_id=user.id)
+                                  max_new_tokens=body.max_new_tokens, seed=body.seed, user_id=user.id,
+                                  judge_endpoint_id=body.judge_endpoint_id, queue_order=body.queue_order)
     session.commit()
     ctx.enqueue(JobKind.study, job.id)
     return StudyCreated(study=StudyOut(**svc.study_view(session, study)), job_id=job.id)

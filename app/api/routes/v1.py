@@ -14,7 +14,8 @@ import json
 import threading
 import time
 import uuid
-from typing import Any, Iterator, Literal
+from collections.abc import Iterator
+from typing import Any, Literal
 
 import anyio
 from fastapi import APIRouter, Request

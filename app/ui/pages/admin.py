@@ -22,7 +22,7 @@ class AdminPage:
     def __init__(self, ui: Ui):
         self.ui = ui
 
-    def build(self) -> "AdminPage":
+    def build(self) -> AdminPage:
         gr.HTML('<div class="gad-h">Teacher and judge endpoints</div><div class="gad-hint">OpenAI-compatible '
                 'servers (OpenAI, vLLM, a local <code>gad-studio devserver</code>). Keys are stored encrypted and '
                 'never shown again.</div>')

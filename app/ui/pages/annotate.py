@@ -26,7 +26,7 @@ class AnnotatePage:
     def __init__(self, ui: Ui):
         self.ui = ui
 
-    def build(self) -> "AnnotatePage":
+    def build(self) -> AnnotatePage:
         self.item = gr.State(None)  # the item on screen (its id only: the server knows the rest)
         self.review = gr.State(False)  # going through the items this annotator skipped
         self.header = gr.HTML()
@@ -143,7 +143,8 @@ class AnnotatePage:
         head = "a skipped item · " if review else f'item {min(p["done"] + p.get("skipped", 0) + 1, p["total"])} ' \
                                                   f'of {p["total"]} · '
         return [item["item_id"], self._progress_line(p, head) + pbar(frac), item.get("guidelines") or "",
-                f'<div class="ann-prompt">{esc(item["prompt"])}</div>', f'<div class="ann-resp">{esc(item["left"])}</div>',
+                f'<div class="ann-prompt">{esc(item["prompt"])}</div>',
+                f'<div class="ann-resp">{esc(item["left"])}</div>',
                 f'<div class="ann-resp">{esc(item["right"])}</div>',
                 f'<div class="gad-hint">{esc(note)}</div>' if note else "",
                 *[gr.update(interactive=True)] * (len(self.buttons) + 1), gr.update(visible=False), review]

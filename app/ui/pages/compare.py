@@ -20,7 +20,7 @@ class ComparePage:
     def __init__(self, ui: Ui):
         self.ui = ui
 
-    def build(self) -> "ComparePage":
+    def build(self) -> ComparePage:
         with gr.Row():
             self.runs = gr.Dropdown(label="Runs to compare", choices=[], multiselect=True, scale=3,
                                     elem_id="compare-runs")
@@ -89,4 +89,5 @@ def _used_settings(config: dict) -> frozenset[str]:
 def _setting_cell(value, used: bool, method: str) -> str:
     if used:
         return esc(value)
-    return f'<span style="color:#94a3b8" title="ignored by {esc(method)}">{esc(value)} (ignored by {esc(method)})</span>'
+    return (f'<span style="color:#94a3b8" title="ignored by {esc(method)}">{esc(value)} '
+            f'(ignored by {esc(method)})</span>')

@@ -29,7 +29,7 @@ class DatasetsPage:
         self.ui = ui
 
     # --- layout ---------------------------------------------------------------------------------
-    def build(self) -> "DatasetsPage":
+    def build(self) -> DatasetsPage:
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
                 gr.HTML('<div class="gad-h">Upload a prompt set</div>')
@@ -107,7 +107,8 @@ class DatasetsPage:
                         [self.offset, self.preview, self.page_info])
         self.endpoint.change(self.describe_endpoint, [self.endpoint], [self.endpoint_info]).then(
             self.project, [self.pick, self.endpoint], [self.projection])
-        self.collect_btn.click(self.collect, [self.pick, self.endpoint, gr.State(False), self.cap], [self.job, self.timer])
+        self.collect_btn.click(self.collect, [self.pick, self.endpoint, gr.State(False), self.cap],
+                               [self.job, self.timer])
         self.retry_btn.click(self.collect, [self.pick, self.endpoint, gr.State(True), self.cap], [self.job, self.timer])
         self.resume_btn.click(self.resume, [self.pick, self.cap], [self.job, self.timer])
         self.timer.tick(self.watch, [self.pick], [self.job, self.summary, self.history, self.timer, self.listing,
@@ -163,7 +164,8 @@ class DatasetsPage:
         offset, rows, info = self._page(request, dataset_id, "all", 0)
         job, history, live = self._jobs(request, dataset_id)
         first = endpoints[0][1] if endpoints else None
-        return [gr.update(visible=True), self._summary(stats), *self._histograms(stats), offset, rows, info, gr.update(choices=endpoints, value=first),
+        return [gr.update(visible=True), self._summary(stats), *self._histograms(stats), offset, rows, info,
+                gr.update(choices=endpoints, value=first),
                 self._endpoint_html(request, first), job, history, gr.Timer(active=live)]
 
     def _summary(self, stats: dict) -> str:
@@ -208,7 +210,8 @@ class DatasetsPage:
         with self.ui.session(request, "endpoints.read") as (s, _):
             view = ep_service.public_view(ep_service.get_endpoint(s, endpoint_id))
         p = view["params"] or {}
-        price = (f'${p["price_prompt"]}/M in, ${p.get("price_completion", 0)}/M out' if p.get("price_prompt") is not None
+        price = (f'${p["price_prompt"]}/M in, ${p.get("price_completion", 0)}/M out'
+                 if p.get("price_prompt") is not None
                  else "the known price table")
         limits = ", ".join(f"{k} {p[k]}" for k in ("rpm", "tpm") if p.get(k)) or "none"
         return cards([("model", view["model"]), ("concurrency", p.get("concurrency", 16)), ("rate limits", limits),
@@ -221,7 +224,8 @@ class DatasetsPage:
             views = [job_service.job_view(j) for j in jobs]
         latest = views[0] if views else None
         history = table(["job", "status", "answered", "failed", "cost", "started"],
-                        [[v["id"], v["status"], (v["stats"] or {}).get("ok", "–"), (v["stats"] or {}).get("failed", "–"),
+                        [[v["id"], v["status"], (v["stats"] or {}).get("ok", "–"),
+                          (v["stats"] or {}).get("failed", "–"),
                           f'${v["cost"]:.4f}', when(v["started_at"] or v["created_at"])] for v in views[1:]],
                         num={0, 2, 3}, empty="") if len(views) > 1 else ""
         return job_panel(latest, "collection"), history, is_live(latest)

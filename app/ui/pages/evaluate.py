@@ -23,7 +23,7 @@ from app.services.studies import model_choice
 from app.ui.common import LIVE, Ui, number_or_none, parse_id, shows_errors
 from app.ui.widgets import charts
 from app.ui.widgets.html import esc, num, table, when
-from app.ui.widgets.jobs import is_live, job_panel
+from app.ui.widgets.jobs import is_live, job_panel, projection_panel
 from gad.llm.eval_config import BUILTIN_SETS, EvalConfig
 from gad.llm.judge import FORMULA_NOTE
 
@@ -40,7 +40,7 @@ class EvaluatePage:
         self.ui = ui
 
     # --- layout ---------------------------------------------------------------------------------
-    def build(self) -> "EvaluatePage":
+    def build(self) -> EvaluatePage:
         with gr.Accordion("New evaluation", open=True, elem_id="eval-new"):
             with gr.Row():
                 self.models = gr.Dropdown(label="Models to judge", choices=[], multiselect=True,
@@ -67,6 +67,13 @@ class EvaluatePage:
                                                info=_help("both_orders"))
                 self.teacher = gr.Dropdown(label="Teacher row (optional)", choices=[], scale=2,
                                            info=_help("teacher"))
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=1, min_width=220):
+                    self.cap = gr.Number(label="Cost cap, USD (optional: pauses the judging)", value=None,
+                                         minimum=0, elem_id="eval-cap")
+                    self.resume = gr.Button("Resume the paused evaluation with this cap", size="sm",
+                                            elem_id="eval-resume")
+                self.projection = gr.HTML(elem_id="eval-projection")  # what the judge would cost, before launch
             with gr.Row():
                 self.launch = gr.Button("Launch evaluation", variant="primary", scale=0, min_width=220,
                                         elem_id="eval-launch")
@@ -104,7 +111,12 @@ class EvaluatePage:
     # --- wiring ---------------------------------------------------------------------------------
     def wire(self) -> None:
         launch_in = [self.models, self.sets, self.datasets, self.judge, self.limit, self.max_new_tokens, self.greedy,
-                     self.both_orders, self.teacher]
+                     self.both_orders, self.teacher, self.cap]
+        gr.on([self.models.change, self.sets.change, self.datasets.change, self.judge.change, self.limit.blur,
+               self.limit.submit, self.max_new_tokens.change, self.both_orders.change], self.project,
+              [self.models, self.sets, self.datasets, self.judge, self.limit, self.max_new_tokens, self.both_orders],
+              [self.projection], show_progress="hidden")
+        self.resume.click(self.resume_paused, [self.pick, self.cap], [self.job, self.timer, self.pick])
         self.models.change(lambda m: gr.update(choices=[""] + list(m or []), value=None), [self.models],
                            [self.teacher], show_progress="hidden")
         self.responses.upload(self.keep_upload, [self.responses, self.models], [self.models])
@@ -117,7 +129,8 @@ class EvaluatePage:
         self.samples.select(self.show_sample, [self.cell], [self.sample])
 
     def result_outputs(self) -> list:
-        return [self.results_box, self.none_yet, self.rows, self.scores, self.bars, self.len_lo, self.len_hi, self.best, self.scatter, self.cell,
+        return [self.results_box, self.none_yet, self.rows, self.scores, self.bars, self.len_lo, self.len_hi, self.best,
+                self.scatter, self.cell,
                 self.samples, self.sample]
 
     def load_inputs(self) -> list:
@@ -161,7 +174,35 @@ class EvaluatePage:
         return gr.update(value=list(models or []) + [str(target.resolve())])
 
     @shows_errors
-    def submit(self, models, sets, datasets, judge, limit, max_new_tokens, greedy, both_orders, teacher,
+    def project(self, models, sets, datasets, judge, limit, max_new_tokens, both_orders, request: gr.Request):
+        """What the judge would be asked and cost (services.costs), shown before the launch button is pressed."""
+        from app.services.costs import project_evaluation
+
+        chosen = list(sets or []) + list(datasets or [])
+        if parse_id(judge) is None or not chosen:
+            return '<div class="gad-hint">Choose prompt sets and a judge to see the projected cost.</div>'
+        with self.ui.session(request, "evaluations") as (s, _):
+            job_service.check_sets(s, chosen)
+            return projection_panel(project_evaluation(
+                s, self.ui.ctx.settings, n_models=max(1, len(models or [])), sets=chosen,
+                judge_endpoint_id=parse_id(judge), limit=number_or_none(limit, "limit", int),
+                max_new_tokens=int(max_new_tokens or _DEFAULTS.max_new_tokens), both_orders=bool(both_orders)))
+
+    @shows_errors
+    def resume_paused(self, job_id, cap, request: gr.Request):
+        """The evaluation shown below, paused by its cost cap, queued again under the cap typed above."""
+        job_id = parse_id(job_id)
+        with self.ui.session(request, "evaluations") as (s, _):
+            if job_id is None or job_service.get_job(s, job_id).status != RunStatus.paused:
+                raise InvalidInput("the evaluation shown is not paused", field="max_cost_usd")
+            job = job_service.resume_job(s, job_id, float(cap) if cap else None)
+            s.commit()
+            view = job_service.job_view(job)
+        self.ui.ctx.enqueue(JobKind.evaluate, view["id"])
+        return job_panel(view, "evaluation"), gr.Timer(active=True), gr.skip()
+
+    @shows_errors
+    def submit(self, models, sets, datasets, judge, limit, max_new_tokens, greedy, both_orders, teacher, cap,
                request: gr.Request):
         if not models:
             raise InvalidInput("choose at least one model to judge", field="models")
@@ -176,12 +217,15 @@ class EvaluatePage:
                 s, models=specs, sets=list(sets or []) + list(datasets or []), judge_endpoint_id=parse_id(judge),
                 limit=number_or_none(limit, "limit", int),
                 max_new_tokens=int(max_new_tokens or _DEFAULTS.max_new_tokens), greedy=bool(greedy),
-                both_orders=bool(both_orders), teacher=teacher or None, user_id=user.id)
+                both_orders=bool(both_orders), teacher=teacher or None, max_cost_usd=float(cap) if cap else None,
+                user_id=user.id)
             s.commit()
             view = job_service.job_view(job)
             picks = self._picks(ev_service.evaluation_jobs(s))
+            warnings = _warnings(ev_service.job_warnings(s, job))
         self.ui.ctx.enqueue(JobKind.evaluate, view["id"])
-        return job_panel(view, "evaluation"), gr.Timer(active=True), gr.update(choices=picks, value=view["id"])
+        return (warnings + job_panel(view, "evaluation"), gr.Timer(active=True),
+                gr.update(choices=picks, value=view["id"]))
 
     def watch(self, job_id, request: gr.Request):
         job_id = parse_id(job_id)
@@ -212,6 +256,7 @@ class EvaluatePage:
             job = job_service.get_job(s, job_id)
             rows = ev_service.job_rows(s, job_id)
             teacher = (job.params or {}).get("teacher")
+            warnings = _warnings(ev_service.job_warnings(s, job))
         if not rows:
             msg = {RunStatus.failed: f"This evaluation failed: {job.error}"}.get(job.status, "No scores yet.")
             return [gr.update(visible=True), gr.update(visible=False), [], f'<div class="gad-hint">{esc(msg)}</div>',
@@ -220,7 +265,7 @@ class EvaluatePage:
         lo, hi = ev_service.default_length_range(rows, teacher)
         best, scatter = self._best(rows, lo, hi, teacher)
         cells = [(f'{r["model"]} · {r["set"]} (score {num(r["score"], 3)})', r["id"]) for r in rows]
-        return [gr.update(visible=True), gr.update(visible=False), rows, self._table(rows, teacher),
+        return [gr.update(visible=True), gr.update(visible=False), rows, warnings + self._table(rows, teacher),
                 charts.score_bars(rows), round(lo), round(hi), best, scatter,
                 gr.update(choices=cells, value=None), [], ""]
 
@@ -242,11 +287,14 @@ class EvaluatePage:
                 ci = (f' <span class="gad-hint">[{r["ci_low"]:.1f}, {r["ci_high"]:.1f}]</span>'
                       if r["ci_low"] is not None else "")
                 line.append(f'<b>{r["score"]:.1f}</b>{ci}<br><span class="gad-hint">{num(r["length"])} words · '
-                            f'{r["summary"].get("judged") or 0} judged</span>')
+                            f'{r["summary"].get("judged") or 0} judged<br>win rate {_pct(r["summary"].get("win_rate"))}'
+                            f' · length-controlled {_pct(r["summary"].get("lc_win_rate"))}</span>')
             line.append(f"<b>{sum(scores) / len(scores):.1f}</b>" if scores else "–")
             body.append(line)
         return (table(["model"] + sets + ["average"], body, raw=set(range(len(sets) + 2)), num=set())
                 + f'<div class="gad-hint">Bootstrap 95% intervals in brackets; length in words per response. '
+                  f'Win rate: prompts where the model beats the judge’s reference (ties half); length-controlled: '
+                  f'the win rate predicted at equal answer lengths (judges favour longer answers). '
                   f'{esc(FORMULA_NOTE)}</div>')
 
     @staticmethod
@@ -294,11 +342,22 @@ class EvaluatePage:
             f'reference {num(v.get("reference_score"))}</div><div class="rollout-prompt">'
             f'{esc(v.get("judge_text") or v.get("error") or "")}</div>'
             for order, v in ((k, v or {}) for k, v in x["verdicts"].items()))
-        return (f'<div class="lbl">prompt {esc(x["prompt_id"])}</div><div class="rollout-prompt">{esc(x["prompt"])}</div>'
+        return (f'<div class="lbl">prompt {esc(x["prompt_id"])}</div>'
+                f'<div class="rollout-prompt">{esc(x["prompt"])}</div>'
                 f'<div class="pair-grid"><div><div class="lbl">model response · score {num(x["model_score"])}'
                 f'</div><div class="student"><div class="text">{esc(x["response"])}</div></div></div>'
                 f'<div><div class="lbl">judge’s reference answer · score {num(x["reference_score"])}</div>'
                 f'<div class="student"><div class="text">{esc(x["reference"])}</div></div></div></div>{verdicts}')
+
+
+def _pct(x) -> str:
+    """A win rate as a percentage; none, or NaN (no usable verdict), as a dash."""
+    return "–" if x is None or x != x else f"{100 * x:.0f}%"
+
+
+def _warnings(items: list[str]) -> str:
+    """Judge-bias warnings (self-preference) above the scores they concern."""
+    return "".join(f'<div class="note"><b>Judge bias:</b> {esc(w)}</div>' for w in items)
 
 
 def _verdict(x: dict) -> str:

@@ -34,7 +34,7 @@ class NewRunPage:
         self.form = ConfigForm()
 
     # --- layout ---------------------------------------------------------------------------------
-    def build(self) -> "NewRunPage":
+    def build(self) -> NewRunPage:
         self.fork_of = gr.State(None)  # {"run_id", "step"} while the form forks a run
         self.launched = gr.State(None)
         with gr.Row(visible=False) as self.fork_banner:

@@ -5,20 +5,26 @@ the raw line, min/max bands where long runs are downsampled, stage boundaries); 
 marked) with a step slider; checkpoints with evaluate / chat / fork; the settings; the worker log.
 Cancel, resume, fork with edited settings.
 
-The page polls every two seconds while the run is queued or running and redraws the curves only
-when a new step has arrived; a closed or reloaded browser reopens it from the database."""
+While the run is queued or running the page follows it by server push: one generator event per open
+page waits on app/services/events.py (a cheap version read of the run's row, on the server) and yields
+an update over Gradio's stream when the run moved, redrawing the curves only when a new step arrived.
+Opening another run, changing the chart's settings or closing the page ends it; a closed or reloaded
+browser reopens the page from the database."""
 
 from __future__ import annotations
+
+import asyncio
+import uuid
 
 import gradio as gr
 
 from app.enums import JobKind, RunStatus
 from app.errors import InvalidInput
-from app.services import lifecycle, run_views
+from app.services import events, lifecycle, run_views
 from app.services import runs as run_service
 from app.services.model_ids import checkpoint_student, model_id
 from app.services.run_form import is_changed, stored_config_warnings
-from app.ui.common import LIVE, Ui, parse_id, shows_errors
+from app.ui.common import LIVE, Followers, Ui, parse_id, shows_errors
 from app.ui.widgets import charts
 from app.ui.widgets.html import alarms, badge, cards, duration, esc, num, pbar, table, when
 from gad.training.metric_catalog import M
@@ -28,6 +34,14 @@ from gad.training.metric_catalog import M
 # min/max band of each bucket keeps one-step spikes visible).
 PANEL_PLOT_PX, PX_PER_POINT = 500, 2.5
 MAX_POINTS = int(PANEL_PLOT_PX / PX_PER_POINT)
+# A followed run is redrawn at least this often without a change (relative times, a silent worker's alarm);
+# this also bounds how long a generator outlives a page that was closed (it stops at its next yield).
+REFRESH_SECONDS = 20.0
+
+
+def follow_token() -> str:
+    """A fresh value for RunPage.following: each one starts a new follower and ends the previous one."""
+    return uuid.uuid4().hex
 
 
 def load_series(session, run_id: int, names) -> dict[str, list[dict]]:
@@ -76,9 +90,10 @@ def rollout_html(samples: list[dict]) -> str:
 class RunPage:
     def __init__(self, ui: Ui):
         self.ui = ui
+        self._followers = Followers()
 
     # --- layout ---------------------------------------------------------------------------------
-    def build(self) -> "RunPage":
+    def build(self) -> RunPage:
         self.run_id = gr.State(None)
         self.last_step = gr.State(-1)
         self.ckpt = gr.State(None)  # the checkpoint chosen in the table: {id, step, model_id, student}
@@ -120,21 +135,27 @@ class RunPage:
             with gr.Tab("Worker log", id="log"):
                 self.log = gr.Textbox(show_label=False, lines=18, max_lines=18, autoscroll=True,
                                       elem_classes=["logtail"], elem_id="run-log")
-        self.timer = gr.Timer(2.0, active=False)
+        # A new value starts the follower (`follow_run`): set by open, act and the chart's settings.
+        self.following = gr.State(None)
         return self
 
     def open_outputs(self) -> list:
         return [self.run_id, self.last_step, self.pick, self.header, self.cancel, self.resume, self.fork, self.chart,
-                self.extra, self.step, self.rollouts, self.follow, self.ckpts, self.settings, self.log, self.timer,
+                self.extra, self.step, self.rollouts, self.follow, self.ckpts, self.settings, self.log, self.following,
                 self.ckpt, self.ckpt_info]
 
     def wire(self, remembered: gr.BrowserState) -> None:
         # No progress overlay over a dozen outputs: the page answers in well under a second.
         self.pick.input(self.open, [self.pick, self.smoothing], self.open_outputs(), show_progress="hidden").then(
             lambda v: v, [self.pick], [remembered])
-        self.timer.tick(self.poll, [self.run_id, self.last_step, self.smoothing, self.extra, self.follow],
-                        [self.last_step, self.header, self.cancel, self.resume, self.fork, self.chart, self.step,
-                         self.rollouts, self.ckpts, self.log, self.timer, self.pick], **LIVE)
+        self.following.change(self.follow_run, [self.run_id, self.following, self.last_step, self.smoothing,
+                                                self.extra, self.follow],
+                              [self.last_step, self.header, self.cancel, self.resume, self.fork, self.chart, self.step,
+                               self.rollouts, self.ckpts, self.log, self.pick], **LIVE)
+        # The follower read these when it started: a new one takes the new values.
+        gr.on([self.smoothing.release, self.extra.change, self.follow.change],
+              lambda current: follow_token() if current else gr.skip(), [self.following], [self.following],
+              show_progress="hidden")
         gr.on([self.smoothing.release, self.extra.change], self.redraw, [self.run_id, self.smoothing, self.extra],
               [self.chart], show_progress="hidden")
         self.step.release(self.show_step, [self.run_id, self.step], [self.step, self.rollouts, self.follow],
@@ -146,7 +167,7 @@ class RunPage:
         self.ckpts.select(self.choose_ckpt, [self.run_id], [self.ckpt, self.ckpt_info])
         for button, action in ((self.cancel, run_service.cancel_run), (self.resume, run_service.resume_run)):
             button.click(self.act, [self.run_id, gr.State(action.__name__)],
-                         [self.header, self.cancel, self.resume, self.fork, self.timer])
+                         [self.header, self.cancel, self.resume, self.fork, self.following])
 
     # --- handlers -------------------------------------------------------------------------------
     def choices(self, request: gr.Request) -> list:
@@ -177,14 +198,38 @@ class RunPage:
         return [run_id, view["step"], gr.update(choices=choices, value=run_id), self._header(view),
                 *self._buttons(view), charts.run_curves(series, stages, smoothing),
                 gr.update(choices=extra, value=[]), self._slider(steps, steps[-1] if steps else None),
-                rollout_html(samples), True, self._ckpt_rows(view), self._settings(view), log, gr.Timer(active=live), None,
+                rollout_html(samples), True, self._ckpt_rows(view), self._settings(view), log,
+                follow_token() if live else None, None,
                 '<div class="gad-hint">Click a checkpoint, then:</div>']
 
-    @shows_errors
-    def poll(self, run_id, last_step, smoothing, extra, follow, request: gr.Request):
+    async def follow_run(self, run_id, token, last_step, smoothing, extra, follow, request: gr.Request):
+        """Push the run's updates while it is live: wait for a change on the server, then yield `poll`'s
+        outputs. Ends when the run finishes, when a newer follower of this browser session starts (another
+        run opened, chart settings changed) or, after a closed page, at its next yield (Gradio stops it)."""
         run_id = parse_id(run_id)
-        if run_id is None:
-            return [gr.skip()] * 10 + [gr.Timer(active=False), gr.skip()]
+        session = request.session_hash or ""
+        if run_id is None or not token:  # a finished run was opened: the previous follower stops
+            self._followers.drop(session)
+            return
+        version = None
+        with self._followers.following(session, token) as current:
+            while True:
+                version = await events.wait_for_change(self.ui.ctx.sessions, events.RUN, run_id, version,
+                                                       REFRESH_SECONDS)
+                if not current() or version is None:
+                    return
+                outputs, live = await asyncio.to_thread(self.poll, run_id, last_step, smoothing, extra, follow,
+                                                        request)
+                if not current():  # another run opened while this one was read
+                    return
+                last_step = outputs[0]
+                yield outputs
+                if not live:
+                    return
+
+    @shows_errors
+    def poll(self, run_id, last_step, smoothing, extra, follow, request: gr.Request) -> tuple[list, bool]:
+        """The outputs of one live update (the follower's), and whether the run is still live."""
         with self.ui.session(request, "runs") as (s, _):
             lifecycle.reconcile_now_and_then(self.ui.ctx)  # throttled; its own session, committed
             run = run_service.get_run(s, run_id)
@@ -193,7 +238,8 @@ class RunPage:
             moved = view["step"] != last_step
             chart = slider = rollouts = gr.skip()
             if moved or not live:  # a finished run gets one last full redraw
-                names = [n for n in run_views.metric_names(s, run_id) if n in charts.PANEL_METRICS or n in (extra or [])]
+                names = [n for n in run_views.metric_names(s, run_id)
+                         if n in charts.PANEL_METRICS or n in (extra or [])]
                 chart = charts.run_curves(load_series(s, run_id, names), run_views.stage_boundaries(s, run_id),
                                           smoothing, extra)
                 steps = run_views.sample_steps(s, run_id)
@@ -206,7 +252,7 @@ class RunPage:
         # The run picker's labels carry statuses: refreshed once the run stops.
         pick = gr.skip() if live else gr.update(choices=self.choices(request), value=run_id)
         return [view["step"], self._header(view), *self._buttons(view), chart, slider, rollouts, self._ckpt_rows(view),
-                log, gr.Timer(active=live), pick]
+                log, pick], live
 
     @shows_errors
     def redraw(self, run_id, smoothing, extra, request: gr.Request):
@@ -266,7 +312,7 @@ class RunPage:
             self.ui.ctx.enqueue(JobKind.train, run_id)  # after the commit: the worker must find it queued
         gr.Info("Cancel requested: the run stops after its current step and keeps a checkpoint."
                 if view["cancel_requested"] else f"Run {run_id} is {view['status']}.")
-        return [self._header(view), *self._buttons(view), gr.Timer(active=True)]
+        return [self._header(view), *self._buttons(view), follow_token()]
 
     # --- rendering ------------------------------------------------------------------------------
     def _buttons(self, view: dict) -> list:

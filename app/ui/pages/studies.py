@@ -2,7 +2,8 @@
 items, annotators per item, guidelines), watch its items being generated, decide on responses that
 give their model away ("As Qwen...", "I am GPT-4"; flagged when the study is built: drop or keep
 them), open and close it; results: win/tie/loss bars with 95% intervals like the paper's Figure 3,
-per-annotator counts, agreement (Fleiss' kappa), export. Annotators vote at /annotate/."""
+per-annotator counts, agreement (Fleiss' kappa), export; with an LLM judge, how often it disagrees with itself
+and with the humans, and a queue that puts those items first. Annotators vote at /annotate/."""
 
 from __future__ import annotations
 
@@ -14,15 +15,17 @@ import gradio as gr
 
 from app.enums import JobKind, StudyStatus
 from app.errors import InvalidInput
+from app.services import endpoints as ep_service
 from app.services import jobs as job_service
 from app.services import studies as study_service
 from app.services.chat import list_models
+from app.services.costs import project_study
 from app.services.datasets import dataset_options
 from app.services.run_views import checkpoint_options
 from app.ui.common import LIVE, Ui, parse_id, shows_errors
 from app.ui.widgets import charts
 from app.ui.widgets.html import badge, cards, esc, table, when
-from app.ui.widgets.jobs import is_live, job_panel
+from app.ui.widgets.jobs import is_live, job_panel, projection_panel
 
 GUIDELINES = ("Read the prompt, then both responses. Choose the one that follows the instruction better: correct, "
               "helpful, clear and complete. Length alone is not quality. Choose Tie when they are about equally "
@@ -35,7 +38,7 @@ class StudiesPage:
         self.ui = ui
 
     # --- layout ---------------------------------------------------------------------------------
-    def build(self) -> "StudiesPage":
+    def build(self) -> StudiesPage:
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=380):
                 with gr.Accordion("New study", open=True):
@@ -55,6 +58,15 @@ class StudiesPage:
                                                   maximum=20, info="2+ gives an agreement figure")
                         self.max_tokens = gr.Number(label="Max new tokens", value=256, precision=0, minimum=1)
                     self.guidelines = gr.Textbox(label="Guidelines for annotators", value=GUIDELINES, lines=5)
+                    with gr.Row():  # active annotation (app.services.study_judge); annotators never see the judge
+                        self.judge = gr.Dropdown(label="Judge endpoint (optional)", choices=[], elem_id="study-judge",
+                                                 info="rates every item in both orders when the items are built")
+                        self.queue_order = gr.Radio(
+                            [("Fewest votes first", "standard"), ("Judge disagreements first", "disagreement")],
+                            value="standard", label="Queue order", elem_id="study-queue-order",
+                            info="first: items where the judge's two orders, or judge and humans, disagree")
+                    # Before the launch, as for collections and evaluations: 0 unless a judge rates the items.
+                    self.projection = gr.HTML(projection_panel(project_study()), elem_id="study-projection")
                     self.create = gr.Button("Create study", variant="primary", elem_id="study-create")
                     self.created = gr.HTML()
             with gr.Column(scale=3, min_width=460):
@@ -92,9 +104,12 @@ class StudiesPage:
 
     def wire(self) -> None:
         self.create.click(self.submit, [self.name, self.model_a, self.model_b, self.dataset, self.n_items,
-                                        self.per_item, self.max_tokens, self.guidelines],
+                                        self.per_item, self.max_tokens, self.guidelines, self.judge,
+                                        self.queue_order],
                           [self.created, self.listing, self.pick]).success(
             self.open_study, [self.pick], self.detail_outputs())
+        gr.on([self.judge.change, self.n_items.change, self.max_tokens.change], self.project,
+              [self.judge, self.n_items, self.max_tokens], [self.projection])
         gr.on([self.pick.input, self.refresh_btn.click], self.open_study, [self.pick], self.detail_outputs())
         self.timer.tick(self.open_study, [self.pick], self.detail_outputs(), **LIVE)
         for button, arg in ((self.drop, True), (self.keep, False)):
@@ -108,7 +123,7 @@ class StudiesPage:
         return [self.dataset, self.pick]
 
     def load_outputs(self) -> list:
-        return [self.model_a, self.model_b, self.dataset, self.listing, self.pick]
+        return [self.model_a, self.model_b, self.dataset, self.listing, self.pick, self.judge]
 
     # --- handlers -------------------------------------------------------------------------------
     def refresh(self, dataset, selected, request: gr.Request):
@@ -119,13 +134,15 @@ class StudiesPage:
             models += [e.id for e in list_models(s, self.ui.ctx.settings) if e.kind == "base"]
             datasets = [(o["label"], o["id"]) for o in dataset_options(s)]
             views = [study_service.study_view(s, st) for st in study_service.list_studies(s)]
+            judges = [("none", "")] + [(f"{e.name} ({e.model})", e.id) for e in ep_service.list_endpoints(s)]
         listing = self._table(views)
         if dataset not in {d[1] for d in datasets}:
             dataset = datasets[0][1] if datasets else None
         if selected not in {v["id"] for v in views}:
             selected = None
         return [gr.update(choices=models), gr.update(choices=models), gr.update(choices=datasets, value=dataset),
-                listing, gr.update(choices=[(f'#{v["id"]} {v["name"]}', v["id"]) for v in views], value=selected)]
+                listing, gr.update(choices=[(f'#{v["id"]} {v["name"]}', v["id"]) for v in views], value=selected),
+                gr.update(choices=judges)]
 
     def _listing(self, request) -> str:
         with self.ui.session(request, "studies") as (s, _):
@@ -138,8 +155,18 @@ class StudiesPage:
         return table(["#", "name", "status", "model A", "model B", "items", "flagged"], rows, num={0, 5, 6},
                      raw={1, 2, 3, 4}, empty="No studies yet.")
 
+    def project(self, judge, n_items, max_tokens, request: gr.Request) -> str:
+        """What the study would pay: nothing, or its judge's verdicts in both orders."""
+        judge_id = parse_id(judge)
+        if judge_id is None:
+            return projection_panel(project_study())
+        with self.ui.session(request, "studies") as (s, _):
+            return projection_panel(project_study(s, self.ui.ctx.settings, judge_endpoint_id=judge_id,
+                                                  n_items=int(n_items or 50), max_new_tokens=int(max_tokens or 256)))
+
     @shows_errors
-    def submit(self, name, model_a, model_b, dataset, n_items, per_item, max_tokens, guidelines, request: gr.Request):
+    def submit(self, name, model_a, model_b, dataset, n_items, per_item, max_tokens, guidelines, judge, queue_order,
+               request: gr.Request):
         with self.ui.session(request, "studies") as (s, user):
             if parse_id(dataset) is None:
                 raise InvalidInput("choose the dataset whose test prompts the models answer", field="dataset_id")
@@ -147,11 +174,12 @@ class StudiesPage:
                 s, name=(name or "").strip(), model_a=study_service.model_choice(s, self.ui.ctx.settings, model_a),
                 model_b=study_service.model_choice(s, self.ui.ctx.settings, model_b), dataset_id=parse_id(dataset),
                 n_items=int(n_items) if n_items else None, annotators_per_item=int(per_item or 1),
-                guidelines=guidelines or "", max_new_tokens=int(max_tokens or 256), user_id=user.id)
+                guidelines=guidelines or "", max_new_tokens=int(max_tokens or 256), user_id=user.id,
+                judge_endpoint_id=parse_id(judge), queue_order=queue_order or "standard")
             s.commit()
             study_id, job_id = study.id, job.id
         self.ui.ctx.enqueue(JobKind.study, job_id)
-        _a, _b, _d, listing, pick = self.refresh(dataset, study_id, request)
+        _a, _b, _d, listing, pick, _j = self.refresh(dataset, study_id, request)
         return (f'<div class="okbox">Study #{study_id} created: both models are answering its prompts.</div>',
                 listing, pick)
 
@@ -187,9 +215,9 @@ class StudiesPage:
             return ""
         rows = []
         for it in items:
-            def mark(text):
+            def mark(text, leaks=it["leaks"]):
                 out = esc(text[:600])
-                for phrase in it["leaks"]:
+                for phrase in leaks:
                     out = re.sub(re.escape(esc(phrase)), lambda m: f'<span class="leak">{m.group(0)}</span>', out,
                                  flags=re.IGNORECASE)
                 return out
@@ -217,7 +245,22 @@ class StudiesPage:
         per = table(["annotator", "A wins", "tie", "B wins", "skipped"],
                     [[a["annotator"], a["win"], a["tie"], a["loss"], a["skipped"]] for a in r["annotators"]],
                     num={1, 2, 3, 4}, empty="No votes yet.")
-        return head + '<div class="lbl">per annotator</div>' + per
+        return head + '<div class="lbl">per annotator</div>' + per + StudiesPage._judge(r.get("judge") or {})
+
+    @staticmethod
+    def _judge(j: dict) -> str:
+        """How often the study's LLM judge disagrees with itself (its two orders) and with the humans."""
+        if not j.get("judged") and not j.get("compared"):
+            return ""
+        def rate(key, n, of, what):
+            value = j.get(f"{key}_rate")
+            return (f"{100 * value:.0f}%" if value is not None else "–", f"{j[n]} of {j[of]} {what}")
+        order = "judge disagreements first" if j.get("queue_order") == "disagreement" else "fewest votes first"
+        return ('<div class="lbl">LLM judge (queue: ' + esc(order) + ')</div>'
+                + cards([("judge's two orders disagree", *rate("orders_disagree", "orders_disagree", "judged",
+                                                                 "items judged in both orders")),
+                         ("judge and humans disagree", *rate("humans_disagree", "humans_disagree", "compared",
+                                                             "items with a judge verdict and a human majority"))]))
 
     @shows_errors
     def decide(self, study_id, drop, request: gr.Request):

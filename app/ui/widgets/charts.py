@@ -279,8 +279,15 @@ def model_colors(rows: list[dict]) -> dict[str, str]:
     return {m: COLORS[j % len(COLORS)] for j, m in enumerate(models)}
 
 
+def _rate(r: dict, key: str) -> float | None:
+    """A row's win rate (in its summary, as stored, or at its top level, as gad writes it); None when NaN."""
+    x = (r.get("summary") or {}).get(key, r.get(key))
+    return None if x is None or x != x else x
+
+
 def score_bars(rows: list[dict]) -> PlotData:
-    """Scores per model and set with 95% intervals (grouped bars, like the paper's Figure 1)."""
+    """Scores per model and set with 95% intervals (grouped bars, like the paper's Figure 1) and, below them
+    when the rows have them, the win rates against the judge's reference: raw (pale) and length-controlled."""
     colors = model_colors(rows)
     rows = [r for r in rows if r.get("score") is not None]
     if not rows:
@@ -303,9 +310,20 @@ def score_bars(rows: list[dict]) -> PlotData:
                      "text": [f"{y:.1f}" for y in ys], "textposition": "inside", "insidetextanchor": "start",
                      "textfont": {"color": "#ffffff"},
                      "hovertemplate": f"{m}<br>%{{x}}: %{{y:.1f}}<extra></extra>"})
+    rates = any(_rate(r, "win_rate") is not None for r in rows)
+    for m in models if rates else ():
+        for key, label, opacity in (("win_rate", "win rate", 0.4), ("lc_win_rate", "length-controlled", 1.0)):
+            got = [(s, _rate(cell[(m, s)], key)) for s in sets if (m, s) in cell]
+            got = [(s, y) for s, y in got if y is not None]
+            data.append({"type": "bar", "name": f"{m} · {label}", "legendgroup": m, "showlegend": False,
+                         "x": [s for s, _ in got], "y": [round(100 * y, 1) for _, y in got],
+                         "xaxis": "x2", "yaxis": "y2",
+                         "offsetgroup": f"{m}:{key}", "marker": {"color": colors[m], "opacity": opacity},
+                         "hovertemplate": f"{m}<br>%{{x}}: {label} %{{y:.0f}}%<extra></extra>"})
     top = max(r.get("ci_high") or r["score"] for r in rows)
-    return as_plot({"data": data, "layout": {
-        **_base_layout({}), "height": 360, "barmode": "group", "showlegend": True, "hovermode": "closest",
+    layout = {
+        **_base_layout({}), "height": 560 if rates else 360, "barmode": "group", "showlegend": True,
+        "hovermode": "closest",
         "title": {"text": "<b>Judge score by prompt set</b> (50 = on par with the judge's own reference)",
                   "font": {"size": 13}, "x": 0.01},
         "legend": {"orientation": "h", "y": -0.18},
@@ -313,7 +331,17 @@ def score_bars(rows: list[dict]) -> PlotData:
         "xaxis": {},
         "yaxis": {"title": {"text": "score"}, "gridcolor": GRID, "range": [0, max(60.0, top * 1.12)]},
         "shapes": [{"type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": 50, "y1": 50,
-                    "line": {"color": "#94a3b8", "dash": "dot", "width": 1}}]}})
+                    "line": {"color": "#94a3b8", "dash": "dot", "width": 1}}]}
+    if rates:  # a second panel below the scores; 50% = as often better as worse than the reference
+        layout["yaxis"]["domain"] = [0.42, 1.0]
+        layout["xaxis2"] = {"anchor": "y2", "matches": "x"}
+        layout["yaxis2"] = {"domain": [0.0, 0.3], "range": [0, 100], "gridcolor": GRID, "ticksuffix": "%",
+                            "title": {"text": "win rate"}}
+        layout["shapes"].append({**layout["shapes"][0], "yref": "y2", "y0": 50, "y1": 50})
+        layout["annotations"] = [{"text": "win rate vs the judge's reference: pale raw, solid length-controlled",
+                                  "xref": "paper", "yref": "paper", "x": 0, "y": 0.34, "showarrow": False,
+                                  "xanchor": "left", "font": {"size": 11}}]
+    return as_plot({"data": data, "layout": layout})
 
 
 def score_vs_length(rows: list[dict], lo: float, hi: float, best: str | None) -> PlotData:

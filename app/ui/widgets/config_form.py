@@ -59,7 +59,8 @@ def default_text(name: str) -> str:
 
 
 def _label(name: str) -> str:
-    return name.replace("_", " ").capitalize().replace("Lr", "LR").replace("Kl ", "KL ").replace("Disc ", "Discriminator ")
+    return (name.replace("_", " ").capitalize().replace("Lr", "LR").replace("Kl ", "KL ")
+            .replace("Disc ", "Discriminator "))
 
 
 def _component(name: str):
@@ -97,7 +98,7 @@ class ConfigForm:
         self.names: list[str] = []
         self.components: list = []
 
-    def build(self) -> "ConfigForm":
+    def build(self) -> ConfigForm:
         for i, (title, names) in enumerate(grouped_fields()):
             with gr.Accordion(title, open=i == 0, elem_classes=["cfg-group"]):
                 per_row = 4

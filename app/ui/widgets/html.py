@@ -5,7 +5,7 @@ are arbitrary text)."""
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def esc(value) -> str:
@@ -46,7 +46,8 @@ def table(headers: list[str], rows: list[list], *, num: set[int] = frozenset(), 
     body = "".join("<tr>" + "".join(
         f'<td class="{"num" if i in num else ""}">{c if i in raw else esc(c)}</td>' for i, c in enumerate(r)) + "</tr>"
         for r in rows)
-    return f'<div class="tablewrap"><table class="gad"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    return (f'<div class="tablewrap"><table class="gad"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{body}</tbody></table></div>')
 
 
 def num(value, digits: int = 3) -> str:
@@ -76,15 +77,15 @@ def ago(moment: datetime | None) -> str:
     if moment is None:
         return "–"
     if moment.tzinfo is None:  # SQLite hands back naive UTC
-        moment = moment.replace(tzinfo=timezone.utc)
-    return duration((datetime.now(timezone.utc) - moment).total_seconds()) + " ago"
+        moment = moment.replace(tzinfo=UTC)
+    return duration((datetime.now(UTC) - moment).total_seconds()) + " ago"
 
 
 def when(moment: datetime | None) -> str:
     if moment is None:
         return "–"
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.astimezone().strftime("%Y-%m-%d %H:%M")
 
 

@@ -24,9 +24,10 @@ def job_panel(view: dict | None, what: str = "job") -> str:
             # Job ids are shared by every kind of job: say it is the job's id, not the n-th collection.
             f'<span class="gad-h">{esc(what.capitalize())}</span><span class="gad-hint">job #{view["id"]}</span>'
             f'{badge(status)}'
-            f'<span class="gad-hint">started {esc(when(view.get("started_at") or view.get("created_at")))}</span></div>')
+            f'<span class="gad-hint">started {esc(when(view.get("started_at") or view.get("created_at")))}</span>'
+            '</div>')
     if status == RunStatus.paused and view.get("message"):  # the spend and the cap: raise it to resume
-        head += f'<div class="alarm"><b>paused</b>{esc(view["message"])}</div>'
+        head += f'<div class="alarm"><b>paused</b> {esc(view["message"].removeprefix("paused: "))}</div>'
     if status == RunStatus.queued:
         return head + pbar(None, indeterminate=True) + '<div class="gad-hint">waiting for a worker…</div>'
     bar = pbar(1.0 if status == RunStatus.succeeded else view.get("progress"), done=status == RunStatus.succeeded,
@@ -83,8 +84,9 @@ def projection_panel(p: dict | None) -> str:
     if not p:
         return ""
     if not p["requests"]:
-        return f'<div class="gad-hint">Projected: nothing to pay ({num(p["cached"])} answers cached). ' \
-               f'{esc("; ".join(p["assumptions"][-1:]))}</div>'
+        cached = f' ({num(p["cached"])} answers cached)' if p["cached"] else ""
+        return f'<div class="gad-hint">Projected: nothing to pay{cached}. ' \
+               f'{esc("; ".join(p["assumptions"][-1:]).capitalize())}.</div>'
     cost = f'${p["cost_max_usd"]:.4f}' if p["priced"] else "unpriced"
     out = '<div class="lbl">projected before launch</div>' + cards([
         ("requests", f'{p["requests"]:,}', f'{p["cached"]:,} cached (free)'),
