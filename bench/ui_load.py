@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -36,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import insert  # noqa: E402
 
+from bench.common import free_port  # noqa: E402
 from gad.training.metric_catalog import M
 
 CHROMIUM = os.environ.get("GAD_CHROMIUM", "/usr/bin/chromium")
@@ -212,27 +212,12 @@ def serve(ctx):
     return f"http://127.0.0.1:{port}", stop
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def time_browser(ctx, big: str, small: str, repeats: int) -> dict:
     """Choose the long run in the run page's picker; wait until its curves are drawn. Between two
     measurements a short run is opened, so each measurement replaces a chart that shows something else."""
-    import uvicorn
     from playwright.sync_api import sync_playwright
 
-    from app.api import create_app
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(context=ctx), host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
+    url, stop = serve(ctx)
     samples = []
     try:
         with sync_playwright() as pw:
@@ -240,7 +225,7 @@ def time_browser(ctx, big: str, small: str, repeats: int) -> dict:
                 "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                 "--disable-sync"])
             page = browser.new_context(viewport={"width": 1440, "height": 900},
-                                       base_url=f"http://127.0.0.1:{port}").new_page()
+                                       base_url=url).new_page()
             page.goto("/login?next=/ui/")
             page.fill("#username", USER)
             page.fill("#password", PASSWORD)
@@ -275,8 +260,7 @@ def time_browser(ctx, big: str, small: str, repeats: int) -> dict:
                     samples.append(time.perf_counter() - t0)
             browser.close()
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        stop()
     return {"median_s": statistics.median(samples), "max_s": max(samples)}
 
 

@@ -17,7 +17,7 @@ import httpx
 from sqlalchemy import func, select
 
 from tests.api.conftest import PASSWORD
-from tests.conftest import REPO, free_port, wait_for
+from tests.conftest import REPO, free_port, stop_group, wait_for
 from tests.studio.conftest import studio_env
 
 
@@ -49,12 +49,7 @@ class ServerProcess:
         self.proc.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill9()
+        stop_group(self.proc)
 
 
 def test_kill_9_during_an_upload_leaves_no_half_dataset_and_the_restart_sweeps_scratch(tmp_path):
