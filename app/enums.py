@@ -53,6 +53,7 @@ class JobKind(StrEnum):
     collect = "collect"    # teacher responses for a dataset (io queue)
     evaluate = "evaluate"  # LLM-judge evaluation (gpu queue: it may generate)
     study = "study"        # both models of a human-evaluation study answer its prompts (gpu queue)
+    upload = "upload"      # an uploaded file parsed and imported as a dataset (io queue; migration 0008)
 
     @classmethod
     def of_jobs(cls) -> tuple[JobKind, ...]:

@@ -81,3 +81,11 @@ def as_studio_error(err: BaseException) -> StudioError | None:
     if isinstance(err, EndpointError):  # no key on this server, key rejected, endpoint unreachable
         return Upstream(str(err))
     return None
+
+
+def from_dict(data: dict) -> StudioError:
+    """An error a job stored (`as_dict()`; the job's result), as the studio error it was: a request that
+    waited for the job answers exactly as if it had done the work itself."""
+    kinds = {cls.title: cls for cls in (NotFound, Conflict, Forbidden, InvalidInput, TooLarge, Upstream)}
+    cls = kinds.get(data.get("error", ""), StudioError)
+    return cls(str(data.get("message", "the job failed")), field=data.get("field"), where=data.get("where"))

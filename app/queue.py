@@ -28,6 +28,7 @@ TASKS: dict[str, Task] = {
     JobKind.collect: Task("gad.collect", Queue.io),
     JobKind.evaluate: Task("gad.llm.evaluate", Queue.gpu),
     JobKind.study: Task("gad.generate_study", Queue.gpu),
+    JobKind.upload: Task("gad.import_upload", Queue.io),
 }
 TASK_ROUTES = {t.name: {"queue": t.queue.value} for t in TASKS.values()}
 

@@ -6,7 +6,7 @@ generate; prints step time, generated tokens per second and peak memory for each
     python scripts/gpu_smoke.py --arch Qwen2.5-1.5B --steps 6 --modes vllm
 
 Nothing is downloaded: the student is a randomly initialised model with the architecture's sizes
-(gad.training.memory.PRESETS: Qwen2.5-0.5B by default), and the tokenizer is gad.toy.tiny's offline byte-level BPE
+(gad.training.model_sizes.PRESETS: Qwen2.5-0.5B by default), and the tokenizer is gad.toy.tiny's offline byte-level BPE
 with its vocabulary padded to the model's size (the padding tokens decode to plain text and are never
 produced by encoding, so prompts tokenize as usual and every sampled id decodes). Data: the bundled
 Alpaca-GPT4 teacher responses. A random model rarely stops early, so most responses run to
@@ -78,7 +78,7 @@ def build_model(out_dir: Path, arch_name: str, device: str) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, Qwen2Config
 
-    from gad.training.memory import PRESETS, Arch
+    from gad.training.model_sizes import PRESETS, Arch
 
     arch = Arch("tiny", **TINY) if arch_name == "tiny" else PRESETS[arch_name]
     tok = padded_tokenizer(arch.vocab_size)
@@ -98,7 +98,7 @@ def build_model(out_dir: Path, arch_name: str, device: str) -> Path:
     tok.save_pretrained(out_dir)
     n = sum(p.numel() for p in model.parameters())
     if n != arch.params:
-        raise RuntimeError(f"built {n} parameters, gad.training.memory says {arch.params} for {arch.name}")
+        raise RuntimeError(f"built {n} parameters, gad.training.model_sizes says {arch.params} for {arch.name}")
     return out_dir
 
 
@@ -227,11 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         return child(Path(argv[1]), Path(argv[2]))
-    from gad.training.memory import PRESETS
+    from gad.training.model_sizes import PRESETS
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", default="Qwen2.5-0.5B", choices=sorted(PRESETS) + ["tiny"],
-                   help="Architecture sizes of the random student (gad.training.memory.PRESETS).")
+                   help="Architecture sizes of the random student (gad.training.model_sizes.PRESETS).")
     p.add_argument("--modes", default="vllm,transformers,monitor",
                    help="Comma-separated: vllm, transformers, monitor (transformers + the held-out D check each step).")
     p.add_argument("--eval-prompts", type=int, default=32, help="monitor mode: held-out prompts per check.")

@@ -1,4 +1,4 @@
-"""Print the GPU memory table of docs/deployment.md (and the README) from `gad.training.memory`.
+"""Print the GPU memory table of docs/deployment.md (and the README) from `gad.training.memory_report`.
 
     .venv/bin/python scripts/memory_table.py            # the markdown, to paste between the markers
     .venv/bin/python scripts/memory_table.py --write    # replace the block in every file that has them
@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from gad.training.memory import table_markdown  # noqa: E402
+from gad.training.memory_report import table_markdown  # noqa: E402
 
 START, END = "<!-- memory-table:start -->", "<!-- memory-table:end -->"
 DOCS = (REPO / "docs" / "deployment.md", REPO / "README.md")

@@ -1,5 +1,6 @@
-"""gad/training/memory.py: parameter counts against real models, the byte arithmetic by hand, the activation fit
-against a measurement, and the deployment guide's table against what the script prints now."""
+"""gad/training/memory.py, model_sizes.py and memory_report.py: parameter counts against real models,
+the byte arithmetic by hand, the activation fit against a measurement, and the deployment guide's table
+against what the script prints now."""
 
 from __future__ import annotations
 
@@ -10,18 +11,9 @@ import sys
 
 import pytest
 
-from gad.training.memory import (
-    DISC_MICRO_BATCH,
-    GB,
-    PRESETS,
-    Arch,
-    activation_bytes_per_token_layer,
-    arch_from_config,
-    arch_from_folder,
-    disc_chunk,
-    estimate,
-    estimate_run,
-)
+from gad.training.memory import DISC_MICRO_BATCH, GB, disc_chunk, estimate
+from gad.training.memory_report import estimate_run
+from gad.training.model_sizes import PRESETS, Arch, activation_bytes_per_token_layer, arch_from_config, arch_from_folder
 from tests.conftest import REPO
 
 QWEN7 = PRESETS["Qwen2.5-7B"]

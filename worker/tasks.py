@@ -13,7 +13,7 @@ from celery import shared_task
 from app.enums import JobKind
 from app.queue import TASKS, TRAIN
 from app.services import jobs as job_service
-from app.services import training
+from app.services import training, uploads
 from worker.celery_app import studio
 
 log = logging.getLogger("gad_studio.worker")
@@ -52,6 +52,11 @@ def evaluate(self, job_id: int, studio_id: str | None = None) -> str:
 @shared_task(bind=True, name=TASKS[JobKind.study].name, acks_late=True)
 def generate_study(self, job_id: int, studio_id: str | None = None) -> str:
     return _job(self, job_id, studio_id, job_service.run_study_generation)
+
+
+@shared_task(bind=True, name=TASKS[JobKind.upload].name, acks_late=True)
+def import_upload(self, job_id: int, studio_id: str | None = None) -> str:
+    return _job(self, job_id, studio_id, uploads.run_upload)
 
 
 def _job(task, job_id: int, studio_id: str | None, body) -> str:

@@ -68,11 +68,12 @@ def create_app(settings: Settings | None = None, *, context: StudioContext | Non
     async def lifespan(_app: FastAPI):
         import anyio.to_thread
 
-        from app.services.datasets import sweep_scratch
+        from app.services.uploads import sweep_uploads
 
         # Handler threads = GAD_WEB_THREADS: the database pool is sized against this number.
         anyio.to_thread.current_default_thread_limiter().total_tokens = ctx.settings.web_threads
-        sweep_scratch(ctx.settings.data_dir / "uploads")  # scratch files of a server killed mid-upload
+        with ctx.sessions() as s:  # scratch of a server killed mid-upload; files no job waits for
+            sweep_uploads(s, ctx.settings.data_dir / "uploads")
         yield
         ctx.producer.close()
 

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from app.db.models import Study, StudyItem
 from app.enums import StudyStatus
 from app.errors import InvalidInput
-from app.services.studies import cast_vote, leaks
+from app.services.study_items import leaks
+from app.services.study_queue import cast_vote
 
 
 def arena_study(session: Session, model_x: str, model_y: str, user_id: int | None) -> Study:

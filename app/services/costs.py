@@ -15,6 +15,8 @@ Prices are the endpoint's (USD per million tokens: its price fields, else gad's 
 Cap: a job's `max_cost_usd`. Before each request is sent, the job's store asks `CostCap.check`;
 once the spend has reached the cap it raises `CostCapReached`, the job stops sending, the requests
 already in flight land (and are paid and recorded), and the job is `paused` until its cap is raised.
+A cap given the projected bound of one request (`next_cost`, from `request_bound`; the study judge's)
+pauses earlier: as soon as that request could take the spend past the cap.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.errors import InvalidInput
 from gad.llm.api_client import Endpoint, EndpointError, _estimate_tokens
 from gad.llm.cache import cache_key, is_answer
 from gad.llm.eval_config import default as eval_default
@@ -68,6 +71,15 @@ def priced(endpoint: Endpoint, *, requests: int, cached: int, prompt_tokens: int
                             + ("the endpoint's max_tokens)" if endpoint.max_tokens
                                else "the endpoint sets no max_tokens; assumed)"),
                             "cached answers cost nothing"]}
+
+
+def request_bound(endpoint: Endpoint, requests: list[list[dict]]) -> float:
+    """The most any one of `requests` can cost by the projection: its estimated prompt tokens and the
+    completion bound, at the endpoint's prices (0 for an unpriced endpoint)."""
+    if not requests:
+        return 0.0
+    tokens = max(_estimate_tokens(_with_system(endpoint, m)) for m in requests)
+    return priced(endpoint, requests=1, cached=0, prompt_tokens=tokens)["cost_max_usd"]
 
 
 def combine(*parts: dict) -> dict:
@@ -168,23 +180,36 @@ def project_study(session: Session | None = None, settings=None, *, judge_endpoi
     return {"kind": "study", **verdicts}
 
 
-class CostCapReached(EndpointError):
-    """The job's spend reached its cap. An EndpointError on purpose: ChatRunner stops on one the
-    clean way (no new request is sent, requests in flight land and are recorded, then it raises)."""
+def checked_cap(max_cost_usd: float | None) -> float | None:
+    """A job's cap as given: a positive number of dollars, or None for no cap."""
+    if max_cost_usd is not None and not max_cost_usd > 0:
+        raise InvalidInput("max_cost_usd must be a positive number of dollars (or none for no cap)",
+                           field="max_cost_usd")
+    return max_cost_usd
 
-    def __init__(self, spent: float, cap: float):
-        self.spent, self.cap = spent, cap
-        super().__init__(f"paused: spent ${spent:.6f} of the ${cap:.6f} cap; raise the cap to resume")
+
+class CostCapReached(EndpointError):
+    """The job's spend reached its cap (or its next request could pass it). An EndpointError on purpose:
+    ChatRunner stops on one the clean way (no new request is sent, requests in flight land and are
+    recorded, then it raises)."""
+
+    def __init__(self, spent: float, cap: float, next_cost: float = 0.0, what: str = "request"):
+        self.spent, self.cap, self.next_cost = spent, cap, next_cost
+        passing = (f"; the next {what} could cost up to ${next_cost:.6f} and would pass it"
+                   if spent < cap else "")
+        super().__init__(f"paused: spent ${spent:.6f} of the ${cap:.6f} cap{passing}; raise the cap to resume")
 
 
 class CostCap:
     """The cap a job's response store checks before each request is sent. `spent()`: the job's exact
-    spend so far (earlier attempts included)."""
+    spend so far (earlier attempts included). `next_cost`: the projected bound of one request; 0 pauses
+    only once the spend has reached the cap. Requests already in flight are not counted (with an
+    endpoint's concurrency above 1 they land after the check, as for every cap)."""
 
-    def __init__(self, cap: float, spent: Callable[[], float]):
-        self.cap, self.spent = cap, spent
+    def __init__(self, cap: float, spent: Callable[[], float], next_cost: float = 0.0, what: str = "request"):
+        self.cap, self.spent, self.next_cost, self.what = cap, spent, next_cost, what
 
     def check(self) -> None:
         spent = self.spent()
-        if spent >= self.cap:
-            raise CostCapReached(spent, self.cap)
+        if spent >= self.cap or spent + self.next_cost > self.cap:
+            raise CostCapReached(spent, self.cap, self.next_cost, self.what)

@@ -1,18 +1,13 @@
-"""Prompt sets in the database: import a file or an upload (validated by gad.data.examples, all or nothing),
-split it, preview it, describe it, and read it back as gad Examples or a training file."""
+"""Prompt sets in the database: import a file (validated by gad.data.examples, all or nothing; uploads come
+through app/services/uploads.py's job), split it, preview it, describe it, and read it back as gad
+Examples or a training file."""
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import os
-import re
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -37,14 +32,17 @@ INSERT_BATCH = 5_000
 def import_dataset(session: Session, path: str | Path, *, name: str | None = None, test_fraction: float = 0.0,
                    seed: int = 42, user_id: int | None = None, source: str | None = None,
                    max_bytes: int | None = None, max_rows: int | None = None,
-                   max_document_bytes: int | None = None) -> Dataset:
+                   max_document_bytes: int | None = None,
+                   progress: Callable[[str, int, int], None] | None = None) -> Dataset:
     """All-or-nothing: a DataError (file:line: field) is raised before anything is written.
     max_bytes caps the bytes read after decompression, max_rows the records, max_document_bytes a
-    JSON or Parquet file (parsed whole): TooLarge past them."""
+    JSON or Parquet file (parsed whole): TooLarge past them. progress(phase, done, total): "parse"
+    with the file's bytes read and its size, then ("insert", 0, prompts) as writing starts."""
     if not 0.0 <= test_fraction < 1.0:
         raise InvalidInput("test_fraction must be in [0, 1)", field="test_fraction")
     try:
-        examples = load_examples(path, max_bytes=max_bytes, max_rows=max_rows, max_document_bytes=max_document_bytes)
+        examples = load_examples(path, max_bytes=max_bytes, max_rows=max_rows, max_document_bytes=max_document_bytes,
+                                 progress=(lambda done, total: progress("parse", done, total)) if progress else None)
     except DataTooLarge as err:
         setting = "GAD_MAX_UPLOAD_ROWS" if err.limit == "rows" else (
             f"{GZIP_EXPANSION_LIMIT} x GAD_MAX_UPLOAD_MB uncompressed; JSON and Parquet: GAD_MAX_UPLOAD_MB")
@@ -65,6 +63,8 @@ def import_dataset(session: Session, path: str | Path, *, name: str | None = Non
             for i, (e, h) in enumerate(zip(examples, hashes))]
     # Everything is computed before the first write: SQLite's write lock (taken by the first INSERT,
     # held to the commit) covers only the inserts. Core inserts in batches: no ORM object per prompt.
+    if progress is not None:  # once, before the first write: from there to the commit this transaction holds
+        progress("insert", 0, len(rows))  # the write lock (SQLite), which a progress write would wait on
     ds = Dataset(name=_no_nul(name or Path(source or path).stem)[:200], source=_no_nul(source or Path(path).name)[:500],
                  content_hash=digest, n_prompts=len(examples), created_by=user_id)
     session.add(ds)
@@ -78,116 +78,6 @@ def import_dataset(session: Session, path: str | Path, *, name: str | None = Non
 
 def _no_nul(text: str) -> str:
     return text.replace("\x00", "")
-
-
-SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
-
-
-def upload_suffix(filename: str) -> str:
-    """The format suffix of an uploaded file name ('.jsonl', '.csv', '.jsonl.gz' ...), or an error."""
-    from gad.data.examples import SUPPORTED_SUFFIXES
-
-    lower = filename.lower()
-    for suffix in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True):
-        if lower.endswith(suffix):
-            return suffix
-    raise InvalidInput(f"{display_name(filename)}: unsupported file type; use one of {', '.join(SUPPORTED_SUFFIXES)}",
-                       field="file")
-
-
-def display_name(filename: str) -> str:
-    """A file name fit to show and store: no folders, no control characters, at most 120 characters."""
-    base = filename.replace("\\", "/").split("/")[-1].replace("\x00", "")
-    base = SAFE_NAME.sub("_", base).strip(" .") or "upload"
-    return base[:120]
-
-
-def import_upload(session: Session, data: bytes | BinaryIO, filename: str, *, max_bytes: int, scratch: Path,
-                  name: str | None = None, test_fraction: float = 0.0, seed: int = 42,
-                  user_id: int | None = None, max_rows: int | None = DEFAULT_MAX_ROWS) -> Dataset:
-    """An uploaded file (bytes, or a binary file object read in chunks): size-checked, written under a
-    generated name (the client's file name is never a path), validated whole, then imported; a
-    rejected file leaves nothing behind. Decompressed, JSONL/CSV may hold GZIP_EXPANSION_LIMIT x max_bytes
-    (read a line at a time); JSON and Parquet, parsed whole, max_bytes."""
-    stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
-    suffix = upload_suffix(filename)
-    shown = display_name(filename)
-    with scratch_dir(scratch) as tmp:
-        path = tmp / f"upload{suffix}"
-        size = _copy_capped(stream, path, max_bytes)
-        if size == 0 or (size < 4096 and not path.read_bytes().strip()):
-            raise InvalidInput(f"{shown}: the file is empty", field="file")
-        try:
-            return import_dataset(session, path, name=name or shown.rsplit(".", 1)[0], test_fraction=test_fraction,
-                                  seed=seed, user_id=user_id, source=shown,
-                                  max_bytes=max_bytes * GZIP_EXPANSION_LIMIT, max_rows=max_rows,
-                                  max_document_bytes=max_bytes)
-        except InvalidInput as err:
-            # gad names the scratch file; the user knows their file by its own name
-            raise type(err)(err.message.replace(str(path), shown), field=err.field or "file",
-                            where=(err.where or "").replace(str(path), shown) or None) from None
-
-
-def _copy_capped(stream: BinaryIO, path: Path, max_bytes: int) -> int:
-    """Copy a chunk at a time; past max_bytes: TooLarge (the partial copy goes with the scratch folder)."""
-    size = 0
-    with path.open("wb") as out:
-        while chunk := stream.read(1 << 20):
-            size += len(chunk)
-            if size > max_bytes:
-                raise TooLarge(f"the file is larger than the limit of {max_bytes:,} bytes (GAD_MAX_UPLOAD_MB)",
-                               field="file")
-            out.write(chunk)
-    return size
-
-
-SCRATCH_PREFIX = "pid"
-
-
-@contextmanager
-def scratch_dir(root: Path) -> Iterator[Path]:
-    """A private folder under data/uploads, named after this process so that a later start can tell
-    the leftovers of a killed process (sweep_scratch) from uploads in progress."""
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root, prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as tmp:
-        yield Path(tmp)
-
-
-def sweep_scratch(root: Path) -> int:
-    """Remove the scratch folders of processes that are gone (a server killed mid-upload); folders
-    of live processes stay. Returns how many went."""
-    import shutil
-
-    if not root.is_dir():
-        return 0
-    removed = 0
-    for entry in root.iterdir():
-        pid = _owner_pid(entry.name)
-        if pid is not None and pid != os.getpid() and _alive(pid):
-            continue
-        if pid == os.getpid():
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-        removed += 1
-    return removed
-
-
-def _owner_pid(name: str) -> int | None:
-    match = re.match(rf"^{SCRATCH_PREFIX}(\d+)-", name)
-    return int(match.group(1)) if match else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 def get_dataset(session: Session, dataset_id: int) -> Dataset:

@@ -29,7 +29,8 @@ def estimate(session: Session, values: dict, dataset_id: int | None) -> dict:
 
 
 def _memory(cfg, student: str) -> list[str]:
-    from gad.training.memory import arch_for_model, estimate_run
+    from gad.training.memory_report import estimate_run
+    from gad.training.model_sizes import arch_for_model
 
     if not student:
         return ["choose a student to estimate its GPU memory"]

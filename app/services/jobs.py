@@ -24,9 +24,9 @@ from app.db.models import Checkpoint, Dataset, Job, Prompt, utcnow
 from app.db.models import Endpoint as EndpointRow
 from app.db.session import session_scope
 from app.enums import JobKind, RunStatus
-from app.errors import InvalidInput, NotFound
+from app.errors import InvalidInput, NotFound, StudioError
 from app.services import lifecycle
-from app.services.costs import CostCap, CostCapReached
+from app.services.costs import CostCap, CostCapReached, checked_cap
 from app.services.datasets import dataset_examples, get_dataset
 from app.services.endpoints import get_endpoint, to_gad
 from app.services.lookup import one
@@ -70,13 +70,6 @@ def job_view(job: Job) -> dict:
             "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at}
 
 
-def _checked_cap(max_cost_usd: float | None) -> float | None:
-    if max_cost_usd is not None and not max_cost_usd > 0:
-        raise InvalidInput("max_cost_usd must be a positive number of dollars (or none for no cap)",
-                           field="max_cost_usd")
-    return max_cost_usd
-
-
 def create_collect_job(session: Session, *, dataset_id: int, endpoint_id: int, retry_failed: bool = False,
                        max_cost_usd: float | None = None, user_id: int | None = None) -> Job:
     """Teacher responses for every prompt of a dataset. Answers already cached are never asked again."""
@@ -86,7 +79,7 @@ def create_collect_job(session: Session, *, dataset_id: int, endpoint_id: int, r
         raise InvalidInput(f"dataset {dataset_id} has no prompts", field="dataset_id")
     return create_job(session, JobKind.collect, {"dataset_id": dataset_id, "endpoint_id": endpoint_id,
                                                  "retry_failed": retry_failed,
-                                                 "max_cost_usd": _checked_cap(max_cost_usd)}, user_id)
+                                                 "max_cost_usd": checked_cap(max_cost_usd)}, user_id)
 
 
 def create_evaluation_job(session: Session, *, models: list[dict], sets: list[str], judge_endpoint_id: int,
@@ -113,7 +106,7 @@ def create_evaluation_job(session: Session, *, models: list[dict], sets: list[st
     return create_job(session, JobKind.evaluate, {
         "models": models, "sets": sets, "judge_endpoint_id": judge_endpoint_id, "limit": limit,
         "max_new_tokens": max_new_tokens, "greedy": greedy, "both_orders": both_orders, "teacher": teacher,
-        "use_vllm": use_vllm, "max_cost_usd": _checked_cap(max_cost_usd)}, user_id)
+        "use_vllm": use_vllm, "max_cost_usd": checked_cap(max_cost_usd)}, user_id)
 
 
 def check_sets(session: Session, sets: list[str]) -> None:
@@ -139,6 +132,9 @@ def carry_out_job(ctx, job_id: int, worker: str, body) -> str:
         except CostCapReached as cap:
             return lifecycle.Outcome(RunStatus.paused, values={"result": {
                 "paused": str(cap), "spent_usd": cap.spent, "cap_usd": cap.cap}})
+        except StudioError as err:  # the input was wrong: the user's message (and where), not a traceback
+            return lifecycle.Outcome(RunStatus.failed, values={"error": err.message, "result": {
+                "http_status": err.http_status, **err.as_dict()}})
 
     return lifecycle.carry_out(ctx, Job, job_id, worker, attempt, started_at=utcnow())
 
@@ -157,7 +153,7 @@ def resume_job(session: Session, job_id: int, max_cost_usd: float | None) -> Job
     """Queue a paused (or failed, interrupted, cancelled) job again under a new cap (None: no cap).
     A cap at or below what the job has spent would pause it again at once, so it is refused."""
     job = get_job(session, job_id)
-    _checked_cap(max_cost_usd)
+    checked_cap(max_cost_usd)
     if max_cost_usd is not None and max_cost_usd <= (job.cost or 0.0):
         raise InvalidInput(f"job {job_id} has spent ${job.cost:.6f}; raise the cap above that to resume",
                            field="max_cost_usd")
@@ -278,7 +274,7 @@ class JudgeUnusable(RuntimeError):
 
 
 def run_study_generation(ctx, job_id: int, claim: str) -> dict:
-    from app.services.studies import generate_items
+    from app.services.study_items import generate_items
 
     return generate_items(ctx, job_id, claim)
 

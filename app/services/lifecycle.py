@@ -199,7 +199,7 @@ def carry_out(ctx, model, row_id: int, worker: str, body: Callable[[str], Outcom
             finish_row(s, model, row_id, claim, RunStatus.failed, error=f"{type(err).__name__}: {err}")
         raise
     with session_scope(ctx.sessions) as s:
-        finish_row(s, model, row_id, claim, outcome.status, error=None, **outcome.values)
+        finish_row(s, model, row_id, claim, outcome.status, **{"error": None, **outcome.values})
     say(str(outcome.status))
     return str(outcome.status)
 

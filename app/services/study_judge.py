@@ -8,7 +8,8 @@ prefers a, b or tie (None: no usable answer); these verdicts live in Study.setti
 Two kinds of disagreement make an item worth a human vote first:
 - the judge's two orders disagree (its verdict depends on position, not on the answers);
 - the judge's verdict (both orders agreeing) differs from the humans' majority on the item.
-With the study option queue_order "disagreement", studies.next_item hands those items out first.
+With the study option queue_order "disagreement", study_queue.next_item hands those items out first.
+The judge runs in the study's job, under its cost cap (app.services.costs), like a collection.
 The annotator sees none of this: the blind view carries neither verdicts nor model names.
 """
 
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 from app.db.models import Study, StudyItem, Vote
 from app.db.session import session_scope
 from app.enums import VoteChoice
+from app.services.costs import CostCap, request_bound
 from gad.llm.judge import judge_messages, parse_scores
 
 # standard: fewest votes first, then the dataset's order; disagreement: items the judge disagrees on first.
@@ -89,11 +91,18 @@ def disagreement(session: Session, study: Study) -> dict:
             "items": sorted(set(split) | set(humans))}
 
 
-def judge_items(ctx, study_id: int) -> dict:
+def judge_items(ctx, study_id: int, job_id: int, claim: str | None) -> dict:
     """The worker's part: ask the study's judge endpoint about every kept item in both orders (through the
-    studio's response cache and ledger) and record the verdicts. {} when the study has no judge or is judged."""
+    studio's response cache and ledger) and record the verdicts. {} when the study has no judge or is judged.
+
+    The study job's row shows done/total verdicts, tokens and cost (across attempts). Under the job's cost
+    cap (`params["max_cost_usd"]`), no verdict is asked that could take the spend past the cap by its
+    projected bound (costs.request_bound): CostCapReached pauses the job before it (the verdicts paid so
+    far stay in the cache), and the job resumed under a raised cap asks only the rest."""
     from app.db.models import Endpoint as EndpointRow
+    from app.db.models import Job
     from app.services.endpoints import to_gad
+    from app.services.progress import JobProgress
     from app.services.response_store import DbResponseStore
     from gad.llm.api_client import ChatRunner
 
@@ -104,12 +113,24 @@ def judge_items(ctx, study_id: int) -> dict:
             return {}
         judge = to_gad(s.get(EndpointRow, endpoint_id), ctx.settings)
         items = [(it.id, it.prompt, it.response_a, it.response_b) for it in s.scalars(
-            select(StudyItem).where(StudyItem.study_id == study_id, StudyItem.dropped.is_(False)))]
+            select(StudyItem).where(StudyItem.study_id == study_id, StudyItem.dropped.is_(False))
+            .order_by(StudyItem.position))]
+        job = s.get(Job, job_id)
+        before, cap = dict(job.stats or {}), (job.params or {}).get("max_cost_usd")
     requests = [m for _, prompt, a, b in items for m in (judge_messages(prompt, a, b), judge_messages(prompt, b, a))]
-    results = ChatRunner(judge, DbResponseStore(ctx.sessions, endpoint_id)).run(requests)
+    progress = JobProgress(ctx.sessions, job_id, claim, len(requests), before)
+    limit = (CostCap(cap, progress.spent, next_cost=request_bound(judge, requests), what="verdict")
+             if cap is not None else None)
+    runner = ChatRunner(judge, DbResponseStore(ctx.sessions, endpoint_id, limit), on_result=progress)
+    progress.watch(runner.ledger)  # from the start: the cap reads this attempt's spend from it
+    try:
+        results = runner.run(requests)
+    finally:
+        progress.write()  # the exact figures, also when the cap (or the endpoint) stopped the judge
     answers = {item_id: {o: (r.get("response") if r["status"] == "ok" else None)
                          for o, r in zip(ORDERS, results[2 * k:2 * k + 2], strict=True)}
                for k, (item_id, *_rest) in enumerate(items)}
     with session_scope(ctx.sessions) as s:
         verdicts = record_verdicts(s, s.get(Study, study_id), answers)
-    return {"judged": sum(1 for v in verdicts.values() if judge_verdict(v) is not None or orders_split(v))}
+    return {"judged": sum(1 for v in verdicts.values() if judge_verdict(v) is not None or orders_split(v)),
+            "ledger": progress.figures()}

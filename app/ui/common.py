@@ -65,6 +65,16 @@ def shows_errors(fn):
     """Run an event handler; a studio error (or gad's input errors, mapped by app.errors.as_studio_error:
     this entry point's one mapping) becomes a toast with its message and the outputs stay as they were.
     Anything else is a bug and keeps its traceback."""
+    if inspect.isasyncgenfunction(fn):
+        @functools.wraps(fn)
+        async def agen_wrapper(*args, **kwargs):
+            try:
+                async for item in fn(*args, **kwargs):
+                    yield item
+            except Exception as err:
+                raise _toast(err) from None
+        return agen_wrapper
+
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -299,14 +300,17 @@ def load_responses(path: str | Path) -> dict[str, str]:
 def load_examples(path: str | Path, responses: str | Path | None = None, *,
                   require_response: bool = False, skip_missing: bool = False,
                   limit: int | None = None, max_bytes: int | None = None, max_rows: int | None = None,
-                  max_document_bytes: int | None = None) -> list[Example]:
+                  max_document_bytes: int | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> list[Example]:
     """Read a prompt set, optionally joining teacher responses from a second file on id.
 
     require_response: every example must have a teacher response (training); with skip_missing,
     those that lack one are dropped instead (see `require_responses` to learn how many).
     max_bytes / max_rows / max_document_bytes: refuse a file past these (DataTooLarge; see read_rows).
+    progress(bytes_read, file_size): how far into `path` parsing is (see read_rows).
     """
-    rows = read_rows(path, max_bytes=max_bytes, max_rows=max_rows, max_document_bytes=max_document_bytes)
+    rows = read_rows(path, max_bytes=max_bytes, max_rows=max_rows, max_document_bytes=max_document_bytes,
+                     progress=progress)
     examples = [parse_row(row, where) for where, row in rows]
     if not examples:
         raise DataError(str(path), "the file holds no records")

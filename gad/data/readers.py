@@ -23,7 +23,7 @@ import itertools
 import json
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +58,16 @@ class DataTooLarge(DataError):
 
 
 def read_rows(path: str | Path, *, max_bytes: int | None = None, max_rows: int | None = None,
-              max_document_bytes: int | None = None) -> Iterator[tuple[str, Any]]:
+              max_document_bytes: int | None = None,
+              progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[str, Any]]:
     """Yield (where, row) for every record of a supported file; `where` is `file:line` (or row/item).
 
     The file is read as a stream: JSONL and CSV/TSV a line at a time (at most MAX_LINE_BYTES each),
     so memory follows the record being parsed, not the file. `max_bytes` caps the bytes read after
     decompression (a gzip bomb stops there); `max_rows` caps the records, and the blank lines or
     rows skipped; `max_document_bytes` caps JSON and Parquet files, which are parsed whole. Past
-    any: DataTooLarge, naming the limit.
+    any: DataTooLarge, naming the limit. `progress(bytes_read, file_size)` is called every
+    PROGRESS_EVERY records with how far into the file (as stored: compressed bytes for .gz) reading is.
     """
     path = Path(path)
     if path.is_dir():
@@ -76,6 +78,7 @@ def read_rows(path: str | Path, *, max_bytes: int | None = None, max_rows: int |
     if kind in ("json", "parquet") and max_document_bytes is not None:
         max_bytes = min(max_bytes or max_document_bytes, max_document_bytes)
     with _open_stream(path, compressed, max_bytes) as stream:
+        size, disk = path.stat().st_size, stream.raw.disk
         count = blank = 0
         for where, row in _rows(path, kind, stream):
             if row is _BLANK:  # skipped, but counted: a file of a billion empty rows is not free to read
@@ -87,9 +90,14 @@ def read_rows(path: str | Path, *, max_bytes: int | None = None, max_rows: int |
             count += 1
             if max_rows is not None and count > max_rows:
                 raise DataTooLarge(where, f"the file holds more than {max_rows:,} records, the limit", limit="rows")
+            if progress is not None and count % PROGRESS_EVERY == 0:
+                progress(disk.tell(), size)
             yield where, row
+        if progress is not None:
+            progress(size, size)
 
 
+PROGRESS_EVERY = 2_000  # records between progress calls: cheap next to parsing them
 _BLANK = object()  # what _jsonl_rows and _csv_rows yield for a line or row they skip
 
 
@@ -112,9 +120,10 @@ class _Capped(io.RawIOBase):
     """A byte stream that refuses to yield more than `limit` bytes, and turns a corrupt gzip
     stream into a DataError at whatever read finds it."""
 
-    def __init__(self, inner, path: Path, limit: int | None, compressed: bool):
+    def __init__(self, inner, path: Path, limit: int | None, compressed: bool, disk):
         super().__init__()
         self.inner, self.path, self.limit, self.compressed, self.seen = inner, path, limit, compressed, 0
+        self.disk = disk  # the file as stored: its position is how far reading has got
 
     def readable(self) -> bool:
         return True
@@ -142,7 +151,7 @@ def _open_stream(path: Path, compressed: bool, max_bytes: int | None) -> io.Buff
     inner = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
     if compressed:
         inner.close = lambda close=inner.close: (close(), raw.close())  # GzipFile leaves fileobj open
-    return io.BufferedReader(_Capped(inner, path, max_bytes, compressed), CHUNK)
+    return io.BufferedReader(_Capped(inner, path, max_bytes, compressed, raw), CHUNK)
 
 
 def _head(stream: io.BufferedReader, n: int) -> bytes:

@@ -1,8 +1,8 @@
 """GPU memory arithmetic for a GAD run: what each GPU holds, whether it fits, and what to change if not.
 
 One pure function, `estimate`, is the single source of these numbers: the deployment guide's table
-(scripts/memory_table.py prints it, tests/test_memory.py checks the committed copy is current) and
-the dashboard's new-run estimate (`estimate_run`, from a RunConfig) both call it.
+and the dashboard's new-run estimate (both in gad.training.memory_report) call it. The model's sizes,
+parameter counts and activation bytes per token come from gad.training.model_sizes.
 
 What is counted, per GPU, for the stage that holds the most (GAD's adversarial stage: the policy,
 TRL's frozen reference policy for the KL term, and the discriminator, which is as large as the
@@ -34,13 +34,8 @@ Bytes per parameter (precision = RunConfig.dtype):
 - 'bfloat16'/'float16': 2 + 2 + 4 (torch's AdamW keeps its moments in the weights' dtype);
   DeepSpeed 2 + 2 + 12. 'float32': 4 + 4 + 8 everywhere, no autocast.
 
-Activations, bytes per token per decoder layer (Qwen2/Llama layout: RMSNorm, attention through
-SDPA/flash so no seq^2 term, SwiGLU MLP), fitted to the tensors autograd saves, measured with
-torch.autograd.graph.saved_tensors_hooks on Qwen2 layers (transformers 5.20, torch 2.13):
-    bf16 autocast over fp32 weights: 30*h + 8*intermediate + 4*kv_dim   (+ tests re-measure it)
-    float32:                         32*h + 16*intermediate + 8*kv_dim
-(pure bf16 weights save about 15% less; the autocast figure is used for them too, erring high).
-With gradient checkpointing each layer keeps only its fp32 input (4*h) and one layer is
+Activations: bytes per token per decoder layer as gad.training.model_sizes fits them (measured on
+Qwen2 layers). With gradient checkpointing each layer keeps only its fp32 input (4*h) and one layer is
 recomputed at a time. Autocast also saves a bf16 copy of every fp32 weight used in the forward
 (2 bytes/param) unless checkpointing recomputes it. Policy logits cost 4 bytes per logit (the bf16
 logits TRL's log-softmax saves, and their gradient) over the response tokens.
@@ -52,11 +47,11 @@ fragmentation, kernels' workspaces and framework buffers move real peaks by seve
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
+
+from gad.training.model_sizes import Arch, activation_bytes_per_token_layer
 
 GB = 1e9
 Strategy = Literal["ddp", "zero2", "zero3", "fsdp"]
@@ -68,138 +63,15 @@ VllmMode = Literal["colocate", "server"]
 # which the pipeline does not override. It collects whole groups (teacher + group_size students)
 # until a chunk holds at least this many sequences. tests/test_memory.py checks it matches.
 DISC_MICRO_BATCH = 16
-# Sequences per generate call of the supervised stages' sample log (gad/llm/generation.py max_batch).
-SAMPLE_BATCH = 64
 # CUDA context (~0.5 GB), NCCL buffers and allocator slack: a rule of thumb, not a measurement.
 OVERHEAD_GB = 2.0
 # TRL's default vllm_gpu_memory_utilization for colocated rollouts (GRPOConfig, trl 1.16).
 VLLM_SHARE = 0.3
 
 
-# ----------------------------------------------------------------------------------------------
-# Architectures
-# ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Arch:
-    """The sizes of a decoder-only transformer that memory depends on (Qwen2/Llama layout)."""
-    name: str
-    hidden_size: int
-    num_layers: int
-    vocab_size: int
-    intermediate_size: int
-    num_heads: int
-    num_kv_heads: int
-    tie_embeddings: bool
-    attention_bias: bool = True  # Qwen2: biases on q, k, v; Llama: none
-    head_dim: int | None = None  # None: hidden_size // num_heads (filled in, so equal models compare equal)
-
-    def __post_init__(self):
-        if self.head_dim is None:
-            object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
-
-    @property
-    def kv_dim(self) -> int:
-        return self.num_kv_heads * self.head_dim
-
-    @property
-    def q_dim(self) -> int:
-        return self.num_heads * self.head_dim
-
-    def _linears(self) -> list[tuple[int, int]]:
-        """(in, out) of each linear layer of one decoder layer: q, k, v, o, gate, up, down."""
-        h, i = self.hidden_size, self.intermediate_size
-        return [(h, self.q_dim), (h, self.kv_dim), (h, self.kv_dim), (self.q_dim, h), (h, i), (h, i), (i, h)]
-
-    @property
-    def layer_params(self) -> int:
-        weights = sum(a * b for a, b in self._linears())
-        bias = (self.q_dim + 2 * self.kv_dim) if self.attention_bias else 0
-        return weights + bias + 2 * self.hidden_size  # two RMSNorm weights
-
-    @property
-    def lm_head_params(self) -> int:
-        return 0 if self.tie_embeddings else self.vocab_size * self.hidden_size
-
-    @property
-    def params(self) -> int:
-        """Causal LM: embeddings, layers, final norm, and an output head unless tied."""
-        return (self.vocab_size * self.hidden_size + self.num_layers * self.layer_params + self.hidden_size
-                + self.lm_head_params)
-
-    @property
-    def disc_params(self) -> int:
-        """AutoModelForSequenceClassification(num_labels=1): the backbone and a 1-output `score` head
-        (no bias) in place of the LM head."""
-        return self.params - self.lm_head_params + self.hidden_size
-
-    def lora_params(self, r: int) -> int:
-        """LoRA adapters on every linear layer of every decoder layer (peft's target_modules='all-linear',
-        which leaves the output head out): r * (in + out) each."""
-        return self.num_layers * r * sum(a + b for a, b in self._linears())
-
-
-# From each model's config.json on the Hugging Face hub (Qwen/Qwen2.5-*-Instruct,
-# meta-llama/Llama-3.2-3B-Instruct, meta-llama/Llama-3.1-8B-Instruct). Their model cards give
-# 0.49B, 1.54B, 3.09B, 7.61B, 14.7B, 3.21B and 8.03B parameters; tests/test_memory.py checks that the
-# counts computed here agree, and that they equal a meta-device transformers model's.
-PRESETS: dict[str, Arch] = {a.name: a for a in (
-    Arch("Qwen2.5-0.5B", 896, 24, 151936, 4864, 14, 2, tie_embeddings=True),
-    Arch("Qwen2.5-1.5B", 1536, 28, 151936, 8960, 12, 2, tie_embeddings=True),
-    Arch("Qwen2.5-3B", 2048, 36, 151936, 11008, 16, 2, tie_embeddings=True),
-    Arch("Qwen2.5-7B", 3584, 28, 152064, 18944, 28, 4, tie_embeddings=False),
-    Arch("Qwen2.5-14B", 5120, 48, 152064, 13824, 40, 8, tie_embeddings=False),
-    Arch("Llama-3.2-3B", 3072, 28, 128256, 8192, 24, 8, tie_embeddings=True, attention_bias=False),
-    Arch("Llama-3.1-8B", 4096, 32, 128256, 14336, 32, 8, tie_embeddings=False, attention_bias=False),
-)}
-
-
-def arch_from_config(config: Any, name: str | None = None) -> Arch:
-    """An Arch from a transformers config object or its dict (config.json): hidden_size,
-    num_hidden_layers, vocab_size, intermediate_size, num_attention_heads, num_key_value_heads
-    (default: num_attention_heads), tie_word_embeddings, attention_bias, head_dim.
-
-    Qwen2 configs carry no attention_bias key (the model always has q/k/v biases), so a missing key
-    means biases for model_type 'qwen2' and none otherwise.
-    """
-    c = config if isinstance(config, dict) else config.to_dict()
-    missing = [k for k in ("hidden_size", "num_hidden_layers", "vocab_size", "intermediate_size",
-                           "num_attention_heads") if c.get(k) is None]
-    if missing:
-        raise ValueError(f"config lacks {', '.join(missing)}: not a decoder-only transformer this estimate knows")
-    bias = c.get("attention_bias")
-    return Arch(name=name or c.get("_name_or_path") or c.get("model_type") or "model",
-                hidden_size=c["hidden_size"], num_layers=c["num_hidden_layers"], vocab_size=c["vocab_size"],
-                intermediate_size=c["intermediate_size"], num_heads=c["num_attention_heads"],
-                num_kv_heads=c.get("num_key_value_heads") or c["num_attention_heads"],
-                tie_embeddings=bool(c.get("tie_word_embeddings", False)),
-                attention_bias=(c.get("model_type") == "qwen2") if bias is None else bool(bias),
-                head_dim=c.get("head_dim"))
-
-
-def arch_from_folder(folder: str | Path) -> Arch:
-    """The Arch of a local model folder, from its config.json alone (no weights are read)."""
-    path = Path(folder) / "config.json"
-    if not path.is_file():
-        raise ValueError(f"{folder}: no config.json, so the model's sizes are unknown")
-    return arch_from_config(json.loads(path.read_text()), name=Path(folder).name)
-
-
-def arch_for_model(model: str) -> Arch | None:
-    """The sizes of a student named as on a run's form: a local folder (its config.json), else a hub
-    id naming one of PRESETS ('Qwen/Qwen2.5-1.5B-Instruct' -> Qwen2.5-1.5B); None if neither."""
-    folder = Path(model).expanduser()
-    if (folder / "config.json").is_file():
-        return arch_from_folder(folder)
-    name = Path(model).name.lower()
-    found = [a for key, a in PRESETS.items() if key.lower() in name]
-    return max(found, key=lambda a: len(a.name)) if found else None
-
-
-# ----------------------------------------------------------------------------------------------
-# The estimate
-# ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Item:
+    """One thing a GPU holds: its size and how it was counted."""
     name: str
     gb: float
     note: str = ""
@@ -260,14 +132,6 @@ def _precision(strategy: str, dtype: str) -> tuple[int, int, int]:
     if dtype in ("bfloat16", "float16"):
         return 2, 2, 4
     return 4, 4, 8  # 'auto': fp32 master weights, bf16 autocast
-
-
-def activation_bytes_per_token_layer(arch: Arch, dtype: str = "auto") -> int:
-    """Bytes autograd saves per token per decoder layer (see the module docstring for the fit)."""
-    h, i, kv = arch.hidden_size, arch.intermediate_size, arch.kv_dim
-    if dtype == "float32":
-        return 32 * h + 16 * i + 8 * kv
-    return 30 * h + 8 * i + 4 * kv
 
 
 def _activations(arch: Arch, tokens: int, dtype: str, checkpointing: bool) -> float:
@@ -485,93 +349,3 @@ def _advice(arch: Arch, kw: dict) -> list[str]:
     if not out:
         out.append("no single change, combination or GPU count up to 64 found; shorten responses or prompts")
     return out
-
-
-def estimate_run(cfg, arch: Arch, *, n_gpus: int = 1, gpu_gb: float = 80.0, strategy: Strategy = "ddp",
-                 vllm: VllmMode | None | Literal["auto"] = "auto", prompt_tokens: int | None = None,
-                 gradient_checkpointing: bool | None = None) -> MemoryEstimate:
-    """`estimate` for a RunConfig (the dashboard's new-run form): the largest stage of its method.
-
-    vllm 'auto' follows cfg.use_vllm and cfg.vllm_mode; the colocated share is
-    cfg.vllm_gpu_memory_utilization. prompt_tokens defaults to cfg.max_prompt_length, the worst case a
-    batch can pad to.
-    """
-    if vllm == "auto":
-        vllm = cfg.vllm_mode if cfg.use_vllm else None
-    if gradient_checkpointing is None:
-        gradient_checkpointing = cfg.gradient_checkpointing
-    world = n_gpus * cfg.gradient_accumulation_steps
-    common = dict(n_gpus=n_gpus, gpu_gb=gpu_gb, strategy=strategy, lora=cfg.lora, lora_r=cfg.lora_r, dtype=cfg.dtype,
-                  vllm_share=cfg.vllm_gpu_memory_utilization,
-                  prompt_tokens=prompt_tokens or cfg.max_prompt_length, response_tokens=cfg.max_new_tokens,
-                  group_size=cfg.group_size, gradient_checkpointing=gradient_checkpointing)
-    if cfg.method == "seqkd":
-        # supervised steps on teacher text; the sample log's occasional generate is small
-        return estimate(arch, **common, kl=False, discriminator=False, vllm=None,
-                        micro_batch=math.ceil(cfg.batch_size / world),
-                        gen_sequences=min(SAMPLE_BATCH, cfg.group_size * math.ceil(cfg.batch_size / n_gpus)))
-    return estimate(arch, **common, kl=cfg.kl_coef > 0, discriminator=True,
-                    disc_trainable=cfg.method == "gad", vllm=vllm,
-                    micro_batch=math.ceil(cfg.batch_size * cfg.group_size / world),
-                    gen_sequences=math.ceil(cfg.batch_size * cfg.group_size / n_gpus))
-
-
-# ----------------------------------------------------------------------------------------------
-# The deployment guide's table (scripts/memory_table.py prints it; a test keeps docs/deployment.md current)
-# ----------------------------------------------------------------------------------------------
-TABLE_SIZES = ("Qwen2.5-0.5B", "Qwen2.5-1.5B", "Qwen2.5-3B", "Qwen2.5-7B", "Qwen2.5-14B")
-TABLE_COLUMNS: tuple[tuple[str, int, str], ...] = (
-    ("1×80 GB", 1, "ddp"), ("8×80 GB DDP", 8, "ddp"), ("8×80 GB ZeRO-2", 8, "zero2"),
-    ("8×80 GB ZeRO-3", 8, "zero3"), ("8×80 GB FSDP", 8, "fsdp"))
-# The paper's lengths with a typical prompt (the 2048-token prompt limit is the worst case); one
-# prompt's group per policy micro-batch, the smallest gad/training/pipeline.py allows (it gives TRL
-# per-device prompts x group_size sequences); vLLM colocated at TRL's default share.
-TABLE_WORKLOAD = dict(prompt_tokens=512, response_tokens=1536, group_size=8, micro_batch=8, vllm="colocate",
-                      vllm_share=VLLM_SHARE, kl=True, lora_r=16)
-# Rows per size: (label, settings).
-TABLE_MODES: tuple[tuple[str, dict], ...] = (
-    ("full", {"lora": False, "dtype": "auto"}), ("LoRA", {"lora": True, "dtype": "auto"}),
-    ("LoRA, bf16 base", {"lora": True, "dtype": "bfloat16"}))
-# The breakdown printed under the tables: a configuration that fits a 7B student on one 8-GPU node.
-TABLE_EXAMPLE = dict(name="Qwen2.5-7B", n_gpus=8, strategy="zero3", lora=True, dtype="bfloat16",
-                     gradient_checkpointing=True)
-
-
-def _cell(e: MemoryEstimate) -> str:
-    return f"{e.total_gb:.1f} {'✓' if e.fits else '✗'}"
-
-
-def table_markdown(gpu_gb: float = 80.0) -> str:
-    """Markdown: per-GPU peak GB for TABLE_SIZES x {full, LoRA} x TABLE_COLUMNS, with gradient
-    checkpointing off (as the pipeline runs today) and on, then one itemised estimate."""
-    w = TABLE_WORKLOAD
-    chunk = disc_chunk(w["group_size"])
-    out = [f"Per-GPU peak memory in GB (1 GB = 1e9 bytes) of GAD's adversarial stage, from "
-           f"`gad.training.memory.estimate`; ✓ fits in {gpu_gb:g} GB, ✗ does not. Workload: prompt "
-           f"{w['prompt_tokens']} + response {w['response_tokens']} tokens, group size {w['group_size']}, "
-           f"{w['micro_batch']} sequences per policy micro-batch (one prompt's group: gradient_accumulation_steps "
-           f"= batch_size / GPUs), discriminator chunks of {chunk} sequences (gad/training/discriminator.py), KL "
-           f"reference on, LoRA rank {w['lora_r']} on all linear layers, vLLM colocated with {w['vllm_share']:g} of "
-           f"each GPU. Rows: full fine-tuning and LoRA with dtype auto (fp32 master weights, bf16 autocast); LoRA "
-           f"over bf16 frozen bases (dtype bfloat16; peft keeps the adapters in fp32). The discriminator is whole "
-           f"on every GPU under every strategy (gad/training/discriminator.py does not shard it).", ""]
-    for checkpointing, title in ((False, "Gradient checkpointing off (what gad/training/pipeline.py runs today)"),
-                                 (True, "Gradient checkpointing on, policy and discriminator")):
-        out += [f"**{title}**", "",
-                "| student | params | training | " + " | ".join(c[0] for c in TABLE_COLUMNS) + " |",
-                "|---|---:|---|" + "---:|" * len(TABLE_COLUMNS)]
-        for name in TABLE_SIZES:
-            arch = PRESETS[name]
-            for label, mode in TABLE_MODES:
-                cells = [_cell(estimate(arch, n_gpus=n, gpu_gb=gpu_gb, strategy=s, gradient_checkpointing=checkpointing,
-                                        advise=False, **mode, **w))
-                         for _, n, s in TABLE_COLUMNS]
-                out.append(f"| {name} | {arch.params / 1e9:.2f}B | {label} | " + " | ".join(cells) + " |")
-        out.append("")
-    ex = dict(TABLE_EXAMPLE)
-    arch = PRESETS[ex.pop("name")]
-    e = estimate(arch, gpu_gb=gpu_gb, **ex, **w)
-    out += [f"Itemised, with the workload above: `estimate(PRESETS[\"{arch.name}\"], "
-            + ", ".join(f"{k}={v!r}" for k, v in TABLE_EXAMPLE.items() if k != "name") + ")`", "",
-            "```", e.summary(), "```"]
-    return "\n".join(out) + "\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,14 +81,24 @@ def make_studio(tmp: Path, db_url: str | None = None, broker: str | None = None,
     return app, ctx, env, tokens
 
 
+@contextmanager
+def serving(tmp: Path, db_url: str | None = None, **settings_env):
+    """A server over a fresh studio, with an io worker (uploads are parsed by its jobs)."""
+    app, ctx, env, tokens = make_studio(tmp, db_url, **settings_env)
+    worker = Worker(env, tmp / "worker.log", queues="io").start()
+    try:
+        with ServerThread(app, free_port()) as srv:
+            yield Studio(srv.url, ctx, env, tokens, worker)
+    finally:
+        worker.stop()
+        ctx.close()
+
+
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
-    """One server (no worker) for the tests that only need HTTP."""
-    tmp = tmp_path_factory.mktemp("studio")
-    app, ctx, env, tokens = make_studio(tmp, GAD_MAX_UPLOAD_MB=0.05)
-    with ServerThread(app, free_port()) as srv:
-        yield Studio(srv.url, ctx, env, tokens)
-    ctx.close()
+    """One server for the tests that need HTTP, with an io worker for uploads (no training)."""
+    with serving(tmp_path_factory.mktemp("studio"), GAD_MAX_UPLOAD_MB=0.05) as studio:
+        yield studio
 
 
 @pytest.fixture(scope="module")

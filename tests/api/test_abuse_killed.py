@@ -1,6 +1,6 @@
-"""kill -9 of the web server (a real `gad-studio serve` process) in the middle of an upload: no half
-dataset in the database, and the next start sweeps the scratch folder the upload left in
-data/uploads/."""
+"""kill -9 of the web server (a real `gad-studio serve` process) after it stored an upload, and of the
+worker in the middle of its import: no half dataset in the database, the file waits for its job, and a
+start sweeps only what no one will read (scratch of dead processes, files of ended jobs)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import urllib.request
 from pathlib import Path
 
@@ -52,73 +51,105 @@ class ServerProcess:
         stop_group(self.proc)
 
 
-def test_kill_9_during_an_upload_leaves_no_half_dataset_and_the_restart_sweeps_scratch(tmp_path):
+def test_kill_9_of_the_server_and_of_the_worker_during_an_upload_loses_nothing_and_halves_nothing(tmp_path):
+    """The server stores the upload and its job, then dies: the restart keeps the file for the job. The worker
+    dies in the middle of the import: no half dataset; the job, retried, imports the whole file."""
     from app.context import make_context
-    from app.db.models import Dataset, Prompt
+    from app.db.models import Dataset, Job, Prompt
     from app.db.session import session_scope
-    from app.services import users
+    from app.services import lifecycle, users
     from app.settings import Settings
+    from tests.studio.conftest import Worker
 
     data = tmp_path / "data"
     db_url = f"sqlite:///{data / 'studio.db'}"
-    ctx = make_context(Settings(GAD_DATA_DIR=data, DATABASE_URL=db_url))
+    ctx = make_context(Settings(GAD_DATA_DIR=data, DATABASE_URL=db_url, GAD_HEARTBEAT_TIMEOUT=4))
     with session_scope(ctx.sessions) as s:
         token = users.create_token(s, users.create_user(s, "uploader", "researcher", PASSWORD))[1]
-    # Big enough that parsing and inserting take a while on this machine (the kill lands inside).
+    n = 150_000  # big enough that the import takes seconds on this machine (the worker's kill lands inside)
     rows = b"".join(json.dumps({"prompt": f"question {i} " + "w" * 40, "response": "r" * 40}).encode() + b"\n"
-                    for i in range(150_000))
-    env = studio_env(data, db_url, None)
-    uploads = data / "uploads"
+                    for i in range(n))
+    env, uploads, auth = studio_env(data, db_url, None), data / "uploads", {"Authorization": f"Bearer {token}"}
+
+    def job_row():
+        with ctx.sessions() as s:
+            return s.get(Job, job_id)
+
+    def counts():
+        with ctx.sessions() as s:
+            return (s.scalar(select(func.count()).select_from(Dataset)),
+                    s.scalar(select(func.count()).select_from(Prompt)))
+
     server = ServerProcess(env, free_port(), tmp_path / "server.log").start()
+    worker = None
     try:
-        def send():
-            try:
-                httpx.post(f"{server.url}/api/datasets", headers={"Authorization": f"Bearer {token}"},
-                           files={"file": ("big.jsonl", rows)}, timeout=120)
-            except httpx.HTTPError:
-                pass  # the server dies under it
-
-        client = threading.Thread(target=send, daemon=True)
-        client.start()
-        wait_for(lambda: any(uploads.glob("*/upload.jsonl")), 60, "the upload's scratch file", interval=0.02)
+        r = httpx.post(f"{server.url}/api/datasets", params={"wait": 0}, headers=auth,
+                       files={"file": ("big.jsonl", rows)}, timeout=120)
+        assert r.status_code == 202 and r.headers["Location"] == f"/api/jobs/{r.json()['id']}", r.text
+        job_id = r.json()["id"]
+        stored = uploads / f"job-{job_id}" / "upload.jsonl"
+        assert stored.read_bytes() == rows                                    # stored whole, parsed by nobody
         server.kill9()
-        client.join(timeout=30)
-        leftovers = list(uploads.iterdir())
-        assert leftovers, "the kill came after the upload finished: nothing was tested"
-
-        with ctx.sessions() as s:
-            assert s.scalar(select(func.count()).select_from(Dataset)) == 0
-            assert s.scalar(select(func.count()).select_from(Prompt)) == 0
-
         server = ServerProcess(env, free_port(), tmp_path / "server.log").start()
-        assert not any(p.exists() for p in leftovers), f"not swept at start: {leftovers}"
-        with ctx.sessions() as s:
-            assert s.scalar(select(func.count()).select_from(Dataset)) == 0
-        r = httpx.post(f"{server.url}/api/datasets", headers={"Authorization": f"Bearer {token}"},
-                       files={"file": ("small.jsonl", rows[:rows.index(b"\n", 10_000) + 1])}, timeout=60)
-        assert r.status_code == 201, r.text
+        assert stored.exists() and [p.name for p in uploads.iterdir()] == [f"job-{job_id}"]  # kept for its job
+
+        worker = Worker(env, tmp_path / "worker.log", queues="io").start()
+        wait_for(lambda: (job_row().stats or {}).get("phase") in ("parse", "insert"), 120, "the import's progress",
+                 interval=0.05)
+        worker.kill()
+        if job_row().status == "succeeded":
+            raise AssertionError("the import ended before the kill: nothing was tested")
+        assert counts() == (0, 0)                                            # no half dataset
+
+        def interrupted() -> bool:
+            with session_scope(ctx.sessions) as s:
+                lifecycle.reconcile(s, heartbeat_timeout=4)
+            return job_row().status == "interrupted"
+
+        wait_for(interrupted, 60, "the dead worker's job marked interrupted")
+        assert httpx.post(f"{server.url}/api/jobs/{job_id}/retry", headers=auth).status_code == 200
+        worker = Worker(env, tmp_path / "worker.log", queues="io").start()
+        wait_for(lambda: job_row().status in ("succeeded", "failed"), 180, "the retried import")
+        job = job_row()
+        assert job.status == "succeeded", job.error
+        assert counts() == (1, n) and job.result["n_prompts"] == n
+        assert not any(uploads.iterdir())                                   # the file went with its answer
     finally:
+        if worker is not None:
+            worker.stop()
         server.stop()
         ctx.close()
 
 
-def test_the_sweep_removes_only_the_scratch_of_processes_that_are_gone(tmp_path):
-    from app.services.datasets import scratch_dir, sweep_scratch
+def test_the_sweep_keeps_live_scratch_and_waiting_jobs_files_only(tmp_path):
+    from app.context import make_context
+    from app.db.session import session_scope
+    from app.enums import JobKind, RunStatus
+    from app.services.jobs import create_job
+    from app.services.uploads import job_folder, scratch_dir, sweep_uploads
+    from app.settings import Settings
 
+    ctx = make_context(Settings(GAD_DATA_DIR=tmp_path / "data", DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite'}"))
     root = tmp_path / "uploads"
+    with session_scope(ctx.sessions) as s:
+        waiting = create_job(s, JobKind.upload, {}).id
+        ended = create_job(s, JobKind.upload, {})
+        ended.status = RunStatus.succeeded
+        ended = ended.id
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     gone = root / f"pid{int(dead.stdout)}-abc"
     old_style = root / "tmpq1w2e3"                       # scratch of a studio from before the PID names
-    for folder in (gone, old_style):
+    for folder in (gone, old_style, job_folder(root, waiting), job_folder(root, ended), job_folder(root, 999)):
         folder.mkdir(parents=True)
         (folder / "upload.jsonl").write_text("{}\n")
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         living = root / f"pid{alive.pid}-xyz"
         living.mkdir()
-        with scratch_dir(root) as ours:
-            assert sweep_scratch(root) == 2
-            assert ours.exists() and living.exists() and not gone.exists() and not old_style.exists()
+        with scratch_dir(root) as ours, ctx.sessions() as s:
+            assert sweep_uploads(s, root) == 4
+            assert sorted(p.name for p in root.iterdir()) == sorted([ours.name, living.name, f"job-{waiting}"])
     finally:
         alive.kill()
         alive.wait()
+        ctx.close()

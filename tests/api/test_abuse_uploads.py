@@ -14,18 +14,15 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db.models import Dataset
-from tests.api.conftest import ServerThread, Studio, free_port, make_studio
+from tests.api.conftest import ServerThread, free_port, make_studio, serving
 from tests.studio.conftest import pg_admin_url, pg_url  # noqa: F401 (PostgreSQL fixtures)
 
 
 @pytest.fixture(scope="module")
 def capped(tmp_path_factory):
     """A server with a 1 MB upload cap and a 1,000-record cap."""
-    app, ctx, env, tokens = make_studio(tmp_path_factory.mktemp("capped"), GAD_MAX_UPLOAD_MB=1,
-                                        GAD_MAX_UPLOAD_ROWS=1000)
-    with ServerThread(app, free_port()) as srv:
-        yield Studio(srv.url, ctx, env, tokens)
-    ctx.close()
+    with serving(tmp_path_factory.mktemp("capped"), GAD_MAX_UPLOAD_MB=1, GAD_MAX_UPLOAD_ROWS=1000) as studio:
+        yield studio
 
 
 def upload(c, filename: str, data: bytes):
@@ -93,19 +90,14 @@ def test_a_json_document_may_not_expand_past_the_upload_cap(capped):
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_nul_character_is_refused_naming_file_line_and_field(backend, tmp_path, request):
     db = None if backend == "sqlite" else request.getfixturevalue("pg_url")
-    app, ctx, _, tokens = make_studio(tmp_path, db)
     data = (json.dumps({"prompt": "fine"}) + "\n" + json.dumps({"prompt": "ok", "response": "bad\u0000byte"}) + "\n"
             + json.dumps({"prompt": "ok", "id": "x\u0000"}) + "\n")
-    try:
-        with ServerThread(app, free_port()) as srv:
-            c = Studio(srv.url, ctx, {}, tokens).client("researcher")
-            r = upload(c, "nul.jsonl", data.encode())
-            assert r.status_code == 422, r.text
-            assert "nul.jsonl:2" in r.json()["message"] and "'response'" in r.json()["message"]
-            r = c.post("/api/datasets", files={"file": ("ok.jsonl", b'{"prompt": "p"}\n')}, data={"name": "a\x00b"})
-            assert r.status_code == 201 and r.json()["name"] == "ab", r.text   # a NUL in the name is dropped
-    finally:
-        ctx.close()
+    with serving(tmp_path, db) as studio, studio.client("researcher") as c:
+        r = upload(c, "nul.jsonl", data.encode())
+        assert r.status_code == 422, r.text
+        assert "nul.jsonl:2" in r.json()["message"] and "'response'" in r.json()["message"]
+        r = c.post("/api/datasets", files={"file": ("ok.jsonl", b'{"prompt": "p"}\n')}, data={"name": "a\x00b"})
+        assert r.status_code == 201 and r.json()["name"] == "ab", r.text   # a NUL in the name is dropped
 
 
 def _raw(url: str, head: bytes, body: bytes = b"", timeout: float = 10) -> tuple[int, bytes]:

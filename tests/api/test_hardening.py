@@ -110,7 +110,8 @@ def test_a_broker_that_is_down_leaves_the_run_saved_and_sent_later(tmp_path):
 def test_annotators_see_neutral_study_titles_and_closed_studies_are_final(studio):
     from app.db.models import Study, StudyItem, User, Vote
     from app.db.session import session_scope
-    from app.services.studies import cast_vote, set_status
+    from app.services.studies import set_status
+    from app.services.study_queue import cast_vote
 
     with session_scope(studio.ctx.sessions) as s:
         study = Study(name="Qwen-GAD vs GPT-4o", model_a='{"label": "a"}', model_b='{"label": "b"}', status="open")

@@ -102,13 +102,13 @@ def studio_ctx(tmp_path, db_url):
 class Worker:
     """A real `gad-studio worker` process."""
 
-    def __init__(self, env: dict, log: Path):
-        self.env, self.log = env, log
+    def __init__(self, env: dict, log: Path, queues: str = "gpu,io"):
+        self.env, self.log, self.queues = env, log, queues
         self.proc = None
 
     def start(self) -> Worker:
         fh = self.log.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--queues", "gpu,io",
+        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--queues", self.queues,
                                       "--loglevel", "WARNING"], env=self.env, cwd=REPO, stdout=fh, stderr=fh,
                                      start_new_session=True)
         return self

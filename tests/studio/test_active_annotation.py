@@ -16,9 +16,11 @@ from app.db.session import session_scope
 from app.enums import Role
 from app.errors import InvalidInput
 from app.services import studies as study_service
+from app.services import study_queue
 from app.services.datasets import import_dataset
 from app.services.jobs import run_study_generation
 from app.services.lifecycle import claim_row
+from app.services.study_results import study_results
 from app.services.users import create_user
 
 N = 6
@@ -35,7 +37,7 @@ class FakeJudge:
     asked: list = []
 
     def __init__(self, endpoint, store=None, on_result=None, retry_final=False):
-        pass
+        self.ledger = api_client.Ledger()  # the job's progress watches it (nothing is paid here)
 
     def run(self, requests):
         out = []
@@ -86,13 +88,13 @@ def _positions(ctx, study_id) -> dict[int, StudyItem]:
 
 def _next(ctx, study_id, user_id) -> dict:
     with session_scope(ctx.sessions) as s:
-        return study_service.next_item(s, study_id, user_id)
+        return study_queue.next_item(s, study_id, user_id)
 
 
 def _vote_for(ctx, study_id, item: StudyItem, user_id, model: str) -> None:
     side = "left" if (model == "a") == item.a_on_left else "right"
     with session_scope(ctx.sessions) as s:
-        study_service.cast_vote(s, item.id, user_id, side, study_id=study_id)
+        study_queue.cast_vote(s, item.id, user_id, side, study_id=study_id)
 
 
 def test_a_disagreement_queue_hands_out_the_disputed_items_first(studio_ctx, tmp_path, monkeypatch):
@@ -111,9 +113,9 @@ def test_a_disagreement_queue_hands_out_the_disputed_items_first(studio_ctx, tmp
     handed = []
     with session_scope(studio_ctx.sessions) as s:
         for _ in range(3):
-            row = study_service.next_item(s, study_id, first)
+            row = study_queue.next_item(s, study_id, first)
             handed.append(row["item_id"])
-            study_service.cast_vote(s, row["item_id"], first, "tie", study_id=study_id, queue=True)
+            study_queue.cast_vote(s, row["item_id"], first, "tie", study_id=study_id, queue=True)
     assert handed == [items[1].id, items[0].id, items[4].id]  # the lease held first, then disputed, by position
 
 
@@ -134,7 +136,7 @@ def test_results_report_how_often_the_judge_disagrees_with_itself_and_with_the_h
     _vote_for(studio_ctx, study_id, items[3], two, "b")
     _vote_for(studio_ctx, study_id, items[1], one, "b")   # the judge split: no verdict to compare
     with studio_ctx.sessions() as s:
-        judge = study_service.study_results(s, study_id)["judge"]
+        judge = study_results(s, study_id)["judge"]
     assert judge["judged"] == N and judge["orders_disagree"] == len(BIASED)
     assert judge["orders_disagree_rate"] == pytest.approx(len(BIASED) / N)
     assert (judge["compared"], judge["humans_disagree"]) == (2, 1) and judge["humans_disagree_rate"] == 0.5

@@ -14,7 +14,8 @@ from app.errors import InvalidInput
 from app.services import runs as run_service
 from app.services.datasets import import_dataset
 from app.services.endpoints import create_endpoint, list_endpoints, to_gad
-from app.services.studies import blind_view, cast_vote, study_results
+from app.services.study_queue import blind_view, cast_vote
+from app.services.study_results import study_results
 
 
 def _head() -> str:

@@ -12,7 +12,9 @@ from app.services.datasets import import_dataset
 from app.services.endpoints import create_endpoint
 from app.services.jobs import create_job, run_evaluation, run_study_generation
 from app.services.lifecycle import claim_row
-from app.services.studies import blind_view, cast_vote, create_study, study_results
+from app.services.studies import create_study
+from app.services.study_queue import blind_view, cast_vote
+from app.services.study_results import study_results
 
 pytestmark = pytest.mark.slow
 

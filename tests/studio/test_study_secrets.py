@@ -11,6 +11,7 @@ from sqlalchemy import select
 from app.db.models import Job, Study, StudyItem
 from app.db.session import session_scope
 from app.services import studies as study_service
+from app.services import study_items
 from app.services.datasets import import_dataset
 from app.services.jobs import run_study_generation
 from app.services.lifecycle import claim_row
@@ -56,8 +57,8 @@ def test_the_blind_sides_are_drawn_from_a_stored_secret_not_the_study_id(studio_
 
 def test_nul_in_a_models_output_is_removed_and_reported(studio_ctx, tmp_path, monkeypatch):
     # Fault injection: the models' answers carry U+0000 (PostgreSQL refuses it in text columns).
-    real = study_service._answers
-    monkeypatch.setattr(study_service, "_answers",
+    real = study_items._answers
+    monkeypatch.setattr(study_items, "_answers",
                         lambda *a, **k: [f"left\x00{t}\x00" for t in real(*a, **k)])
     study_id, job_id = _study(studio_ctx, tmp_path, "nul")
     result = _generate(studio_ctx, job_id)

@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -193,7 +194,15 @@ def choose(page, elem_id: str, option: str, timeout: float = 60) -> None:
             page.keyboard.press("Escape")
             return False
 
-    wait_for(listed, timeout, f"option {option!r} in #{elem_id}", interval=0.5)
+    try:
+        wait_for(listed, timeout, f"option {option!r} in #{elem_id}", interval=0.5)
+    except AssertionError as err:  # say what the list held instead, for the log of a failed run
+        box.click()
+        shown = page.locator(f"#{elem_id} [role=option]").all_inner_texts()
+        picture = Path(os.environ.get("GAD_UI_SCREENSHOTS") or tempfile.gettempdir()) / f"choose-failed-{elem_id}.png"
+        page.screenshot(path=str(picture))
+        raise AssertionError(f"{err}; the box reads {box.input_value()!r} and lists {shown[:12]} "
+                             f"({len(shown)} options); screenshot {picture}") from None
     wanted.click()
 
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Response
 
 from app.api.deps import DB, Can, Ctx, IdPath
 from app.api.schemas import ERRORS, AnnotatorStudy, BlindItem, VoteIn, VoteOut
-from app.services import studies as svc
+from app.services import study_queue as svc
 
 router = APIRouter(prefix="/api/annotate", tags=["annotate"], responses=ERRORS)
 Annotator = Can("annotate")
@@ -42,7 +42,6 @@ def vote(study_id: IdPath, body: VoteIn, user: Annotator, session: DB) -> VoteOu
 @router.post("/{study_id}/undo", response_model=BlindItem, responses={204: {"description": "No vote to undo"}},
              summary="Take back my last vote; returns that item")
 def undo(study_id: IdPath, user: Annotator, session: DB, ctx: Ctx):
-    svc.get_study(session, study_id)
     item = svc.undo_last(session, study_id, user.id, lease_seconds=ctx.settings.lease_seconds)
     session.commit()
     return Response(status_code=204) if item is None else BlindItem(**item)

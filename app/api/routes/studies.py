@@ -1,4 +1,6 @@
-"""Human-evaluation studies, the researcher's side: create, review leaks, open/close, results, export."""
+"""Human-evaluation studies, the researcher's side: create (with an optional judge and its cost cap), review
+leaks, open/close, results, export. A study's job (its items, then its judge's verdicts) is watched, and
+resumed under a raised cap once paused by it, through /api/jobs/{job_id}."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from app.api.deps import DB, Can, Ctx, IdPath
 from app.api.schemas import ERRORS, LeakReview, StudyCreate, StudyCreated, StudyOut, StudyResults, StudyStatusIn
 from app.enums import JobKind
 from app.services import studies as svc
+from app.services import study_results
 
 router = APIRouter(prefix="/api/studies", tags=["studies"], responses=ERRORS)
 Researcher = Can("studies")
@@ -26,7 +29,8 @@ def create(body: StudyCreate, ctx: Ctx, user: Researcher, session: DB) -> StudyC
                                   model_b=body.model_b.model_dump(), dataset_id=body.dataset_id, n_items=body.n_items,
                                   annotators_per_item=body.annotators_per_item, guidelines=body.guidelines,
                                   max_new_tokens=body.max_new_tokens, seed=body.seed, user_id=user.id,
-                                  judge_endpoint_id=body.judge_endpoint_id, queue_order=body.queue_order)
+                                  judge_endpoint_id=body.judge_endpoint_id, queue_order=body.queue_order,
+                                  max_cost_usd=body.max_cost_usd)
     session.commit()
     ctx.enqueue(JobKind.study, job.id)
     return StudyCreated(study=StudyOut(**svc.study_view(session, study)), job_id=job.id)
@@ -60,12 +64,12 @@ def set_status(study_id: IdPath, body: StudyStatusIn, _: Researcher, session: DB
 @router.get("/{study_id}/results", response_model=StudyResults,
             summary="Win/tie/loss with 95% intervals, per-annotator counts, Fleiss' kappa")
 def results(study_id: IdPath, _: Researcher, session: DB) -> StudyResults:
-    return StudyResults(**svc.study_results(session, study_id))
+    return StudyResults(**study_results.study_results(session, study_id))
 
 
 @router.get("/{study_id}/export", response_class=PlainTextResponse, summary="Every vote, as CSV or JSONL")
 def export(study_id: IdPath, _: Researcher, session: DB, format: str = Query("csv", pattern="^(csv|jsonl)$")):
-    text = svc.export_votes(session, study_id, format)
+    text = study_results.export_votes(session, study_id, format)
     media = "text/csv" if format == "csv" else "application/x-ndjson"
     return PlainTextResponse(text, media_type=media, headers={
         "Content-Disposition": f'attachment; filename="study-{study_id}.{format}"'})

@@ -12,7 +12,7 @@ import gradio as gr
 
 from app.enums import Side
 from app.errors import InvalidInput
-from app.services import studies as study_service
+from app.services import study_queue as study_service
 from app.ui.common import Ui, parse_id, shows_errors
 from app.ui.widgets.html import esc, pbar
 

@@ -5,18 +5,20 @@ rate, failures with their reasons, tokens, cost, ETA); retry the prompts that fa
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import gradio as gr
 
 from app.enums import JobKind, RunStatus
-from app.errors import InvalidInput
+from app.errors import BrokerUnavailable, InvalidInput
 from app.services import datasets as ds_service
 from app.services import endpoints as ep_service
+from app.services import events, uploads
 from app.services import jobs as job_service
 from app.ui.common import LIVE, Ui, parse_id, shows_errors
 from app.ui.widgets.html import cards, error_box, esc, histogram_svg, ok_box, table, when
-from app.ui.widgets.jobs import is_live, job_panel, projection_panel
+from app.ui.widgets.jobs import is_live, job_panel, projection_panel, upload_progress
 
 PAGE = 20
 FORMAT_HINT = ("JSONL, JSON, CSV or Parquet (optionally .gz). One record per prompt: `messages` (a chat, "
@@ -39,8 +41,8 @@ class DatasetsPage:
                     self.test_fraction = gr.Slider(0, 0.5, value=0.1, step=0.05, label="Held-out test share",
                                                    info="kept out of training; evaluations and studies use it",
                                                    scale=2, elem_id="upload-test-share")
-                self.upload = gr.File(label="Drop a file (imported at once if valid)", file_count="single",
-                                      type="filepath", height=110, elem_id="dataset-upload")
+                self.upload = gr.File(label="Drop a file (checked whole, then imported; progress shows below)",
+                                      file_count="single", type="filepath", height=110, elem_id="dataset-upload")
                 self.upload_result = gr.HTML(elem_id="upload-result")
             with gr.Column(scale=3, min_width=420):
                 gr.HTML('<div class="gad-h">Datasets</div>')
@@ -134,24 +136,53 @@ class DatasetsPage:
         return [listing, gr.update(choices=choices, value=selected if selected in ids else None)]
 
     @shows_errors
-    def import_file(self, path, name, test_fraction, request: gr.Request):
+    async def import_file(self, path, name, test_fraction, request: gr.Request):
+        """Store the file and follow its import job (a worker parses it): progress, then the new set, or
+        the file's error (the line and the field to fix)."""
         if not path:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        data = Path(path).read_bytes()
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return
+        shown = Path(path).name
         try:
-            with self.ui.session(request, "datasets") as (s, user):
-                ds = ds_service.import_upload(s, data, Path(path).name, max_bytes=int(self.ui.ctx.settings.max_upload_mb
-                                                                                      * 2**20),
-                                              scratch=self.ui.ctx.settings.data_dir / "uploads", name=name or None,
-                                              test_fraction=float(test_fraction or 0), user_id=user.id)
-                s.commit()
-                message = ok_box(f"Imported “{ds.name}”: {ds.n_prompts:,} prompts (dataset #{ds.id}).")
-                new_id = ds.id
-        except InvalidInput as err:
+            job_id = await asyncio.to_thread(self._stash, path, name, test_fraction, request)
+        except InvalidInput as err:  # refused before any parsing: its name or size
+            yield error_box(f"{shown} was not imported:\n{err.message}"), gr.skip(), gr.skip(), None
+            return
+        try:
+            self.ui.ctx.enqueue(JobKind.upload, job_id)
+            note = ""
+        except BrokerUnavailable as err:  # stored; the sweeper sends it when the queue is back
+            note = err.message
+        version = view = None
+        while True:
+            version = await events.wait_for_change(self.ui.ctx.sessions, events.JOB, job_id, version, 20.0)
+            view = await asyncio.to_thread(self._job, request, job_id)
+            if view["status"] in RunStatus.finished():
+                break
+            yield upload_progress(view, shown, note), gr.skip(), gr.skip(), gr.skip()
+        if view["status"] != RunStatus.succeeded:
             # The file is rejected whole; the message names the line and the field to fix.
-            return error_box(f"{Path(path).name} was not imported:\n{err.message}"), gr.skip(), gr.skip(), None
-        listing, pick = self.refresh_list(new_id, request)  # a list: [table, picker update]
-        return message, listing, pick, None
+            why = view["error"] or view["status"]
+            yield error_box(f"{shown} was not imported:\n{why}"), gr.skip(), gr.skip(), None
+            return
+        done = view["result"]
+        listing, pick = await asyncio.to_thread(self.refresh_list, done["dataset_id"], request)
+        yield (ok_box(f"Imported “{done['name']}”: {done['n_prompts']:,} prompts (dataset #{done['dataset_id']})."),
+               listing, pick, None)
+
+    def _stash(self, path, name, test_fraction, request) -> int:
+        settings = self.ui.ctx.settings
+        with self.ui.session(request, "datasets") as (s, user), Path(path).open("rb") as fh:
+            job = uploads.stash_upload(s, settings.data_dir / "uploads", fh, Path(path).name,
+                                       max_bytes=int(settings.max_upload_mb * 2**20),
+                                       max_rows=settings.max_upload_rows, name=name or None,
+                                       test_fraction=float(test_fraction or 0), user_id=user.id)
+            s.commit()
+            return job.id
+
+    def _job(self, request, job_id: int) -> dict:
+        with self.ui.session(request, "datasets") as (s, _):
+            return job_service.job_view(job_service.get_job(s, job_id))
 
     @shows_errors
     def open(self, dataset_id, request: gr.Request):

@@ -2,7 +2,7 @@
 uploaded one with a judge endpoint (the paper's protocol); a score table like the paper's (models x
 sets: score with its 95% interval, response length), a chart like its Figure 1, the best checkpoint
 within a length range (the judge favours long answers), and every sample with both responses and the
-judge's verdict."""
+judge's verdict. A running evaluation's panel follows the job by server push (app/ui/live.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from app.services.chat import list_models
 from app.services.datasets import dataset_options
 from app.services.run_views import checkpoint_options
 from app.services.studies import model_choice
-from app.ui.common import LIVE, Ui, number_or_none, parse_id, shows_errors
+from app.ui.common import LIVE, Followers, Ui, number_or_none, parse_id, shows_errors
+from app.ui.live import follow_job, follow_value
 from app.ui.widgets import charts
 from app.ui.widgets.html import esc, num, table, when
 from app.ui.widgets.jobs import is_live, job_panel, projection_panel
@@ -38,6 +39,7 @@ def _help(name: str) -> str:
 class EvaluatePage:
     def __init__(self, ui: Ui):
         self.ui = ui
+        self._followers = Followers()
 
     # --- layout ---------------------------------------------------------------------------------
     def build(self) -> EvaluatePage:
@@ -83,7 +85,8 @@ class EvaluatePage:
             self._build_results()
         self.none_yet = gr.HTML('<div class="gad-hint">No evaluation yet: launch one above. Scores, charts and '
                                 'the judge’s verdicts appear here.</div>')
-        self.timer = gr.Timer(2.0, active=False)
+        # A new value starts the follower of a live evaluation (`follow`): set by refresh, launch and resume.
+        self.following = gr.State(None)
         return self
 
     def _build_results(self) -> None:
@@ -116,12 +119,12 @@ class EvaluatePage:
                self.limit.submit, self.max_new_tokens.change, self.both_orders.change], self.project,
               [self.models, self.sets, self.datasets, self.judge, self.limit, self.max_new_tokens, self.both_orders],
               [self.projection], show_progress="hidden")
-        self.resume.click(self.resume_paused, [self.pick, self.cap], [self.job, self.timer, self.pick])
+        self.resume.click(self.resume_paused, [self.pick, self.cap], [self.job, self.following, self.pick])
         self.models.change(lambda m: gr.update(choices=[""] + list(m or []), value=None), [self.models],
                            [self.teacher], show_progress="hidden")
         self.responses.upload(self.keep_upload, [self.responses, self.models], [self.models])
-        self.launch.click(self.submit, launch_in, [self.job, self.timer, self.pick])
-        self.timer.tick(self.watch, [self.pick], [self.job, self.timer, self.pick] + self.result_outputs(), **LIVE)
+        self.launch.click(self.submit, launch_in, [self.job, self.following, self.pick])
+        self.following.change(self.follow, [self.following], [self.job, self.pick] + self.result_outputs(), **LIVE)
         gr.on([self.pick.input, self.refresh_btn.click], self.show, [self.pick], self.result_outputs())
         gr.on([self.len_lo.submit, self.len_hi.submit, self.len_lo.blur, self.len_hi.blur], self.pick_best,
               [self.rows, self.len_lo, self.len_hi], [self.best, self.scatter], show_progress="hidden")
@@ -137,7 +140,7 @@ class EvaluatePage:
         return [self.judge, self.pick]
 
     def load_outputs(self) -> list:
-        return [self.models, self.datasets, self.judge, self.pick, self.job, self.timer] + self.result_outputs()
+        return [self.models, self.datasets, self.judge, self.pick, self.job, self.following] + self.result_outputs()
 
     # --- handlers -------------------------------------------------------------------------------
     def refresh(self, judge, shown, request: gr.Request, preselect: str | None = None):
@@ -160,7 +163,7 @@ class EvaluatePage:
         return [gr.update(choices=models, value=[preselect]) if preselect else gr.update(choices=models),
                 gr.update(choices=datasets), gr.update(choices=judges, value=judge),
                 gr.update(choices=picks, value=shown), job_panel(latest, "evaluation"),
-                gr.Timer(active=is_live(latest)), *results]
+                follow_value(latest and latest["id"], is_live(latest)), *results]
 
     def keep_upload(self, path, models, request: gr.Request):
         """An uploaded responses file is kept under the data folder (named by its content) and offered as a model."""
@@ -199,7 +202,7 @@ class EvaluatePage:
             s.commit()
             view = job_service.job_view(job)
         self.ui.ctx.enqueue(JobKind.evaluate, view["id"])
-        return job_panel(view, "evaluation"), gr.Timer(active=True), gr.skip()
+        return job_panel(view, "evaluation"), follow_value(view["id"], True), gr.skip()
 
     @shows_errors
     def submit(self, models, sets, datasets, judge, limit, max_new_tokens, greedy, both_orders, teacher, cap,
@@ -224,21 +227,26 @@ class EvaluatePage:
             picks = self._picks(ev_service.evaluation_jobs(s))
             warnings = _warnings(ev_service.job_warnings(s, job))
         self.ui.ctx.enqueue(JobKind.evaluate, view["id"])
-        return (warnings + job_panel(view, "evaluation"), gr.Timer(active=True),
+        return (warnings + job_panel(view, "evaluation"), follow_value(view["id"], True),
                 gr.update(choices=picks, value=view["id"]))
 
-    def watch(self, job_id, request: gr.Request):
-        job_id = parse_id(job_id)
-        if job_id is None:
-            return [gr.skip(), gr.Timer(active=False)] + [gr.skip()] * len(self.result_outputs())
+    async def follow(self, following, request: gr.Request):
+        """Push the followed evaluation's panel while it runs; once it ends, its scores (app/ui/live.py)."""
+        async for outputs in follow_job(self.ui.ctx.sessions, self._followers, following, request,
+                                        lambda f: self.poll(f["job_id"], request)):
+            yield outputs
+
+    @shows_errors
+    def poll(self, job_id: int, request: gr.Request) -> tuple[list, bool]:
+        """The outputs of one live update (the follower's), and whether the evaluation is still live."""
         with self.ui.session(request, "evaluations") as (s, _):
             view = job_service.job_view(job_service.get_job(s, job_id))
         if is_live(view):
-            return [job_panel(view, "evaluation"), gr.skip(), gr.skip()] + [gr.skip()] * len(self.result_outputs())
+            return [job_panel(view, "evaluation"), gr.skip()] + [gr.skip()] * len(self.result_outputs()), True
         with self.ui.session(request, "evaluations") as (s, _):
             picks = self._picks(ev_service.evaluation_jobs(s))
-        return [job_panel(view, "evaluation"), gr.Timer(active=False), gr.update(choices=picks, value=job_id),
-                *self._results(request, job_id)]
+        return [job_panel(view, "evaluation"), gr.update(choices=picks, value=job_id),
+                *self._results(request, job_id)], False
 
     @staticmethod
     def _picks(jobs) -> list[tuple[str, int]]:

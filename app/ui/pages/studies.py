@@ -3,7 +3,9 @@ items, annotators per item, guidelines), watch its items being generated, decide
 give their model away ("As Qwen...", "I am GPT-4"; flagged when the study is built: drop or keep
 them), open and close it; results: win/tie/loss bars with 95% intervals like the paper's Figure 3,
 per-annotator counts, agreement (Fleiss' kappa), export; with an LLM judge, how often it disagrees with itself
-and with the humans, and a queue that puts those items first. Annotators vote at /annotate/."""
+and with the humans, and a queue that puts those items first; the judge's cost cap (its job pauses before a
+verdict that could pass it; resumed here under a raised cap). The study's job panel follows the job by
+server push (app/ui/live.py). Annotators vote at /annotate/."""
 
 from __future__ import annotations
 
@@ -13,16 +15,18 @@ from pathlib import Path
 
 import gradio as gr
 
-from app.enums import JobKind, StudyStatus
+from app.enums import JobKind, RunStatus, StudyStatus
 from app.errors import InvalidInput
 from app.services import endpoints as ep_service
 from app.services import jobs as job_service
 from app.services import studies as study_service
+from app.services import study_results as results_service
 from app.services.chat import list_models
 from app.services.costs import project_study
 from app.services.datasets import dataset_options
 from app.services.run_views import checkpoint_options
-from app.ui.common import LIVE, Ui, parse_id, shows_errors
+from app.ui.common import LIVE, Followers, Ui, parse_id, shows_errors
+from app.ui.live import follow_job, follow_value
 from app.ui.widgets import charts
 from app.ui.widgets.html import badge, cards, esc, table, when
 from app.ui.widgets.jobs import is_live, job_panel, projection_panel
@@ -36,6 +40,7 @@ GUIDELINES = ("Read the prompt, then both responses. Choose the one that follows
 class StudiesPage:
     def __init__(self, ui: Ui):
         self.ui = ui
+        self._followers = Followers()
 
     # --- layout ---------------------------------------------------------------------------------
     def build(self) -> StudiesPage:
@@ -67,6 +72,10 @@ class StudiesPage:
                             info="first: items where the judge's two orders, or judge and humans, disagree")
                     # Before the launch, as for collections and evaluations: 0 unless a judge rates the items.
                     self.projection = gr.HTML(projection_panel(project_study()), elem_id="study-projection")
+                    self.cap = gr.Number(label="Judge's cost cap, USD (optional)", value=None, minimum=0,
+                                         elem_id="study-cap", info="empty or 0: no cap. The judge pauses before a "
+                                                                   "verdict that could pass it; resume it with a "
+                                                                   "raised cap on the study")
                     self.create = gr.Button("Create study", variant="primary", elem_id="study-create")
                     self.created = gr.HTML()
             with gr.Column(scale=3, min_width=460):
@@ -77,7 +86,11 @@ class StudiesPage:
                 self.pick = gr.Dropdown(label="Open a study", choices=[], elem_id="study-pick")
         with gr.Column(visible=False) as self.detail:
             self.header = gr.HTML(elem_id="study-header")
-            self.job = gr.HTML()
+            self.job = gr.HTML(elem_id="study-job")
+            with gr.Row(visible=False, equal_height=True) as self.resume_row:  # a judge paused by its cost cap
+                self.resume_cap = gr.Number(label="New cost cap, USD (empty or 0: no cap)", value=None, minimum=0,
+                                            scale=1, elem_id="study-resume-cap")
+                self.resume = gr.Button("Resume the paused judge with this cap", scale=1, elem_id="study-resume")
             with gr.Column(visible=False) as self.review:
                 self.flagged = gr.HTML(elem_id="study-flagged")
                 with gr.Row():
@@ -94,24 +107,27 @@ class StudiesPage:
                 self.export_csv = gr.Button("Export votes (CSV)", size="sm")
                 self.export_jsonl = gr.Button("Export votes (JSONL)", size="sm")
                 self.export_file = gr.File(label="Export", visible=False, interactive=False)
-        self.timer = gr.Timer(2.0, active=False)
+        # A new value starts the follower of the study's live job (`follow`): set by every redraw of a study.
+        self.following = gr.State(None)
         return self
 
     # --- wiring ---------------------------------------------------------------------------------
     def detail_outputs(self) -> list:
-        return [self.detail, self.header, self.job, self.review, self.flagged, self.open_btn, self.close_btn,
-                self.results, self.chart, self.timer, self.listing]
+        return [self.detail, self.header, self.job, self.resume_row, self.review, self.flagged, self.open_btn,
+                self.close_btn, self.results, self.chart, self.listing, self.following]
 
     def wire(self) -> None:
         self.create.click(self.submit, [self.name, self.model_a, self.model_b, self.dataset, self.n_items,
                                         self.per_item, self.max_tokens, self.guidelines, self.judge,
-                                        self.queue_order],
+                                        self.queue_order, self.cap],
                           [self.created, self.listing, self.pick]).success(
             self.open_study, [self.pick], self.detail_outputs())
         gr.on([self.judge.change, self.n_items.change, self.max_tokens.change], self.project,
               [self.judge, self.n_items, self.max_tokens], [self.projection])
         gr.on([self.pick.input, self.refresh_btn.click], self.open_study, [self.pick], self.detail_outputs())
-        self.timer.tick(self.open_study, [self.pick], self.detail_outputs(), **LIVE)
+        # The follower's outputs: the detail without `following` (writing it would start another follower).
+        self.following.change(self.follow, [self.following], self.detail_outputs()[:-1], **LIVE)
+        self.resume.click(self.resume_judge, [self.pick, self.resume_cap], self.detail_outputs())
         for button, arg in ((self.drop, True), (self.keep, False)):
             button.click(self.decide, [self.pick, gr.State(arg)], self.detail_outputs())
         for button, status in ((self.open_btn, StudyStatus.open), (self.close_btn, StudyStatus.closed)):
@@ -166,7 +182,7 @@ class StudiesPage:
 
     @shows_errors
     def submit(self, name, model_a, model_b, dataset, n_items, per_item, max_tokens, guidelines, judge, queue_order,
-               request: gr.Request):
+               cap, request: gr.Request):
         with self.ui.session(request, "studies") as (s, user):
             if parse_id(dataset) is None:
                 raise InvalidInput("choose the dataset whose test prompts the models answer", field="dataset_id")
@@ -175,7 +191,8 @@ class StudiesPage:
                 model_b=study_service.model_choice(s, self.ui.ctx.settings, model_b), dataset_id=parse_id(dataset),
                 n_items=int(n_items) if n_items else None, annotators_per_item=int(per_item or 1),
                 guidelines=guidelines or "", max_new_tokens=int(max_tokens or 256), user_id=user.id,
-                judge_endpoint_id=parse_id(judge), queue_order=queue_order or "standard")
+                judge_endpoint_id=parse_id(judge), queue_order=queue_order or "standard",
+                max_cost_usd=float(cap) if cap else None)  # the empty box reads 0: no cap
             s.commit()
             study_id, job_id = study.id, job.id
         self.ui.ctx.enqueue(JobKind.study, job_id)
@@ -185,29 +202,62 @@ class StudiesPage:
 
     @shows_errors
     def open_study(self, study_id, request: gr.Request):
+        """The study's detail, and a follower of its job while the job is live."""
         study_id = parse_id(study_id)
         if study_id is None:
-            return [gr.update(visible=False)] + [gr.skip()] * 8 + [gr.Timer(active=False), gr.skip()]
+            return [gr.update(visible=False)] + [gr.skip()] * (len(self.detail_outputs()) - 2) + [None]
+        outputs, live, job_id = self._detail(study_id, request)
+        return outputs + [follow_value(job_id, live, study_id=study_id)]
+
+    async def follow(self, following, request: gr.Request):
+        """Push the study's detail while its job (items, then the judge's verdicts) runs (app/ui/live.py)."""
+        async for outputs in follow_job(self.ui.ctx.sessions, self._followers, following, request,
+                                        lambda f: self._detail(f["study_id"], request)[:2]):
+            yield outputs
+
+    @shows_errors
+    def _detail(self, study_id: int, request: gr.Request) -> tuple[list, bool, int | None]:
+        """The detail outputs (all but `following`), whether the study's job is live, and its id."""
         with self.ui.session(request, "studies") as (s, _):
             study = study_service.get_study(s, study_id)
             view = study_service.study_view(s, study)
+            judged = (study.settings or {}).get("judge_endpoint_id") is not None
             job = study_service.study_job(s, study_id)
             job_view = job_service.job_view(job) if job else None
             flagged = study_service.flagged_items(s, study_id) if view["flagged"] else []
-            results = study_service.study_results(s, study_id)
-        generating = view["status"] == StudyStatus.draft and is_live(job_view)
+            results = results_service.study_results(s, study_id)
+        live, paused = is_live(job_view), bool(job_view) and job_view["status"] == RunStatus.paused
         header = (f'<div style="display:flex;gap:10px;align-items:center"><span class="gad-h">#{view["id"]} '
                   f'{esc(view["name"])}</span>{badge(view["status"])}<span class="gad-hint">created '
                   f'{esc(when(view["created_at"]))}</span></div>'
                   + cards([("model A", view["model_a"]), ("model B", view["model_b"]), ("items", view["items"]),
                            ("annotators per item", view["annotators_per_item"]), ("flagged", view["flagged"])]))
-        return [gr.update(visible=True), header,
-                job_panel(job_view, "generation") if view["status"] == StudyStatus.draft or
-                (job_view and job_view.get("error")) else "",
+        # The job: the models' answers while the study is a draft, then the judge's verdicts (if it has one).
+        shown = view["status"] == StudyStatus.draft or live or paused or bool(job_view and job_view.get("error"))
+        panel = job_panel(job_view, "judge" if judged and view["status"] != StudyStatus.draft else "generation")
+        if paused:
+            panel += ('<div class="gad-hint">The study takes votes meanwhile; the judge\'s verdicts, and a queue '
+                      'ordered by its disagreements, come once it has judged every item.</div>')
+        return [gr.update(visible=True), header, panel if shown else "", gr.update(visible=paused),
                 gr.update(visible=view["status"] == StudyStatus.review), self._flagged(flagged, view["status"]),
                 gr.update(visible=view["status"] == StudyStatus.closed),
                 gr.update(visible=view["status"] == StudyStatus.open), self._results(results),
-                charts.study_bars([results]), gr.Timer(active=generating), self._listing(request)]
+                charts.study_bars([results]), self._listing(request)], live, job_view and job_view["id"]
+
+    @shows_errors
+    def resume_judge(self, study_id, cap, request: gr.Request):
+        """The study's judge, paused by its cost cap, queued again under the cap typed next to the button."""
+        study_id = parse_id(study_id)
+        if study_id is None:
+            raise InvalidInput("open a study first")
+        with self.ui.session(request, "studies") as (s, _):
+            job = study_service.study_job(s, study_id)
+            if job is None or job.status != RunStatus.paused:
+                raise InvalidInput("this study's judge is not paused", field="max_cost_usd")
+            job_id = job_service.resume_job(s, job.id, float(cap) if cap else None).id  # empty (0): no cap
+            s.commit()
+        self.ui.ctx.enqueue(JobKind.study, job_id)  # after the commit: the worker must find it queued
+        return self.open_study(study_id, request)
 
     @staticmethod
     def _flagged(items: list[dict], status: str) -> str:
@@ -282,7 +332,7 @@ class StudiesPage:
         if study_id is None:
             raise InvalidInput("open a study first")
         with self.ui.session(request, "studies") as (s, _):
-            text = study_service.export_votes(s, study_id, fmt)
+            text = results_service.export_votes(s, study_id, fmt)
         # A fresh temporary folder: Gradio serves files from the system's temp folder, and the export
         # (unblinded votes) is handed to this browser only.
         path = Path(tempfile.mkdtemp(prefix="gad-export-")) / f"study-{study_id}-votes.{fmt}"

@@ -94,3 +94,33 @@ def projection_panel(p: dict | None) -> str:
         ("completion tokens", f'≤{p["completion_tokens_max"]:,}', None),
         ("cost", f"≤{cost}", f'${p["price_prompt"]}/M in · ${p["price_completion"]}/M out')])
     return out + f'<div class="gad-hint">{esc("; ".join(p["assumptions"]))}</div>'
+
+
+def upload_progress(view: dict, shown: str, note: str = "") -> str:
+    """An upload's import job while it works: its phase (reading the file, then writing the prompts),
+    the share done and the ETA."""
+    stats = view.get("stats") or {}
+    phase = stats.get("phase")
+    if view["status"] == RunStatus.queued:
+        text = "stored; waiting for a worker to read it…"
+    elif phase == "parse":
+        text = f"checking: {_size(stats.get('bytes', 0))} of {_size(stats.get('total_bytes', 0))} read"
+    elif phase == "insert":
+        text = f"checked; writing {stats.get('total_prompts', 0):,} prompts…"
+    else:
+        text = "starting…"
+    eta = f" · ETA {duration(view['eta_seconds'])}" if view.get("eta_seconds") is not None else ""
+    bar = pbar(view.get("progress") if view["status"] == RunStatus.running else None,
+               indeterminate=view["status"] == RunStatus.queued)
+    extra = f'<div class="gad-hint">{esc(note)}</div>' if note else ""
+    return (f'<div class="gad-h">Importing {esc(shown)} <span class="gad-hint">job #{view["id"]}</span></div>'
+            + bar + f'<div class="gad-hint">{esc(text)}{esc(eta)}</div>' + extra)
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "kB", "MB"):
+        if n < 1000 or unit == "MB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n:,.1f} MB"
+

@@ -1,0 +1,95 @@
+"""Request and response models of the REST API (the OpenAPI schema is generated from these), one module
+per resource: common (ids, errors, pages, health), users, datasets, endpoints, jobs, runs, evaluations,
+studies. Routes import them from here."""
+
+from __future__ import annotations
+
+from app.api.schemas.common import ERRORS, DbId, Health, Page, Problem
+from app.api.schemas.datasets import DatasetOut, DatasetStats, Histogram, PromptPage, PromptRow
+from app.api.schemas.endpoints import ConnectionTest, EndpointCreate, EndpointOut
+from app.api.schemas.evaluations import EvalModel, EvaluationCreate, EvaluationRow, JudgeSample
+from app.api.schemas.jobs import CollectCreate, CostProjection, JobOut, JobResume
+from app.api.schemas.runs import (
+    Alarm,
+    CheckpointOut,
+    DiffRow,
+    LogOut,
+    MetricsOut,
+    RunCreate,
+    RunDetail,
+    RunFork,
+    RunOut,
+    RunPage,
+    RunSettings,
+    SamplesOut,
+    Series,
+)
+from app.api.schemas.studies import (
+    AnnotatorStudy,
+    BlindItem,
+    LeakReview,
+    StudyCreate,
+    StudyCreated,
+    StudyModel,
+    StudyOut,
+    StudyResults,
+    StudyStatusIn,
+    VoteIn,
+    VoteOut,
+)
+from app.api.schemas.users import LoginIn, LoginOut, TokenCreate, TokenOut, UserCreate, UserOut, UserUpdate
+
+__all__ = [
+    "Alarm",
+    "AnnotatorStudy",
+    "BlindItem",
+    "CheckpointOut",
+    "CollectCreate",
+    "ConnectionTest",
+    "CostProjection",
+    "DatasetOut",
+    "DatasetStats",
+    "DbId",
+    "DiffRow",
+    "ERRORS",
+    "EndpointCreate",
+    "EndpointOut",
+    "EvalModel",
+    "EvaluationCreate",
+    "EvaluationRow",
+    "Health",
+    "Histogram",
+    "JobOut",
+    "JobResume",
+    "JudgeSample",
+    "LeakReview",
+    "LogOut",
+    "LoginIn",
+    "LoginOut",
+    "MetricsOut",
+    "Page",
+    "Problem",
+    "PromptPage",
+    "PromptRow",
+    "RunCreate",
+    "RunDetail",
+    "RunFork",
+    "RunOut",
+    "RunPage",
+    "RunSettings",
+    "SamplesOut",
+    "Series",
+    "StudyCreate",
+    "StudyCreated",
+    "StudyModel",
+    "StudyOut",
+    "StudyResults",
+    "StudyStatusIn",
+    "TokenCreate",
+    "TokenOut",
+    "UserCreate",
+    "UserOut",
+    "UserUpdate",
+    "VoteIn",
+    "VoteOut",
+]
