@@ -1,7 +1,8 @@
 """One live owner per data folder: a PID file held under an exclusive `flock`.
 
-`gad-studio up` holds `up.pid` for its whole life (it is the web server too) and the worker it starts
-holds `worker.pid`. The kernel drops a `flock` when its holder dies, however it dies (SIGKILL, the OOM
+`gad-studio up` holds `up.pid` for its whole life (it is the web server too) and the workers it starts
+hold `worker.pid` (gpu queue: training, evaluations) and `worker-io.pid` (io queue: teacher calls,
+uploads). The kernel drops a `flock` when its holder dies, however it dies (SIGKILL, the OOM
 killer), so a file left behind by a dead process never blocks a new start: only a live holder does,
 and the file names its PID for the message. On systems without `fcntl` the lock is a no-op.
 """
@@ -17,7 +18,9 @@ except ImportError:  # pragma: no cover - not Linux/macOS: no locking, as before
     fcntl = None
 
 UP_LOCK = "up.pid"          # in the data folder: the live `gad-studio up` (worker and web server's parent)
-WORKER_LOCK = "worker.pid"  # in the data folder: the worker that `gad-studio up` started
+WORKER_LOCK = "worker.pid"  # in the data folder: the gpu worker that `gad-studio up` started
+IO_WORKER_LOCK = "worker-io.pid"  # ... and its io worker
+WORKER_LOCKS = {"gpu": WORKER_LOCK, "io": IO_WORKER_LOCK}
 
 
 class HeldElsewhere(RuntimeError):

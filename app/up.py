@@ -3,11 +3,12 @@
     1. migrate the embedded SQLite database (or whatever DATABASE_URL names)
     2. create the first admin if there is none (a random password, printed once)
     3. make the demo ready: a tiny offline student and the bundled prompt set with teacher responses
-    4. start one worker process (both queues) and the web server; Ctrl-C stops both, in that order
+    4. start two worker processes (gpu queue; io queue: uploads and teacher calls never wait behind a
+       training run) and the web server; Ctrl-C stops the web server, then the workers
 Running it again keeps everything from last time. A run that was training when the studio stopped
 is marked interrupted at the next start and resumes from its last checkpoint on request.
 One `up` per data folder: a second one, or one started while an earlier `up`'s worker is still alive,
-is refused with the PID in the way. The worker ends when `up` ends, even when `up` is SIGKILLed
+is refused with the PID in the way. The workers end when `up` ends, even when `up` is SIGKILLed
 (see worker/parent.py); the web server runs inside `up` itself.
 """
 
@@ -40,7 +41,7 @@ def claim_folder(data_dir: Path):
     """Hold the data folder's `up` lock, or raise Conflict naming the live `up` or orphaned worker in the way.
     Flocks die with their holders, so files left by killed processes do not block."""
     from app.errors import Conflict
-    from app.pidlock import UP_LOCK, WORKER_LOCK, HeldElsewhere, PidLock, ensure_free
+    from app.pidlock import UP_LOCK, WORKER_LOCKS, HeldElsewhere, PidLock, ensure_free
 
     where = data_dir.resolve()
     try:
@@ -49,7 +50,8 @@ def claim_folder(data_dir: Path):
         raise Conflict(f"`gad-studio up` is already running on the data folder {where} (PID {held.pid}); "
                        f"open that one, stop it first, or set another GAD_DATA_DIR") from None
     try:
-        ensure_free(data_dir / WORKER_LOCK)
+        for name in WORKER_LOCKS.values():
+            ensure_free(data_dir / name)
     except HeldElsewhere as held:
         lock.release()
         raise Conflict(f"a worker of an earlier `gad-studio up` is still running on the data folder {where} "
@@ -57,13 +59,15 @@ def claim_folder(data_dir: Path):
     return lock
 
 
-def start_worker(log_path, log_level: str = "INFO") -> subprocess.Popen:
+def start_worker(log_path, queue: str, log_level: str = "INFO") -> subprocess.Popen:
+    """A worker for one queue. Two of them: an upload or a teacher collection (io) must not wait
+    behind a training run that holds the gpu worker for hours."""
     # Its own process group: the terminal's Ctrl-C reaches `up` only, which then stops the worker in order.
     # --parent-pid: it ends when this process ends, however this one ends (see worker/parent.py).
     # Its chatter (Celery's banner, task lines) goes to a log file; the terminal keeps the studio's own lines.
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "worker", "--queues", "gpu,io", "--loglevel", log_level,
+        return subprocess.Popen([sys.executable, "-m", "worker", "--queues", queue, "--loglevel", log_level,
                                  "--parent-pid", str(os.getpid())],
                                 start_new_session=True, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
 
@@ -84,11 +88,12 @@ def stop_worker(proc: subprocess.Popen, runs_dir) -> None:
             pass
 
 
-def _watch(proc: subprocess.Popen, stopping: threading.Event) -> None:
+def _watch(proc: subprocess.Popen, queue: str, stopping: threading.Event) -> None:
     code = proc.wait()
     if not stopping.is_set():
-        print(f"warning: the worker exited (code {code}); runs will wait in the queue. Restart `gad-studio up`.",
-              file=sys.stderr, flush=True)
+        waits = "runs and evaluations" if queue == "gpu" else "uploads and teacher collections"
+        print(f"warning: the {queue} worker exited (code {code}); {waits} will wait in the queue. Restart "
+              f"`gad-studio up`.", file=sys.stderr, flush=True)
 
 
 def up(host: str = "127.0.0.1", port: int = 8000, *, demo: bool = True, worker: bool = True) -> int:
@@ -122,21 +127,25 @@ def up(host: str = "127.0.0.1", port: int = 8000, *, demo: bool = True, worker: 
     if ready is not None:
         print(f"  demo: dataset #{ready.dataset_id} and the tiny student {ready.model_path} are ready; "
               f"New run -> preset 'quick CPU smoke test'", flush=True)
-    worker_log = ctx.settings.data_dir / "logs" / "worker.log"
-    print(f"  data: {ctx.settings.data_dir.resolve()}  ·  worker log: {worker_log.resolve()}", flush=True)
+    logs = {queue: ctx.settings.data_dir / "logs" / name for queue, name in (("gpu", "worker.log"),
+                                                                             ("io", "worker-io.log"))}
+    print(f"  data: {ctx.settings.data_dir.resolve()}  ·  worker logs: {logs['gpu'].parent.resolve()}", flush=True)
     print(f"  API docs: {url.replace('/ui/', '/docs')}  ·  Ctrl-C stops\n", flush=True)
 
-    proc, stopping = (start_worker(worker_log), threading.Event()) if worker else (None, threading.Event())
-    if proc is not None:
-        threading.Thread(target=_watch, args=(proc, stopping), name="worker-watch", daemon=True).start()
+    stopping = threading.Event()
+    procs = {queue: start_worker(log, queue) for queue, log in logs.items()} if worker else {}
+    for queue, proc in procs.items():
+        threading.Thread(target=_watch, args=(proc, queue, stopping), name=f"{queue}-worker-watch",
+                         daemon=True).start()
     try:
         uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")).run()
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; here it is the normal way to stop
         pass
     finally:
         stopping.set()
-        if proc is not None:
-            print("stopping the worker ...", flush=True)
+        if procs:
+            print("stopping the workers ...", flush=True)
+        for proc in reversed(procs.values()):  # io first: it has no step to finish
             stop_worker(proc, ctx.settings.runs_dir)
         ctx.close()
         lock.release()

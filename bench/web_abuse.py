@@ -2,8 +2,9 @@
 (RSS) peak during it and after it, and how /health answers meanwhile.
 
 The server is `gad-studio serve --no-ui` in its own process (SQLite, defaults: 200 MB uploads,
-200,000 records), as bench/api_load.py starts it. A sampler reads its RSS every 20 ms; a prober
-GETs /health every 100 ms throughout. Cases, one after another:
+200,000 records), as bench/api_load.py starts it, beside an io worker (`gad-studio worker --queues io`:
+uploads are parsed by its jobs). A sampler reads both processes' RSS every 20 ms; a prober GETs
+/health every 100 ms throughout. Cases, one after another:
 
   baseline     nothing (3 s)
   anon-chunked 20 concurrent anonymous uploads, chunked (no Content-Length), 200 MB each offered
@@ -13,9 +14,9 @@ GETs /health every 100 ms throughout. Cases, one after another:
   lines-jsonl  1,000,000 one-character lines (.jsonl)
   nested-json  20 concurrent logins whose body nests 1,000,000 levels deep (2 MB)
 
-Reported per case: answers (status: count), RSS peak and RSS 2 s after, both as ratios to the
-baseline RSS, and /health p95 (and its ratio to the baseline p95) and failures. Compare ratios
-across machines, not times.
+Reported per case: answers (status: count), the server's RSS peak and RSS 2 s after, both as ratios
+to the baseline RSS, the worker's RSS peak (and its ratio to its baseline), and /health p95 (and its
+ratio to the baseline p95) and failures. Compare ratios across machines, not times.
 
     python bench/web_abuse.py [--json bench/results/web_abuse.json]
 """
@@ -61,13 +62,16 @@ def seed(data_dir: Path, db_url: str) -> str:
 
 
 class Watch:
-    """RSS samples of one process and /health latencies, while a case runs."""
+    """RSS samples of the server (and of the worker with its children), and /health latencies, while a
+    case runs."""
 
-    def __init__(self, pid: int, url: str):
+    def __init__(self, pid: int, url: str, worker_pid: int | None = None):
         import psutil
 
         self.proc, self.url = psutil.Process(pid), url
+        self.worker = psutil.Process(worker_pid) if worker_pid else None
         self.rss: list[int] = []
+        self.worker_rss: list[int] = []
         self.health: list[float] = []
         self.health_failures = 0
         self._stop = threading.Event()
@@ -87,6 +91,8 @@ class Watch:
     def _sample(self):
         while not self._stop.is_set():
             self.rss.append(self.proc.memory_info().rss)
+            if self.worker is not None:
+                self.worker_rss.append(tree_rss(self.worker))
             self._stop.wait(0.02)
 
     def _probe(self):
@@ -99,6 +105,19 @@ class Watch:
             except OSError:
                 self.health_failures += 1
             self._stop.wait(0.1)
+
+
+def tree_rss(proc) -> int:
+    """RSS of a process and its children (a worker may run its job in a child)."""
+    import psutil
+
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def p95(values: list[float]) -> float | None:
@@ -172,8 +191,8 @@ def gzip_bomb(byte: bytes, gib: int) -> bytes:
     return member * (4 * gib)
 
 
-def run_case(name: str, action, pid: int, url: str, baseline: dict | None) -> dict:
-    with Watch(pid, url) as watch:
+def run_case(name: str, action, pid: int, url: str, baseline: dict | None, worker_pid: int | None = None) -> dict:
+    with Watch(pid, url, worker_pid) as watch:
         t0 = time.perf_counter()
         statuses = action()
         seconds = time.perf_counter() - t0
@@ -183,8 +202,10 @@ def run_case(name: str, action, pid: int, url: str, baseline: dict | None) -> di
     out = {"case": name, "answers": {str(k): statuses.count(k) for k in sorted(set(statuses))},
            "seconds": round(seconds, 2), "rss_peak_mb": round(max(watch.rss) / 2**20, 1),
            "rss_after_mb": round(after / 2**20, 1), "health_p95_ms": round(1000 * (p95(watch.health) or 0), 1),
-           "health_failures": watch.health_failures, "health_probes": len(watch.health)}
+           "health_failures": watch.health_failures, "health_probes": len(watch.health),
+           "worker_rss_peak_mb": round(max(watch.worker_rss or [0]) / 2**20, 1)}
     if baseline:
+        out["worker_rss_peak_x"] = round(out["worker_rss_peak_mb"] / max(baseline["worker_rss_peak_mb"], 0.1), 2)
         out["rss_peak_x"] = round(max(watch.rss) / (baseline["rss_peak_mb"] * 2**20), 2)
         out["rss_after_x"] = round(after / (baseline["rss_peak_mb"] * 2**20), 2)
         out["health_p95_x"] = round(out["health_p95_ms"] / max(baseline["health_p95_ms"], 0.1), 1)
@@ -208,6 +229,8 @@ def main() -> int:
     log = (tmp / "server.log").open("ab")
     server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--no-ui", "--port", str(port),
                                "--log-level", "warning"], env=env, cwd=REPO, stdout=log, stderr=log)
+    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--queues", "io", "--loglevel", "WARNING"],
+                              env=env, cwd=REPO, stdout=log, stderr=log)
     try:
         deadline = time.time() + 90
         while True:
@@ -233,7 +256,8 @@ def main() -> int:
             with ThreadPoolExecutor(n) as pool:
                 return list(pool.map(lambda _: fn(), range(n)))
 
-        results = [run_case("baseline", lambda: [time.sleep(3)] and [], server.pid, url, None)]
+        time.sleep(5)  # the worker's imports, so that its baseline is its resting size
+        results = [run_case("baseline", lambda: [time.sleep(3)] and [], server.pid, url, None, worker.pid)]
         base = results[0]
         cases = [
             ("anon-chunked", lambda: parallel(lambda: chunked_upload(url, None, "big.jsonl", 200 * 2**20), 20)),
@@ -244,12 +268,13 @@ def main() -> int:
             ("nested-json", lambda: parallel(login_nested, 20)),
         ]
         for name, action in cases:
-            results.append(run_case(name, action, server.pid, url, base))
+            results.append(run_case(name, action, server.pid, url, base, worker.pid))
         print(f"bomb sizes on the wire: zeros {len(bombs['zeros']):,} B, blank {len(bombs['blank']):,} B")
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"server": "gad-studio serve --no-ui, SQLite, default caps",
+        args.json.write_text(json.dumps({"server": "gad-studio serve --no-ui + an io worker, SQLite, default caps",
                                          "cases": results}, indent=1) + "\n")
     finally:
+        worker.terminate()
         server.terminate()
         try:
             server.wait(timeout=20)

@@ -224,3 +224,23 @@ def test_every_shared_dataset_file_loads():
     joined = load_examples(SHARED / "raw" / "arena_hard_question.jsonl",
                            SHARED / "raw" / "arena_hard_gpt-4-0314.jsonl", require_response=True)
     assert len(joined) == 500
+
+
+def test_reading_reports_how_far_into_the_file_it_is(tmp_path):
+    """read_rows' progress: bytes of the stored file read so far (compressed bytes for .gz), growing, ending at
+    the file's size."""
+    import gzip
+
+    from gad.data.readers import PROGRESS_EVERY, read_rows
+
+    rows = [{"prompt": f"question {i} " + "w" * (i % 50)} for i in range(3 * PROGRESS_EVERY + 5)]
+    plain = write_jsonl(tmp_path / "p.jsonl", rows)
+    packed = tmp_path / "p.jsonl.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    for path in (plain, packed):
+        seen: list[tuple[int, int]] = []
+        assert len(list(read_rows(path, progress=lambda done, total, seen=seen: seen.append((done, total))))) \
+            == len(rows)
+        size = path.stat().st_size
+        assert len(seen) == 4 and seen[-1] == (size, size) and {t for _, t in seen} == {size}
+        assert [d for d, _ in seen] == sorted(d for d, _ in seen) and 0 < seen[0][0] < size

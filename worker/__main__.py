@@ -24,7 +24,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hostname", default=None, help="Worker name, e.g. gpu1@%%h (default: celery@host).")
     p.add_argument("--parent-pid", type=int, default=None,
                    help="Set by `gad-studio up`: end when that process ends, and hold the data folder's worker "
-                        "lock (worker.pid) so no second `up` starts a worker beside this one.")
+                        "lock (worker.pid; worker-io.pid for --queues io) so no second `up` starts a worker "
+                        "beside this one.")
     return p.parse_args(argv)
 
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from worker.celery_app import make_celery
 
     ns = parse(argv)
-    lock = _guard(ns.parent_pid) if ns.parent_pid else None  # before anything slow: `up` may die meanwhile
+    lock = _guard(ns.parent_pid, ns.queues) if ns.parent_pid else None  # before anything slow: `up` may die meanwhile
     quiet_libraries()
     ctx = make_context()
     app = make_celery(ctx.settings, ctx)
@@ -71,17 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _guard(parent_pid: int):
-    """A worker of `gad-studio up`: watch the parent, and hold worker.pid in the data folder while alive."""
+def _guard(parent_pid: int, queues: str):
+    """A worker of `gad-studio up`: watch the parent, and hold its queue's lock (worker.pid, worker-io.pid)
+    in the data folder while alive."""
     from app.errors import Conflict
-    from app.pidlock import WORKER_LOCK, HeldElsewhere, PidLock
+    from app.pidlock import WORKER_LOCK, WORKER_LOCKS, HeldElsewhere, PidLock
     from app.settings import get_settings
     from worker.parent import watch_parent
 
     settings = get_settings()
     watch_parent(parent_pid, settings.runs_dir)
     try:
-        return PidLock(settings.data_dir / WORKER_LOCK).acquire()
+        return PidLock(settings.data_dir / WORKER_LOCKS.get(queues, WORKER_LOCK)).acquire()
     except HeldElsewhere as held:
         raise Conflict(f"another worker (PID {held.pid}) already serves the data folder "
                        f"{settings.data_dir.resolve()}") from None

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db.models import Dataset, Prompt
+from tests.api.conftest import wait_for
 
 GOOD = "".join(json.dumps({"id": f"p{i}", "prompt": f"Question {i}?", "response": f"Answer {i}."}) + "\n"
                for i in range(30))
@@ -73,3 +74,41 @@ def test_file_names_are_never_paths(studio):
     assert r.status_code == 201
     assert r.json()["source"] == "evil name.jsonl"
     assert not (studio.ctx.settings.data_dir.parent / "evil name.jsonl").exists()
+
+
+def _job(c, job_id: int) -> dict:
+    return c.get(f"/api/jobs/{job_id}").json()
+
+
+def test_an_upload_not_waited_for_is_a_202_job_that_a_worker_imports_with_progress(studio):
+    """The server only stores the bytes: with wait=0 the answer is the job (Location to follow), and the
+    io worker's job parses and imports the file, its progress on the row, its result naming the dataset."""
+    with studio.client("researcher") as c:
+        r = c.post("/api/datasets", params={"wait": 0},
+                   files={"file": ("later.jsonl", GOOD.encode(), "application/octet-stream")}, data={"name": "later"})
+        assert r.status_code == 202, r.text
+        job = r.json()
+        assert job["kind"] == "upload" and r.headers["Location"] == f"/api/jobs/{job['id']}"
+        assert job["params"]["source"] == "later.jsonl" and "path" not in json.dumps(job["params"])
+        done = wait_for(lambda: (j := _job(c, job["id"]))["status"] in ("succeeded", "failed") and j, 60,
+                        "the upload job")
+        assert done["status"] == "succeeded", done
+        assert (done["done"], done["total"], done["progress"], done["stats"]["phase"]) == (1000, 1000, 1.0, "done")
+        ds = c.get(f"/api/datasets/{done['result']['dataset_id']}").json()
+        assert (ds["name"], ds["n_prompts"], done["result"]["n_prompts"]) == ("later", 30, 30)
+    assert not any((studio.ctx.settings.data_dir / "uploads").iterdir())   # the file went with the answer
+
+
+def test_a_refused_file_fails_its_job_with_the_line_and_field_not_a_traceback(studio):
+    before = counts(studio)
+    bad = (GOOD.splitlines()[0] + "\n" + '{"prompt": ["not", "text"]}\n').encode()
+    with studio.client("researcher") as c:
+        r = c.post("/api/datasets", params={"wait": 0}, files={"file": ("bad.jsonl", bad)})
+        assert r.status_code == 202, r.text
+        job = wait_for(lambda: (j := _job(c, r.json()["id"]))["status"] in ("succeeded", "failed") and j, 60,
+                       "the upload job")
+    assert job["status"] == "failed"
+    assert job["result"]["http_status"] == 422 and job["result"]["where"] == "bad.jsonl:2", job
+    assert job["error"].startswith("bad.jsonl:2: field 'prompt")
+    assert "Traceback" not in job["error"] and "Error:" not in job["error"]
+    assert counts(studio) == before

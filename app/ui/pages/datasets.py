@@ -1,7 +1,8 @@
-"""Datasets: upload a prompt set (validated at once: an error names the line and the field), see the
-list, and for one dataset its numbers, length histograms, a paged preview, and how many prompts
-have teacher responses; launch a teacher collection from an endpoint and watch it live (progress,
-rate, failures with their reasons, tokens, cost, ETA); retry the prompts that failed."""
+"""Datasets: upload a prompt set (a worker checks it whole and imports it, with progress here; an error
+names the line and the field), see the list, and for one dataset its numbers, length histograms, a
+paged preview, and how many prompts have teacher responses; launch a teacher collection from an
+endpoint and watch it live by server push (progress, rate, failures with their reasons, tokens, cost,
+ETA); retry the prompts that failed."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from app.services import datasets as ds_service
 from app.services import endpoints as ep_service
 from app.services import events, uploads
 from app.services import jobs as job_service
-from app.ui.common import LIVE, Ui, parse_id, shows_errors
+from app.ui.common import LIVE, Followers, Ui, parse_id, shows_errors
+from app.ui.live import follow_job, follow_value
 from app.ui.widgets.html import cards, error_box, esc, histogram_svg, ok_box, table, when
 from app.ui.widgets.jobs import is_live, job_panel, projection_panel, upload_progress
 
@@ -29,6 +31,7 @@ FORMAT_HINT = ("JSONL, JSON, CSV or Parquet (optionally .gz). One record per pro
 class DatasetsPage:
     def __init__(self, ui: Ui):
         self.ui = ui
+        self._followers = Followers()
 
     # --- layout ---------------------------------------------------------------------------------
     def build(self) -> DatasetsPage:
@@ -87,13 +90,14 @@ class DatasetsPage:
                     self.projection = gr.HTML(elem_id="collect-projection")
                     self.job = gr.HTML(elem_id="collect-job")
                     self.history = gr.HTML()
-        self.timer = gr.Timer(1.5, active=False)
+        # A new value starts the follower of a live collection (app/ui/live.py): set by open, collect, resume.
+        self.following = gr.State(None)
         return self
 
     # --- wiring ---------------------------------------------------------------------------------
     def detail_outputs(self) -> list:
         return [self.detail, self.summary, self.hist_prompt, self.hist_response, self.offset, self.preview,
-                self.page_info, self.endpoint, self.endpoint_info, self.job, self.history, self.timer]
+                self.page_info, self.endpoint, self.endpoint_info, self.job, self.history, self.following]
 
     def wire(self, remembered: gr.BrowserState) -> None:
         detail_out = self.detail_outputs()
@@ -110,10 +114,11 @@ class DatasetsPage:
         self.endpoint.change(self.describe_endpoint, [self.endpoint], [self.endpoint_info]).then(
             self.project, [self.pick, self.endpoint], [self.projection])
         self.collect_btn.click(self.collect, [self.pick, self.endpoint, gr.State(False), self.cap],
-                               [self.job, self.timer])
-        self.retry_btn.click(self.collect, [self.pick, self.endpoint, gr.State(True), self.cap], [self.job, self.timer])
-        self.resume_btn.click(self.resume, [self.pick, self.cap], [self.job, self.timer])
-        self.timer.tick(self.watch, [self.pick], [self.job, self.summary, self.history, self.timer, self.listing,
+                               [self.job, self.following])
+        self.retry_btn.click(self.collect, [self.pick, self.endpoint, gr.State(True), self.cap],
+                             [self.job, self.following])
+        self.resume_btn.click(self.resume, [self.pick, self.cap], [self.job, self.following])
+        self.following.change(self.follow, [self.following], [self.job, self.summary, self.history, self.listing,
                                                   self.pick, self.hist_prompt, self.hist_response], **LIVE)
 
     def load_inputs(self) -> list:
@@ -193,11 +198,12 @@ class DatasetsPage:
             stats = ds_service.statistics(s, dataset_id)
             endpoints = [(f"{e.name} ({e.model})", e.id) for e in ep_service.list_endpoints(s)]
         offset, rows, info = self._page(request, dataset_id, "all", 0)
-        job, history, live = self._jobs(request, dataset_id)
+        job, history, latest = self._jobs(request, dataset_id)
         first = endpoints[0][1] if endpoints else None
         return [gr.update(visible=True), self._summary(stats), *self._histograms(stats), offset, rows, info,
                 gr.update(choices=endpoints, value=first),
-                self._endpoint_html(request, first), job, history, gr.Timer(active=live)]
+                self._endpoint_html(request, first), job, history,
+                follow_value(latest and latest["id"], is_live(latest), dataset_id=dataset_id)]
 
     def _summary(self, stats: dict) -> str:
         n, have = stats["n_prompts"], stats["with_response"]
@@ -259,7 +265,7 @@ class DatasetsPage:
                           (v["stats"] or {}).get("failed", "–"),
                           f'${v["cost"]:.4f}', when(v["started_at"] or v["created_at"])] for v in views[1:]],
                         num={0, 2, 3}, empty="") if len(views) > 1 else ""
-        return job_panel(latest, "collection"), history, is_live(latest)
+        return job_panel(latest, "collection"), history, latest
 
     @shows_errors
     def project(self, dataset_id, endpoint_id, request: gr.Request):
@@ -286,7 +292,7 @@ class DatasetsPage:
             s.commit()
             view = job_service.job_view(job)
         self.ui.ctx.enqueue(JobKind.collect, view["id"])
-        return job_panel(view, "collection"), gr.Timer(active=True)
+        return job_panel(view, "collection"), follow_value(view["id"], True, dataset_id=dataset_id)
 
     @shows_errors
     def collect(self, dataset_id, endpoint_id, retry_failed, cap, request: gr.Request):
@@ -300,21 +306,25 @@ class DatasetsPage:
             s.commit()
             view = job_service.job_view(job)
         self.ui.ctx.enqueue(JobKind.collect, view["id"])
-        return job_panel(view, "collection"), gr.Timer(active=True)
+        return job_panel(view, "collection"), follow_value(view["id"], True, dataset_id=dataset_id)
 
-    def watch(self, dataset_id, request: gr.Request):
-        dataset_id = parse_id(dataset_id)
-        if dataset_id is None:
-            return [gr.skip()] * 3 + [gr.Timer(active=False)] + [gr.skip()] * 4
-        job, history, live = self._jobs(request, dataset_id)
+    async def follow(self, following, request: gr.Request):
+        """Push the followed collection's panel and counts while it runs (app/ui/live.py)."""
+        async for outputs in follow_job(self.ui.ctx.sessions, self._followers, following, request,
+                                        lambda f: self.poll(f["dataset_id"], request)):
+            yield outputs
+
+    @shows_errors
+    def poll(self, dataset_id: int, request: gr.Request) -> tuple[list, bool]:
+        """The outputs of one live update (the follower's), and whether the collection is still live."""
+        job, history, latest = self._jobs(request, dataset_id)
         with self.ui.session(request, "datasets") as (s, _):
             stats = ds_service.statistics(s, dataset_id)
-        if live:
-            return [job, self._summary(stats), history, gr.Timer(active=True)] + [gr.skip()] * 4
+        if is_live(latest):
+            return [job, self._summary(stats), history] + [gr.skip()] * 4, True
         # Done: everything that counts teacher responses is redrawn once.
         listing, pick = self.refresh_list(dataset_id, request)
-        return [job, self._summary(stats), history, gr.Timer(active=False), listing, pick,
-                *self._histograms(stats)]
+        return [job, self._summary(stats), history, listing, pick, *self._histograms(stats)], False
 
     @staticmethod
     def _histograms(stats: dict) -> list:
