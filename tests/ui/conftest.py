@@ -179,7 +179,7 @@ def open_tab(page, tab_id: str) -> None:
     page.locator(f"#{tab_id}-button").click()
 
 
-def choose(page, elem_id: str, option: str, timeout: float = 60) -> None:
+def choose(page, elem_id: str, option: str, timeout: float = LONG / 1000) -> None:
     """Pick the option whose label contains `option` in a Gradio dropdown. Its choices may still be on
     their way (page-load events fill them): open the list until the option is there."""
     box = page.locator(f"#{elem_id} input").first

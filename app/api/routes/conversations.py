@@ -41,10 +41,15 @@ class ConversationDetail(ConversationOut):
     messages: list[MessageOut]
 
 
-def _download(lines, filename: str) -> PlainTextResponse:
+class JsonLines(PlainTextResponse):
+    """JSONL, documented as such in the OpenAPI schema (PlainTextResponse would say text/plain)."""
+    media_type = NDJSON
+
+
+def _download(lines, filename: str) -> JsonLines:
     # Built whole inside the request: the database session ends with it.
-    return PlainTextResponse("".join(lines), media_type=NDJSON,
-                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return JsonLines("".join(lines),
+                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 @router.get("", response_model=list[ConversationOut], summary="Your conversations, the most recent first")
@@ -53,10 +58,10 @@ def list_conversations(user: Chatter, session: DB, limit: int = Query(100, ge=1,
 
 
 # Declared before /{conversation_id}, which would otherwise claim the path.
-@router.get("/export", response_class=PlainTextResponse, summary="All your conversations as JSONL",
+@router.get("/export", response_class=JsonLines, summary="All your conversations as JSONL",
             description="One line per conversation: {id, model, created_at, title, messages: [{role, content}]}. "
                         "A side-by-side conversation gives one line per model (same id).")
-def export_all(user: Chatter, session: DB) -> PlainTextResponse:
+def export_all(user: Chatter, session: DB) -> JsonLines:
     return _download(svc.export_jsonl(session, user.id), "conversations.jsonl")
 
 
@@ -65,8 +70,8 @@ def get_conversation(conversation_id: IdPath, user: Chatter, session: DB) -> Con
     return ConversationDetail.model_validate(svc.get_conversation(session, user.id, conversation_id))
 
 
-@router.get("/{conversation_id}/export", response_class=PlainTextResponse, summary="One conversation as JSONL")
-def export_one(conversation_id: IdPath, user: Chatter, session: DB) -> PlainTextResponse:
+@router.get("/{conversation_id}/export", response_class=JsonLines, summary="One conversation as JSONL")
+def export_one(conversation_id: IdPath, user: Chatter, session: DB) -> JsonLines:
     return _download(svc.export_jsonl(session, user.id, [conversation_id]), f"conversation-{conversation_id}.jsonl")
 
 
