@@ -82,10 +82,10 @@ def make_studio(tmp: Path, db_url: str | None = None, broker: str | None = None,
 
 
 @contextmanager
-def serving(tmp: Path, db_url: str | None = None, **settings_env):
-    """A server over a fresh studio, with an io worker (uploads are parsed by its jobs)."""
+def serving(tmp: Path, db_url: str | None = None, queues: str = "io", **settings_env):
+    """A server over a fresh studio, with a worker: io (uploads are parsed by its jobs), or "gpu,io" (runs train)."""
     app, ctx, env, tokens = make_studio(tmp, db_url, **settings_env)
-    worker = Worker(env, tmp / "worker.log", queues="io").start()
+    worker = Worker(env, tmp / "worker.log", queues=queues).start()
     try:
         with ServerThread(app, free_port()) as srv:
             yield Studio(srv.url, ctx, env, tokens, worker)
@@ -105,13 +105,9 @@ def studio(tmp_path_factory):
 def live_studio(tmp_path_factory):
     """A server plus a real worker process on the embedded broker: runs really train."""
     tmp = tmp_path_factory.mktemp("live")
-    app, ctx, env, tokens = make_studio(tmp)
-    worker = Worker(env, tmp / "worker.log").start()
     try:
-        with ServerThread(app, free_port()) as srv:
-            yield Studio(srv.url, ctx, env, tokens, worker)
+        with serving(tmp, queues="gpu,io") as studio:
+            yield studio
     finally:
-        worker.stop()
-        ctx.close()
         if os.environ.get("GAD_TEST_SHOW_WORKER_LOG"):
             print((tmp / "worker.log").read_text()[-5000:])

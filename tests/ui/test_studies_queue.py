@@ -40,6 +40,20 @@ def _files(studio, tmp_path) -> tuple[int, str, str]:
     return ds_id, str(a), str(b)
 
 
+
+def _study_form(browser, studio, name: str, model_a: str, model_b: str):
+    """The admin's Studies page with a new study's name, models, prompt set and item count filled in."""
+    page = login(browser, studio, ADMIN)
+    open_tab(page, "tab-studies")
+    page.locator("#study-name input, #study-name textarea").first.fill(name)
+    for elem_id, path in (("study-model-a", model_a), ("study-model-b", model_b)):
+        box = page.locator(f"#{elem_id} input")
+        box.fill(path)
+        box.press("Enter")
+    choose(page, "study-dataset", "queue-prompts")
+    page.locator("#study-items input").fill(str(len(TOPICS)))
+    return page
+
 def test_an_annotator_gets_the_items_the_judges_orders_disagree_on_first(studio, browser, shots, tmp_path):
     ds_id, model_a, model_b = _files(studio, tmp_path)
     # The dev server's judge scores by length (the longer answer A wins in both orders), except on these prompts.
@@ -47,15 +61,7 @@ def test_an_annotator_gets_the_items_the_judges_orders_disagree_on_first(studio,
                                       for i in BIASED])
     before = len(studio.devserver.requests())
     try:
-        page = login(browser, studio, ADMIN)
-        open_tab(page, "tab-studies")
-        page.locator("#study-name input, #study-name textarea").first.fill("disagreements first")
-        for elem_id, path in (("study-model-a", model_a), ("study-model-b", model_b)):
-            box = page.locator(f"#{elem_id} input")
-            box.fill(path)
-            box.press("Enter")
-        choose(page, "study-dataset", "queue-prompts")
-        page.locator("#study-items input").fill(str(len(TOPICS)))
+        page = _study_form(browser, studio, "disagreements first", model_a, model_b)
         choose(page, "study-judge", "devserver")
         page.locator("#study-queue-order").get_by_label("Judge disagreements first").check()
         page.locator("#study-create").click()
@@ -95,15 +101,7 @@ def test_a_capped_judge_pauses_on_the_studies_page_and_resumes_with_a_raised_cap
         create_endpoint(s, studio.ctx.settings, name="priced-study-judge", base_url=studio.devserver.base_url,
                         model="judge-priced", api_key="sk-test-not-a-real-key", price_prompt=1000.0,
                         price_completion=2000.0, concurrency=1, max_tokens=64)
-    page = login(browser, studio, ADMIN)
-    open_tab(page, "tab-studies")
-    page.locator("#study-name input, #study-name textarea").first.fill("capped judge")
-    for elem_id, path in (("study-model-a", model_a), ("study-model-b", model_b)):
-        box = page.locator(f"#{elem_id} input")
-        box.fill(path)
-        box.press("Enter")
-    choose(page, "study-dataset", "queue-prompts")
-    page.locator("#study-items input").fill(str(len(TOPICS)))
+    page = _study_form(browser, studio, "capped judge", model_a, model_b)
     choose(page, "study-judge", "priced-study-judge")
     expect(page.locator("#study-projection")).to_contain_text("$1000.0/M in", timeout=LONG)
     cap = page.locator("#study-cap input")
